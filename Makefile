@@ -1,0 +1,59 @@
+# Two commands do all the set-up on a fresh machine:
+#   make lab    virtual environment + kernel, then JupyterLab on notebooks/
+#   make test   the same set-up, then every test, nbval over every notebook included (quick mode)
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KERNEL := tasks-lab
+STAMP := $(VENV)/.installed
+LAB_PORT ?= 8888
+
+.PHONY: lab test setup system-deps bench lint clean strip
+
+setup: $(STAMP)
+
+# The first Python >= 3.12 found: $LAB_PYTHON, the PATH, then pyenv's versions (active or not).
+$(STAMP): pyproject.toml
+	@set -e; py=""; \
+	for cand in "$$LAB_PYTHON" python3.13 python3.12 python3 \
+	    $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[2-9]*/bin/python 2>/dev/null | sort -rV) \
+	    /usr/bin/python3.1[2-9] /usr/local/bin/python3.1[2-9]; do \
+	  [ -n "$$cand" ] || continue; \
+	  if "$$cand" -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then py="$$cand"; break; fi; \
+	done; \
+	if [ -z "$$py" ]; then echo "No Python 3.12 or newer found (set LAB_PYTHON=/path/to/python3.12)." >&2; exit 1; fi; \
+	echo "Using $$py ($$("$$py" --version))"; \
+	rm -rf "$(VENV)"; "$$py" -m venv "$(VENV)"
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (tasks lab)" >/dev/null
+	touch $(STAMP)
+
+# Debian packages the experiments drive: installed only where missing (needs root, as CI has).
+SYSTEM_PACKAGES := wrk
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "Missing:$$missing (run 'sudo apt-get install$$missing')" >&2; exit 1; fi; fi
+
+lab: setup system-deps
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
+	  $(if $(CI),--no-browser,) $(JUPYTER_ARGS)
+
+test: setup system-deps
+	$(VENV)/bin/ruff check labsite helpers tests
+	LAB_QUICK=1 $(VENV)/bin/pytest --nbval-lax --nbval-kernel-name=$(KERNEL) -p no:cacheprovider $(PYTEST_ARGS)
+
+bench: setup system-deps
+	$(PY) -m helpers bench $(NAME)
+
+lint: setup
+	$(VENV)/bin/ruff check labsite helpers tests
+
+clean:
+	rm -rf $(VENV) data/runs/*/
+
+# Notebooks are committed without outputs, but for the verdict cell nbval compares (metadata keep_output).
+strip: setup
+	$(PY) -m helpers strip

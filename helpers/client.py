@@ -1,0 +1,114 @@
+"""A sequential timing client that runs in its own process, never in the notebook kernel or the server.
+
+Each request opens a fresh connection (gunicorn's sync workers close it anyway), sends pre-encoded bytes
+and records: connect time, time to first byte (from before connect to the first response byte, as a
+browser's TTFB on a new connection) and total time, plus status and the server's own Server-Timing.
+Requests of different kinds are interleaved so that each kind meets the same machine conditions.
+"""
+
+from __future__ import annotations
+
+import csv
+import http.client
+import io
+import json
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlencode
+
+import pandas as pd
+
+COLUMNS = ["seq", "label", "warmup", "started_at", "connect_ms", "ttfb_ms", "total_ms", "status",
+           "server_ms", "bytes", "error"]
+
+
+@dataclass
+class RequestSpec:
+    label: str
+    path: str
+    count: int
+    method: str = "GET"
+    form: dict[str, str] = field(default_factory=dict)  # values may hold "{i}", the request's number
+    warmup: int = 3
+
+
+def interleave(specs: list[RequestSpec]) -> list[tuple[RequestSpec, int, bool]]:
+    """Spread each spec's requests evenly over the run (warm-ups first), so no kind gets a quieter moment."""
+    warmups = [(spec, i, True) for i in range(max(s.warmup for s in specs)) for spec in specs if i < spec.warmup]
+    timed = [(spec, i, False) for spec in specs for i in range(spec.count)]
+    timed.sort(key=lambda item: ((item[1] + 0.5) / item[0].count, specs.index(item[0])))
+    return warmups + timed
+
+
+def encode(spec: RequestSpec, i: int, host: str, port: int) -> bytes:
+    body = urlencode({k: v.format(i=i) for k, v in spec.form.items()}).encode() if spec.form else b""
+    head = [f"{spec.method} {spec.path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
+            "User-Agent: tasks-lab-client"]
+    if spec.method in ("POST", "PUT", "PATCH"):
+        head += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+def server_timing_ms(header: str | None) -> float | None:
+    for part in (header or "").split(","):
+        name, _, params = part.strip().partition(";")
+        if name == "app" and params.startswith("dur="):
+            return float(params[4:])
+    return None
+
+
+def timed_request(host: str, port: int, raw: bytes, timeout: float = 120.0) -> dict:
+    started_at = time.time()
+    t0 = time.perf_counter()
+    row = {"started_at": started_at, "connect_ms": None, "ttfb_ms": None, "total_ms": None, "status": None,
+           "server_ms": None, "bytes": 0, "error": None}
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            t_connected = time.perf_counter()
+            sock.sendall(raw)
+            sock.recv(1, socket.MSG_PEEK)
+            t_first = time.perf_counter()
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            body = response.read()
+            t_done = time.perf_counter()
+        row.update(connect_ms=(t_connected - t0) * 1e3, ttfb_ms=(t_first - t0) * 1e3,
+                   total_ms=(t_done - t0) * 1e3, status=response.status,
+                   server_ms=server_timing_ms(response.getheader("Server-Timing")), bytes=len(body))
+    except (OSError, http.client.HTTPException) as exc:
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    return row
+
+
+def run_plan(host: str, port: int, specs: list[RequestSpec], out) -> None:
+    writer = csv.DictWriter(out, fieldnames=COLUMNS)
+    writer.writeheader()
+    for seq, (spec, i, warmup) in enumerate(interleave(specs)):
+        row = timed_request(host, port, encode(spec, i, host, port))
+        writer.writerow({"seq": seq, "label": spec.label, "warmup": warmup, **row})
+
+
+def time_requests(host: str, port: int, specs: list[RequestSpec], include_warmup: bool = False) -> pd.DataFrame:
+    """Run the plan in a separate Python process and return one row per request."""
+    plan = json.dumps({"host": host, "port": port, "specs": [asdict(s) for s in specs]})
+    done = subprocess.run([sys.executable, "-m", "helpers.client"], input=plan, capture_output=True, text=True,
+                          check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"timing client failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    frame = pd.read_csv(io.StringIO(done.stdout))
+    frame["warmup"] = frame["warmup"].astype(bool)
+    return frame if include_warmup else frame[~frame["warmup"]].reset_index(drop=True)
+
+
+def main() -> None:
+    plan = json.load(sys.stdin)
+    specs = [RequestSpec(**s) for s in plan["specs"]]
+    run_plan(plan["host"], plan["port"], specs, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

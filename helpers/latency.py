@@ -1,0 +1,28 @@
+"""Latency statistics: percentiles always travel with their sample count, and are computed from pooled
+samples (never averaged across runs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+PERCENTILES = (50, 90, 95, 99)
+
+
+def summarize(frame: pd.DataFrame, value: str = "total_ms", by: str = "label") -> pd.DataFrame:
+    """One row per group: n, mean, p50/p90/p95/p99 and max of `value` (milliseconds)."""
+    rows = {}
+    for key, group in frame.groupby(by, sort=False):
+        values = group[value].dropna().to_numpy()
+        row = {"n": len(values), "mean_ms": values.mean() if len(values) else np.nan}
+        for p in PERCENTILES:
+            row[f"p{p}_ms"] = np.percentile(values, p) if len(values) else np.nan
+        row["max_ms"] = values.max() if len(values) else np.nan
+        rows[key] = row
+    summary = pd.DataFrame.from_dict(rows, orient="index")
+    summary.index.name = by
+    return summary
+
+
+def percentile(frame: pd.DataFrame, label: str, p: float = 50, value: str = "total_ms") -> float:
+    return float(np.percentile(frame.loc[frame["label"] == label, value].dropna(), p))

@@ -1,0 +1,162 @@
+"""Child processes the lab owns: free loopback ports, start with a log file, wait until ready, stop the tree.
+
+psutil finds every descendant (gunicorn workers, Huey process workers) so stopping a parent never leaves
+an orphan; PR_SET_PDEATHSIG makes each direct child die with the kernel that started it, even on SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import psutil
+
+LOOPBACK = "127.0.0.1"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    """A port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+def port_is_bound(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return True
+        return False
+
+
+def _die_with_parent() -> None:
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ProcessFailed(RuntimeError):
+    pass
+
+
+class ManagedProcess:
+    """One server process: its command, environment, log file and clean stop."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log_path: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        stop_signal: int = signal.SIGTERM,
+        stop_timeout: float = 10.0,
+    ):
+        self.name = name
+        self.argv = [str(a) for a in argv]
+        self.log_path = Path(log_path)
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.cwd = cwd
+        self.stop_signal = stop_signal
+        self.stop_timeout = stop_timeout
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.popen = subprocess.Popen(
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float = 30.0, what: str = "ready") -> None:
+        """Poll `ready` until it holds; fail loudly, with the log's tail, if the process dies or times out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise ProcessFailed(f"{self.name} exited with {self.popen.returncode} before {what}:\n"
+                                    f"{self.log_text()[-3000:]}")
+            try:
+                if ready():
+                    return
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise ProcessFailed(f"{self.name} not {what} after {timeout} s:\n{self.log_text()[-3000:]}")
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return psutil.Process(self.popen.pid).children(recursive=True)
+        except (psutil.NoSuchProcess, AttributeError):
+            return []
+
+    def stop(self) -> int | None:
+        """Ask politely, wait, then kill whatever is left of the whole tree. Returns the exit code."""
+        if self.popen is None:
+            return None
+        family = self.descendants()
+        if self.alive():
+            try:
+                self.popen.send_signal(self.stop_signal)
+                self.popen.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                family += self.descendants()
+                self.popen.kill()
+                self.popen.wait()
+            except ProcessLookupError:
+                pass
+        kill_all(family)
+        return self.popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the process alone, as a crash would: its children are left for the caller to judge."""
+        if self.alive():
+            self.popen.kill()
+            self.popen.wait()
+
+
+def kill_all(processes: list[psutil.Process], timeout: float = 5.0) -> None:
+    alive = [p for p in processes if p.is_running()]
+    for proc in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.terminate()
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    for proc in still:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
+    psutil.wait_procs(still, timeout=timeout)
+
+
+def tcp_accepts(port: int, host: str = LOOPBACK) -> bool:
+    with socket.create_connection((host, port), timeout=0.5):
+        return True

@@ -1,0 +1,78 @@
+"""Run folders: every experiment writes into its own folder under data/runs/, with metadata that says
+what was run, on what, from which commit, so a figure can always be traced back."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import psutil
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ["django", "huey", "gunicorn", "aiosmtpd", "pandas", "matplotlib", "hdrhistogram", "psutil"]
+
+
+def runs_root() -> Path:
+    return Path(os.environ.get("LAB_RUNS_DIR", REPO_ROOT / "data" / "runs"))
+
+
+def new_run_dir(kind: str) -> Path:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    base = runs_root() / f"{stamp}-{kind}"
+    path, n = base, 1
+    while path.exists():
+        n += 1
+        path = base.with_name(f"{base.name}-{n}")
+    path.mkdir(parents=True, mode=0o700)  # the queue is pickle: nobody else may write it
+    return path
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("-dirty" if dirty else "")) or None
+
+
+def environment() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": psutil.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "packages": versions,
+        "git_commit": git_commit(),
+    }
+
+
+def write_metadata(run_dir: Path, extra: dict) -> Path:
+    """Merge `extra` into the folder's run.json, adding the environment the first time."""
+    path = Path(run_dir) / "run.json"
+    data = json.loads(path.read_text()) if path.exists() else {
+        "created_at": time.time(), "environment": environment()}
+    data.update(extra)
+    data["updated_at"] = time.time()
+    path.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def read_metadata(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / "run.json").read_text())

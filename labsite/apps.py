@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LabsiteConfig(AppConfig):
+    name = "labsite"
+    verbose_name = "Background-tasks lab site"

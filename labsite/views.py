@@ -1,0 +1,79 @@
+"""Endpoints: a no-op baseline, the welcome email sent blocking or deferred, and a task's status."""
+
+import time
+import uuid
+
+from django.http import JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from huey.contrib.djhuey import HUEY
+from huey.utils import Error
+
+from labsite import jobs, tasks
+from labsite.api import BadRequest, allow, email_parameter, json_error
+
+# Machine endpoints take no cookies and no session, so CSRF protection has nothing to protect here.
+
+
+@allow("GET", "HEAD")
+def noop(request):
+    return JsonResponse({"ok": True})
+
+
+@csrf_exempt
+@allow("POST")
+def email_blocking(request):
+    result = jobs.send_welcome_email(email_parameter(request))
+    return JsonResponse({"state": "delivered", "result": result})
+
+
+@csrf_exempt
+@allow("POST")
+def email_deferred(request):
+    handle = tasks.send_welcome_email(email_parameter(request))
+    response = JsonResponse({"state": "queued", "task_id": handle.id}, status=202)
+    response["Location"] = f"/tasks/{handle.id}/"
+    return response
+
+
+def task_state(task_id: str) -> dict | None:
+    """Where a task is now. Read in the order a task moves (queued, running, done), so a task that
+    moves while we look is found in its later state; a second look covers the instant between
+    dequeue and the running marker."""
+    for attempt in range(2):
+        if any(t.id == task_id for t in HUEY.pending()):
+            return {"state": "queued"}
+        started = HUEY.get(tasks.RUNNING_KEY.format(task_id), peek=True)
+        outcome = HUEY.get(task_id, peek=True)
+        if isinstance(outcome, Error):
+            return {"state": "failed", "error": outcome.metadata.get("error"), "started_at": started}
+        if outcome is not None:
+            return {"state": "delivered", "result": outcome, "started_at": started}
+        if started is not None:
+            return {"state": "running", "started_at": started}
+        if attempt == 0:
+            time.sleep(0.05)
+    return None
+
+
+@allow("GET", "HEAD")
+def task_status(request, task_id: str):
+    try:
+        task_id = str(uuid.UUID(task_id))
+    except ValueError as exc:
+        raise BadRequest("task id must be a UUID") from exc
+    state = task_state(task_id)
+    if state is None:
+        return json_error(404, "unknown task id", task_id=task_id)
+    return JsonResponse({"task_id": task_id, **state})
+
+
+def not_found(request, exception=None):
+    return json_error(404, "no such endpoint")
+
+
+def server_error(request):
+    return json_error(500, "internal error")
+
+
+def bad_request(request, exception=None):
+    return json_error(400, "bad request")

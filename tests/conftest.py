@@ -1,0 +1,49 @@
+import os
+import tempfile
+
+import pytest
+
+# Run folders the tests create (the Lab's) go to a throwaway place, not data/runs/.
+os.environ.setdefault("LAB_RUNS_DIR", tempfile.mkdtemp(prefix="tasks-lab-runs-"))
+
+
+@pytest.fixture
+def huey_queue():
+    """The real SqliteHuey of the settings, emptied before and after each test."""
+    from huey.contrib.djhuey import HUEY
+
+    HUEY.flush()
+    yield HUEY
+    HUEY.flush()
+
+
+LAB_SERVER_MARKERS = ("helpers.smtp_sink", "run_huey", "labsite.wsgi")
+
+
+def lab_servers_running(since: float) -> list[str]:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["cmdline", "create_time", "pid"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["create_time"] >= since and any(m in cmdline for m in LAB_SERVER_MARKERS):
+            found.append(f"{proc.info['pid']}: {cmdline[:120]}")
+    return found
+
+
+def pytest_sessionstart(session):
+    import time
+
+    session.config._lab_started_at = time.time() - 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """No process the lab started may outlive the test session: that would be an orphan."""
+    import time
+
+    deadline = time.time() + 10  # a kernel's atexit may still be stopping its lab
+    while (left := lab_servers_running(session.config._lab_started_at)) and time.time() < deadline:
+        time.sleep(0.2)
+    if left:
+        print("\nlab processes left running after the tests:\n  " + "\n  ".join(left))
+        session.exitstatus = 1
