@@ -23,14 +23,15 @@ $(STAMP): pyproject.toml
 	done; \
 	if [ -z "$$py" ]; then echo "No Python 3.12 or newer found (set LAB_PYTHON=/path/to/python3.12)." >&2; exit 1; fi; \
 	echo "Using $$py ($$("$$py" --version))"; \
-	rm -rf "$(VENV)"; "$$py" -m venv "$(VENV)"
+	[ -x "$(PY)" ] || "$$py" -m venv "$(VENV)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (tasks lab)" >/dev/null
 	touch $(STAMP)
 
-# Debian packages the experiments drive: installed only where missing (needs root, as CI has).
-SYSTEM_PACKAGES := wrk
+# Debian packages the experiments drive: installed only where missing (needs root, as CI has). Each is
+# checked by its command, named like the package (chromium: /usr/bin/chromium, which the browser probe drives).
+SYSTEM_PACKAGES := wrk chromium redis-server
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

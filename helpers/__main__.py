@@ -1,9 +1,10 @@
-"""`python -m helpers bench NAME`: run a benchmark and print its figures as one JSON line."""
+"""`python -m helpers bench NAME` (one JSON line of figures), `run NOTEBOOK... -p NAME VALUE` (papermill reruns),
+`strip` (notebook outputs but the verdict)."""
 
 import argparse
 from pathlib import Path
 
-from helpers import bench, notebook_files
+from helpers import bench, notebook_files, rerun
 
 
 def main(argv=None) -> None:
@@ -11,11 +12,19 @@ def main(argv=None) -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     bench_parser = commands.add_parser("bench", help="run one benchmark on the real stack")
     bench_parser.add_argument("name", choices=sorted(bench.BENCHMARKS))
+    run_parser = commands.add_parser("run", help="rerun notebooks headlessly with papermill into a run folder")
+    run_parser.add_argument("notebooks", nargs="*", type=Path, help="default: every numbered notebook")
+    run_parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    run_parser.add_argument("--quick", action="store_true", help="quick mode, as in CI")
     strip_parser = commands.add_parser("strip", help="strip notebook outputs but the verdict nbval compares")
     strip_parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args(argv)
     if args.command == "bench":
         bench.run(args.name)
+    elif args.command == "run":
+        parameters = {name: rerun.parse_value(value) for name, value in args.parameter}
+        chosen = args.notebooks or [p for p in notebook_files.notebooks() if not p.name.startswith("00-")]
+        rerun.rerun([p.resolve() for p in chosen], parameters, quick=args.quick)
     elif args.command == "strip":
         notebook_files.strip(args.notebooks or notebook_files.notebooks())
 

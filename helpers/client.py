@@ -9,14 +9,17 @@ Requests of different kinds are interleaved so that each kind meets the same mac
 from __future__ import annotations
 
 import csv
+import functools
 import http.client
 import io
 import json
+import mimetypes
 import socket
 import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pandas as pd
@@ -33,6 +36,7 @@ class RequestSpec:
     method: str = "GET"
     form: dict[str, str] = field(default_factory=dict)  # values may hold "{i}", the request's number
     warmup: int = 3
+    files: dict[str, str] = field(default_factory=dict)  # field name -> file path: sent as multipart/form-data
 
 
 def interleave(specs: list[RequestSpec]) -> list[tuple[RequestSpec, int, bool]]:
@@ -43,12 +47,33 @@ def interleave(specs: list[RequestSpec]) -> list[tuple[RequestSpec, int, bool]]:
     return warmups + timed
 
 
+@functools.lru_cache(maxsize=8)
+def file_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+def multipart_body(form: dict[str, str], files: dict[str, str], boundary: str) -> bytes:
+    """A multipart/form-data body, as a browser sends a file upload."""
+    parts = [f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode()
+             for name, value in form.items()]
+    for name, path in files.items():
+        content_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{Path(path).name}"'
+                     f"\r\nContent-Type: {content_type}\r\n\r\n".encode() + file_bytes(path) + b"\r\n")
+    return b"".join(parts) + f"--{boundary}--\r\n".encode()
+
+
 def encode(spec: RequestSpec, i: int, host: str, port: int) -> bytes:
-    body = urlencode({k: v.format(i=i) for k, v in spec.form.items()}).encode() if spec.form else b""
+    form = {k: v.format(i=i) for k, v in spec.form.items()}
+    boundary = f"tasks-lab-{i}-boundary"
+    if spec.files:
+        body, content_type = multipart_body(form, spec.files, boundary), f"multipart/form-data; boundary={boundary}"
+    else:
+        body, content_type = (urlencode(form).encode() if form else b""), "application/x-www-form-urlencoded"
     head = [f"{spec.method} {spec.path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
             "User-Agent: tasks-lab-client"]
     if spec.method in ("POST", "PUT", "PATCH"):
-        head += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+        head += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 

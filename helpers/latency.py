@@ -26,3 +26,17 @@ def summarize(frame: pd.DataFrame, value: str = "total_ms", by: str = "label") -
 
 def percentile(frame: pd.DataFrame, label: str, p: float = 50, value: str = "total_ms") -> float:
     return float(np.percentile(frame.loc[frame["label"] == label, value].dropna(), p))
+
+
+def bootstrap_ci(values, statistic=np.median, confidence: float = 0.95, seed: int = 1) -> tuple[float, float]:
+    """Confidence interval of `statistic` over independent trials (not over requests of one run, which the
+    queue correlates). Fewer than 3 trials give no interval (NaN, NaN)."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) < 3 or np.ptp(values) == 0:
+        return (np.nan, np.nan) if len(values) < 3 else (float(values[0]), float(values[0]))
+    from scipy.stats import bootstrap
+
+    result = bootstrap((values,), statistic, confidence_level=confidence, method="percentile",
+                       rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)

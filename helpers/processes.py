@@ -86,6 +86,7 @@ class ManagedProcess:
                 env=self.env,
                 cwd=self.cwd,
                 start_new_session=True,
+                umask=0o077,  # the run's files (a pickle queue among them) are the owner's alone
                 preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
         return self

@@ -16,7 +16,8 @@ from pathlib import Path
 import psutil
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["django", "huey", "gunicorn", "aiosmtpd", "pandas", "matplotlib", "hdrhistogram", "psutil"]
+PACKAGES = ["django", "huey", "gunicorn", "aiosmtpd", "pandas", "matplotlib", "hdrhistogram", "psutil",
+            "whitenoise", "playwright"]
 
 
 def runs_root() -> Path:
@@ -76,3 +77,24 @@ def write_metadata(run_dir: Path, extra: dict) -> Path:
 
 def read_metadata(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "run.json").read_text())
+
+
+def save_table(run_dir: Path, name: str, frame) -> Path:
+    """Per-request records and result tables as Parquet (typed, compact), one file each."""
+    path = Path(run_dir) / f"{name}.parquet"
+    frame.to_parquet(path, index=False)
+    return path
+
+
+def load_table(run_dir: Path, name: str):
+    import pandas as pd
+
+    return pd.read_parquet(Path(run_dir) / f"{name}.parquet")
+
+
+def list_runs(kind: str | None = None) -> list[Path]:
+    """Run folders, oldest first; `kind` filters on the name's suffix (e.g. "02-under-load")."""
+    root = runs_root()
+    found = sorted(p for p in root.iterdir() if p.is_dir() and (root / p.name / "run.json").exists()) \
+        if root.exists() else []
+    return [p for p in found if kind is None or p.name.split("-", 1)[-1].startswith(kind)]

@@ -2,19 +2,33 @@
 
 Run as its own process: `python -m helpers.smtp_sink --port P --delay 0.3 --record deliveries.jsonl`.
 Each accepted message becomes one JSON line, written and flushed before the 250 reply, so the record
-counts exactly what the server acknowledged.
+counts exactly what the server acknowledged. A client that hangs up before the reply (it crashed, it timed
+out) cancels the message: aiosmtpd cancels the handler, so nothing is recorded and nothing was acknowledged.
+
+Faults, switchable while it runs: `--control FILE` names a JSON file the server re-reads (when its mtime
+changes) before every message: {"mode": "ok"}, {"mode": "refuse", "code": 451} (a 4xx or 5xx reply to the
+message's DATA) or {"mode": "drop"} (the connection is cut when the message arrives, with no reply). A refused
+or dropped message is not recorded; `set_fault` writes the file.
+
+Like a real provider's message-events API, `--status-port P` serves `GET /messages?message_id=<id>` on loopback:
+{"accepted": true} once a message with that Message-ID was accepted. The job ledger asks it before sending
+again a job whose previous attempt ended in a crash (the one case where it cannot know whether the 250 came).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
+import threading
 import time
 from email.parser import BytesParser
 from email.policy import default as default_policy
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pandas as pd
 from aiosmtpd.controller import Controller
@@ -22,13 +36,65 @@ from aiosmtpd.controller import Controller
 RECORD_COLUMNS = ["received_at", "accepted_at", "message_id", "mail_from", "rcpt_tos", "size"]
 
 
+FAULT_MODES = ("ok", "refuse", "drop")
+REFUSALS = {421: "421 Service not available, closing channel", 451: "451 Requested action aborted: local error",
+            452: "452 Insufficient system storage", 554: "554 Transaction failed",
+            550: "550 Mailbox unavailable"}
+
+
+def set_fault(control_path: Path, mode: str = "ok", code: int = 451) -> None:
+    """Switch a running server's fault mode (atomically: it never reads a half-written file)."""
+    if mode not in FAULT_MODES:
+        raise ValueError(f"mode must be one of {FAULT_MODES}, not {mode!r}")
+    if mode == "refuse" and code not in REFUSALS:
+        raise ValueError(f"code must be one of {sorted(REFUSALS)}")
+    path = Path(control_path)
+    scratch = path.with_suffix(".tmp")
+    scratch.write_text(json.dumps({"mode": mode, "code": code, "since": time.time()}))
+    scratch.replace(path)
+
+
+class FaultSwitch:
+    """The control file, re-read only when it changed."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.mtime = None
+        self.state = {"mode": "ok"}
+
+    def current(self) -> dict:
+        if self.path is None:
+            return self.state
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            self.state, self.mtime = {"mode": "ok"}, None
+            return self.state
+        if mtime != self.mtime:
+            with contextlib.suppress(OSError, ValueError):  # a bad file: keep the last good state
+                self.state, self.mtime = json.loads(self.path.read_text()), mtime
+        return self.state
+
+
 class SlowRecordingHandler:
-    def __init__(self, record_path: Path, delay_s: float):
+    def __init__(self, record_path: Path, delay_s: float, control_path: Path | None = None):
         self.record = open(record_path, "a", buffering=1)  # noqa: SIM115 (open for the server's life)
         self.delay_s = delay_s
+        self.faults = FaultSwitch(control_path)
+        self.refused = 0
+        self.dropped = 0
+        self.accepted_ids: set[str] = set()
 
     async def handle_DATA(self, server, session, envelope):
         received_at = time.time()
+        fault = self.faults.current()
+        if fault.get("mode") == "refuse":
+            self.refused += 1
+            return REFUSALS.get(int(fault.get("code", 451)), REFUSALS[451])
+        if fault.get("mode") == "drop":
+            self.dropped += 1
+            server.transport.abort()  # no reply at all: the client sees the connection die
+            return "421 dropped"  # never reaches the client
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         headers = BytesParser(policy=default_policy).parsebytes(envelope.content, headersonly=True)
@@ -41,7 +107,33 @@ class SlowRecordingHandler:
             "size": len(envelope.content),
         }
         self.record.write(json.dumps(row) + "\n")
+        self.accepted_ids.add(row["message_id"])
         return "250 Message accepted for delivery"
+
+
+def serve_status(accepted_ids: set[str], port: int) -> ThreadingHTTPServer:
+    """The provider's message-status API, in a thread: was a Message-ID accepted?"""
+
+    class StatusHandler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's naming)
+            url = urlparse(self.path)
+            if url.path != "/messages":
+                self.send_error(404)
+                return
+            message_id = parse_qs(url.query).get("message_id", [""])[0]
+            body = json.dumps({"message_id": message_id, "accepted": message_id in accepted_ids}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), StatusHandler)
+    threading.Thread(target=server.serve_forever, name="status-api", daemon=True).start()
+    return server
 
 
 def read_deliveries(record_path: Path) -> pd.DataFrame:
@@ -67,12 +159,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay", type=float, default=0.3, help="seconds before each 250 reply")
     parser.add_argument("--record", type=Path, required=True)
+    parser.add_argument("--control", type=Path, default=None, help="JSON fault switch, re-read per message")
+    parser.add_argument("--status-port", type=int, default=None, help="serve the message-status API here")
     args = parser.parse_args(argv)
 
     controller = Controller(
-        SlowRecordingHandler(args.record, args.delay), hostname="127.0.0.1", port=args.port, ready_timeout=10
+        SlowRecordingHandler(args.record, args.delay, args.control), hostname="127.0.0.1", port=args.port,
+        ready_timeout=10,
     )
     controller.start()
+    if args.status_port:
+        serve_status(controller.handler.accepted_ids, args.status_port)
     print(f"smtp sink listening on 127.0.0.1:{args.port}, delay {args.delay} s", flush=True)
     signal.sigwait({signal.SIGTERM, signal.SIGINT})
     controller.stop()

@@ -18,12 +18,13 @@ import sqlite3
 import sys
 import time
 import weakref
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
-from helpers import runs
+from helpers import redis_server, runs
 from helpers.processes import LOOPBACK, ManagedProcess, free_port, tcp_accepts
 from helpers.smtp_sink import count_deliveries, read_deliveries
 
@@ -42,7 +43,21 @@ class LabConfig:
     consumer_max_delay_s: float = 10.0
     consumer_backoff: float = 1.15
     smtp_delay_s: float = 0.3  # like a slow email provider
+    smtp_timeout_s: float = 30.0  # the site's SMTP client socket timeout (Django's EmailBackend)
+    ledger: bool = False  # run the job ledger's reconciler (labsite/ledger.py, POST /email/ledger/)
+    ledger_deadline_s: float = 10.0  # a ledger job pending this long is enqueued again
+    ledger_lease_s: float | None = None  # how long a worker's claim on a job lasts; None: 3 x smtp_timeout_s
+    ledger_retry_delay_s: float = 0.5  # first retry after an SMTP error, doubling each time
+    reconcile_every_s: float = 1.0
+    max_backlog: int = 0  # > 0: the deferred and ledger endpoints answer 503 + Retry-After at this queue depth
     huey_synchronous: str = "normal"  # SQLite durability of the queue: "off", "normal" or "full"
+    record_task_events: bool = False  # Huey's stats recorder: per-task lifecycle events (helpers.lifecycle)
+    tasks_backend: str = "huey"  # django.tasks backend: "huey" (deferred) or "immediate" (in the request)
+    huey_log_level: str = "INFO"  # "WARNING" drops Huey's two log lines per task
+    queue_backend: str = "sqlite"  # or "redis": the lab starts its own redis-server (helpers.redis_server)
+    consumer_processes: int = 1  # separate run_huey processes, each with consumer_workers workers
+    redis_read_timeout_s: float = 1.0  # a worker's blocking pop returns empty after this (Huey's default): a stop
+    # waits up to this long
 
 
 class Lab:
@@ -51,10 +66,18 @@ class Lab:
         self.run_dir = Path(run_dir) if run_dir else runs.new_run_dir("lab")
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.smtp_record = self.run_dir / "smtp-deliveries.jsonl"
+        self.smtp_control = self.run_dir / "smtp-fault.json"  # the SMTP server's fault mode, re-read per message
+        self.site_db = self.run_dir / "site.sqlite3"  # Django's database: the job ledger
         self.huey_file = self.run_dir / "huey.sqlite3"
+        self.stats_file = self.run_dir / "huey-stats.sqlite3"
         self.web_port: int | None = None
         self.smtp_port: int | None = None
+        self.redis_port: int | None = None
+        self.consumers_ready_at: float | None = None  # epoch s when the last consumer process said it started
+        self._redis_password = redis_server.new_password()
         self.processes: dict[str, ManagedProcess] = {}
+        if self.config.queue_backend not in ("sqlite", "redis"):
+            raise ValueError(f"queue_backend must be 'sqlite' or 'redis', not {self.config.queue_backend!r}")
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -62,18 +85,27 @@ class Lab:
         _live_labs.add(self)
         try:
             self._start_smtp()
+            if self.config.queue_backend == "redis":
+                self.start_redis()
+            self._migrate()
             self._start_consumer()
+            if self.config.ledger:
+                self._start_reconciler()
             self._start_web()
+            self.secure_files()
         except BaseException:
             self.stop()
             raise
         runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config), "web_port": self.web_port,
-                                           "smtp_port": self.smtp_port})
+                                           "smtp_port": self.smtp_port, "redis_port": self.redis_port})
         return self
 
     def stop(self) -> None:
-        """Web first (no new work), then the consumer (it may be mid-send), then the SMTP server."""
-        for name in ("web", "consumer", "smtp"):
+        """Web first (no new work), then the consumers (they may be mid-send), the SMTP server, Redis last."""
+        for name in ("web", "reconciler", "consumers", "smtp", "redis"):
+            if name == "consumers":
+                self.stop_consumer()
+                continue
             process = self.processes.pop(name, None)
             if process is not None:
                 process.stop()
@@ -111,6 +143,19 @@ class Lab:
             "LAB_SECRET_KEY": self._secret_key,
             "LAB_DEBUG": "0",
             "LAB_HUEY_SYNC": self.config.huey_synchronous,
+            "LAB_HUEY_STATS": "1" if self.config.record_task_events else "0",
+            "LAB_HUEY_STATS_FILE": str(self.stats_file),
+            "LAB_TASKS_BACKEND": self.config.tasks_backend,
+            "LAB_HUEY_LOG_LEVEL": self.config.huey_log_level,
+            "LAB_SMTP_TIMEOUT": str(self.config.smtp_timeout_s),
+            "LAB_LEDGER_DEADLINE_S": str(self.config.ledger_deadline_s),
+            "LAB_LEDGER_LEASE_S": str(self.config.ledger_lease_s or 3 * self.config.smtp_timeout_s),
+            "LAB_LEDGER_RETRY_DELAY_S": str(self.config.ledger_retry_delay_s),
+            "LAB_MAX_BACKLOG": str(self.config.max_backlog),
+            "LAB_PROVIDER_STATUS_URL": f"http://{LOOPBACK}:{getattr(self, 'smtp_status_port', 0)}/messages",
+            "LAB_QUEUE_BACKEND": self.config.queue_backend,
+            "LAB_REDIS_URL": self.redis_url or "",
+            "LAB_REDIS_READ_TIMEOUT": str(self.config.redis_read_timeout_s),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         }
 
@@ -122,26 +167,90 @@ class Lab:
 
     def _start_smtp(self) -> None:
         self.smtp_port = free_port()
+        self.smtp_status_port = free_port()  # the SMTP server's message-status API (helpers.smtp_sink)
         smtp = self._spawn("smtp", [sys.executable, "-m", "helpers.smtp_sink", "--port", self.smtp_port,
-                                    "--delay", self.config.smtp_delay_s, "--record", self.smtp_record])
+                                    "--delay", self.config.smtp_delay_s, "--record", self.smtp_record,
+                                    "--control", self.smtp_control, "--status-port", self.smtp_status_port])
         smtp.wait_until(lambda: tcp_accepts(self.smtp_port), what="accepting SMTP connections")
+
+    # -- Redis (queue_backend="redis"): started before the consumers, stopped last ----------------------------
+
+    @property
+    def redis_url(self) -> str | None:
+        """The queue's Redis URL, password included (for a client of this run's server), or None on SQLite."""
+        return redis_server.url(self.redis_port, self._redis_password) if self.redis_port else None
+
+    def start_redis(self) -> None:
+        """Start the run's redis-server (again on the same port, after a stop or a crash: it replays its AOF)."""
+        self.redis_port = self.redis_port or free_port()
+        conf = redis_server.write_config(self.run_dir, self.redis_port, self.config.huey_synchronous,
+                                         self._redis_password)
+        redis = self._spawn("redis", [redis_server.executable(), conf])
+        redis.wait_until(lambda: redis_server.answers(self.redis_url), what="answering PING")
+
+    def stop_redis(self) -> None:
+        redis = self.processes.pop("redis", None)
+        if redis is not None:
+            redis.stop()
+
+    # -- the consumers: consumer_processes separate run_huey processes, "consumer", "consumer-2", ... ----------
+
+    @staticmethod
+    def consumer_name(index: int) -> str:
+        return "consumer" if index == 0 else f"consumer-{index + 1}"
+
+    def consumer_names(self) -> list[str]:
+        """The consumer processes running now, first to last."""
+        return [name for name in self.processes if name == "consumer" or name.startswith("consumer-")]
 
     def _start_consumer(self) -> None:
         c = self.config
-        consumer = self._spawn(
-            "consumer",
-            [sys.executable, "-m", "django", "run_huey",
-             "--workers", c.consumer_workers, "--worker-type", c.consumer_worker_type,
-             "--delay", c.consumer_initial_delay_s, "--max-delay", c.consumer_max_delay_s,
-             "--backoff", c.consumer_backoff],
-            stop_signal=signal.SIGINT,  # Huey's graceful shutdown: running tasks finish
-            stop_timeout=15.0,
-        )
-        consumer.wait_until(lambda: "Huey consumer started" in consumer.log_text(), what="consuming")
+        ready_line = "Huey consumer started"
+        started = []
+        for index in range(c.consumer_processes):
+            name = self.consumer_name(index)
+            log = self.run_dir / f"{name}.log"
+            # a restarted consumer appends to the same log
+            starts_before = log.read_text(errors="replace").count(ready_line) if log.exists() else 0
+            consumer = self._spawn(
+                name,
+                [sys.executable, "-m", "django", "run_huey",
+                 "--workers", c.consumer_workers, "--worker-type", c.consumer_worker_type,
+                 "--delay", c.consumer_initial_delay_s, "--max-delay", c.consumer_max_delay_s,
+                 "--backoff", c.consumer_backoff],
+                stop_signal=signal.SIGINT,  # Huey's graceful shutdown: running tasks finish
+                stop_timeout=15.0,
+            )
+            started.append((consumer, starts_before))
+        for consumer, starts_before in started:  # they start side by side; wait for each
+            consumer.wait_until(lambda c=consumer, n=starts_before: c.log_text().count(ready_line) > n,
+                                what="consuming")
+        self.consumers_ready_at = time.time()
 
-    def _start_web(self) -> None:
+    def stop_consumer(self) -> None:
+        """Stop every consumer process (gracefully, side by side: running tasks finish); tasks enqueued now wait
+        in the queue."""
+        consumers = [self.processes.pop(name) for name in self.consumer_names()]
+        if len(consumers) == 1:
+            consumers[0].stop()
+        elif consumers:
+            with ThreadPoolExecutor(len(consumers)) as pool:
+                list(pool.map(ManagedProcess.stop, consumers))
+
+    def start_consumer(self, **changes) -> None:
+        """(Re)start the consumer, with `changes` to its LabConfig fields (workers, worker type, delays)."""
+        self.stop_consumer()
+        self.config = replace(self.config, **changes)
+        self._start_consumer()
+        runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config)})
+
+    def django_env(self) -> dict[str, str]:
+        """The environment the lab's Django processes run with, for a helper process of the same site."""
+        return {**os.environ, **self._env()}
+
+    def _start_web(self, port: int | None = None) -> None:
         c = self.config
-        self.web_port = free_port()
+        self.web_port = port or free_port()
         web = self._spawn(
             "web",
             [sys.executable, "-m", "gunicorn", "labsite.wsgi:application",
@@ -156,6 +265,56 @@ class Lab:
         if len(web.descendants()) < self.config.web_workers:
             return False
         return self.get("/noop/").status == 200
+
+    def restart_web(self, crash: bool = False, **changes) -> float:
+        """Stop gunicorn and start it again on the same port, with `changes` to its LabConfig fields (e.g.
+        max_backlog). crash=False: SIGTERM, in-flight requests finish; crash=True: SIGKILL the master and every
+        worker at once, mid-request. Returns the seconds the port was not serving."""
+        web = self.processes.pop("web")
+        started = time.monotonic()
+        if crash:
+            workers = web.descendants()
+            web.kill()
+            for worker in workers:
+                worker.kill()
+        web.stop()
+        self.config = replace(self.config, **changes)
+        self._start_web(port=self.web_port)
+        runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config)})
+        return time.monotonic() - started
+
+    # -- the job ledger: Django's database, its migrations, the reconciler ---------------------------
+
+    def _migrate(self) -> None:
+        """Create or update Django's database (the job ledger) before any process of the site uses it."""
+        import subprocess
+
+        with open(self.run_dir / "migrate.log", "ab") as log:
+            done = subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "-v", "1"],
+                                  env=self.django_env(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=120, umask=0o077)
+        if done.returncode != 0:
+            raise RuntimeError(f"migrate failed ({done.returncode}): see {self.run_dir / 'migrate.log'}")
+
+    def _start_reconciler(self) -> None:
+        reconciler = self._spawn("reconciler", [sys.executable, "-m", "django", "reconcile_jobs",
+                                                "--interval", self.config.reconcile_every_s])
+        reconciler.wait_until(lambda: "reconciler started" in reconciler.log_text(), what="reconciling")
+
+    def ledger_counts(self) -> dict[str, int]:
+        """Ledger jobs per state, read straight from the site's database (read-only)."""
+        with sqlite3.connect(f"file:{self.site_db}?mode=ro", uri=True, timeout=10) as conn:
+            rows = conn.execute("select state, count(*) from labsite_emailjob group by state").fetchall()
+        return {"pending": 0, "sending": 0, "delivered": 0, "failed": 0, **dict(rows)}
+
+    def secure_files(self) -> list[Path]:
+        """Make the run folder's SQLite files (the pickle queue, the ledger) readable by their owner only.
+        The lab's processes create files with umask 077 already; this covers any made before."""
+        secured = []
+        for path in self.run_dir.glob("*.sqlite3*"):
+            path.chmod(0o600)
+            secured.append(path)
+        return secured
 
     # -- what the notebooks and tests use ---------------------------------------------------------
 
@@ -192,8 +351,15 @@ class Lab:
     def deliveries(self) -> pd.DataFrame:
         return read_deliveries(self.smtp_record)
 
+    @property
+    def queue_location(self) -> Path | str:
+        """Where the queue lives: the SQLite file, or the Redis URL (helpers.queue_probe reads either)."""
+        return self.redis_url if self.config.queue_backend == "redis" else self.huey_file
+
     def queue_depth(self) -> int:
-        """Tasks waiting in Huey's SQLite queue, read straight from its file."""
+        """Tasks waiting in Huey's queue, read straight from its SQLite file or its Redis list."""
+        if self.config.queue_backend == "redis":
+            return redis_server.queue_length(self.redis_url)
         with sqlite3.connect(f"file:{self.huey_file}?mode=ro", uri=True, timeout=5) as conn:
             return conn.execute("select count(*) from task").fetchone()[0]
 
@@ -205,6 +371,17 @@ class Lab:
                 raise TimeoutError(f"{self.emails_received()} of {expected} emails arrived in {timeout} s")
             if not self.running:
                 raise RuntimeError(f"a lab process died while waiting for emails: {self.processes}")
+            time.sleep(0.05)
+        return time.monotonic() - started
+
+    def wait_until_drained(self, timeout: float = 300.0) -> float:
+        """Block until Huey's queue is empty, so one experiment's backlog does not weigh on the next."""
+        started = time.monotonic()
+        while self.queue_depth() > 0:
+            if time.monotonic() - started > timeout:
+                raise TimeoutError(f"{self.queue_depth()} tasks still queued after {timeout} s")
+            if not self.running:
+                raise RuntimeError(f"a lab process died while draining the queue: {self.processes}")
             time.sleep(0.05)
         return time.monotonic() - started
 

@@ -10,7 +10,9 @@ MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 
 
 class BadRequest(Exception):
-    """Raised by input parsing; becomes a 400 with the message as the error."""
+    """Raised by input parsing; becomes a JSON 4xx (400 unless a subclass says otherwise) with the message."""
+
+    status = 400
 
 
 def json_error(status: int, message: str, **extra) -> JsonResponse:
@@ -30,7 +32,7 @@ def allow(*methods: str):
             try:
                 return view(request, *args, **kwargs)
             except BadRequest as exc:
-                return json_error(400, str(exc))
+                return json_error(exc.status, str(exc))
 
         return wrapper
 

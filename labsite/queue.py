@@ -7,7 +7,7 @@ FULL on this machine (see `python -m helpers bench queue`), so it is the lab's d
 switches to "full" or "off" to show the trade-off.
 """
 
-from huey import SqliteHuey
+from huey import RedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
 SYNCHRONOUS_LEVELS = {"off": 0, "normal": 1, "full": 2}
@@ -26,5 +26,29 @@ class TunableSqliteStorage(SqliteStorage):
         return conn
 
 
-class LabSqliteHuey(SqliteHuey):
+# Huey signals enqueue (in the enqueuing process), executing and complete/error (in the consumer), but not the
+# moment a worker takes a task off the queue. SqliteStorage.dequeue deletes the row in the same transaction
+# that reads it, so that moment is "pickup": from then on the task lives only in that worker's memory (a crash
+# loses it) and its queue wait is over. Between pickup and "executing" Huey unpickles the task and checks
+# revocation, expiry and pre-execute hooks.
+SIGNAL_DEQUEUED = "dequeued"
+
+
+class SignalsDequeued:
+    """Mixed into a Huey class: its dequeue also emits `dequeued`. On Redis, too, the pop (BRPOP) removes the
+    task from the list as it returns it, so the moment means the same on both backends."""
+
+    def dequeue(self):
+        """Huey's dequeue, plus a `dequeued` signal that any receiver (Huey's stats recorder) can record."""
+        task = super().dequeue()
+        if task is not None:
+            self._emit(SIGNAL_DEQUEUED, task)
+        return task
+
+
+class LabSqliteHuey(SignalsDequeued, SqliteHuey):
     storage_class = TunableSqliteStorage
+
+
+class LabRedisHuey(SignalsDequeued, RedisHuey):
+    """Huey on Redis (settings.QUEUE_BACKEND = "redis"): storage options (url, blocking, read_timeout) from HUEY."""

@@ -23,6 +23,7 @@ DEBUG = env_flag("LAB_DEBUG")
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 
 INSTALLED_APPS = [
+    "django.contrib.staticfiles",
     "huey.contrib.djhuey",
     "labsite",
 ]
@@ -31,8 +32,16 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "labsite.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Serves /static/ (the sign-up page's scripts) under gunicorn: one dict lookup for every other path.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # The sign-up pages post forms with a token; the JSON machine endpoints are csrf_exempt.
+    "django.middleware.csrf.CsrfViewMiddleware",
 ]
+
+# Static files come from the apps' static/ folders, indexed once at start-up (no collectstatic step).
+STATIC_URL = "static/"
+WHITENOISE_USE_FINDERS = True
 
 ROOT_URLCONF = "labsite.urls"
 WSGI_APPLICATION = "labsite.wsgi.application"
@@ -41,6 +50,11 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": RUN_DIR / "site.sqlite3",
+        # The job ledger is written by every web worker, consumer thread and the reconciler at once: WAL lets
+        # readers run beside the writer, IMMEDIATE takes the write lock up front (no deadlocked upgrade), and
+        # a writer waits up to `timeout` s for the lock instead of failing with "database is locked".
+        "OPTIONS": {"init_command": "pragma journal_mode=wal; pragma synchronous=normal;",
+                    "transaction_mode": "IMMEDIATE", "timeout": 20},
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -69,7 +83,12 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 
-# Huey on SQLite, in the run's own folder. The consumer's options come from run_huey's command line.
+# Huey on SQLite, in the run's own folder (the default), or on Redis (LAB_QUEUE_BACKEND=redis, the server at
+# LAB_REDIS_URL, password included). On Redis each worker waits in a blocking pop (BRPOP, up to
+# LAB_REDIS_READ_TIMEOUT s, then again) instead of polling. The consumer's options come from run_huey's command line.
+QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "sqlite")
+if QUEUE_BACKEND not in {"sqlite", "redis"}:
+    raise ValueError(f"LAB_QUEUE_BACKEND must be 'sqlite' or 'redis', not {QUEUE_BACKEND!r}")
 HUEY = {
     "huey_class": "labsite.queue.LabSqliteHuey",
     "name": "labsite",
@@ -78,6 +97,65 @@ HUEY = {
     "results": True,
     "synchronous": os.environ.get("LAB_HUEY_SYNC", "normal"),
 }
+if QUEUE_BACKEND == "redis":
+    HUEY = {
+        "huey_class": "labsite.queue.LabRedisHuey",
+        "name": "labsite",
+        "url": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "blocking": True,
+        "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1")),
+        "immediate": env_flag("LAB_HUEY_IMMEDIATE"),
+        "results": True,
+    }
+
+# Per-task lifecycle events (enqueued, dequeued, executing, complete/error...) from Huey's own stats recorder,
+# switched on per run by LAB_HUEY_STATS. Every process (web workers, consumer, its workers) buffers events and
+# a writer thread flushes them every `flush_interval` s into one SQLite file. The recorder keeps only the
+# newest `max_events` (2,000 by default, pruned once a minute): far too few for an experiment, so raised here.
+RECORD_TASK_EVENTS = env_flag("LAB_HUEY_STATS")
+if RECORD_TASK_EVENTS:
+    INSTALLED_APPS.append("huey.contrib.djhuey.stats")
+HUEY_STATS = {
+    "filename": str(Path(os.environ.get("LAB_HUEY_STATS_FILE", RUN_DIR / "huey-stats.sqlite3"))),
+    "flush_interval": 0.2,
+    "max_events": 10_000_000,
+    "retention_hours": 24 * 365,
+}
+
+# Django's Tasks API: the very same @task functions (labsite/djtasks.py) run in the request (immediate) or on
+# the Huey consumer (huey); this setting is the whole difference.
+TASK_BACKENDS = {
+    "huey": "huey.contrib.djhuey.tasks_backend.HueyBackend",
+    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
+}
+TASKS = {"default": {"BACKEND": TASK_BACKENDS[os.environ.get("LAB_TASKS_BACKEND", "huey")]}}
+
+# The job ledger (labsite/ledger.py, POST /email/ledger/): a job left pending past `deadline_s`, or claimed by a
+# worker whose lease ran out, is enqueued again by the reconciler; SMTP errors are retried with backoff
+# (retry_delay_s x retry_backoff^n); a job that failed max_attempts sends is marked failed, never dropped. The
+# lease must outlast one SMTP exchange, else a slow send could be claimed twice.
+LAB_LEDGER = {
+    "deadline_s": float(os.environ.get("LAB_LEDGER_DEADLINE_S", "10")),
+    "lease_s": float(os.environ.get("LAB_LEDGER_LEASE_S", 3 * float(os.environ.get("LAB_SMTP_TIMEOUT", "30")))),
+    "retries": int(os.environ.get("LAB_LEDGER_RETRIES", "5")),
+    "retry_delay_s": float(os.environ.get("LAB_LEDGER_RETRY_DELAY_S", "0.5")),
+    "retry_backoff": 2.0,
+    "max_attempts": int(os.environ.get("LAB_LEDGER_MAX_ATTEMPTS", "50")),
+}
+# Bounded backlog: with LAB_MAX_BACKLOG > 0, the deferred and ledger endpoints answer 503 with Retry-After once
+# that many tasks wait in the queue. 0 (the default) leaves the deferred endpoint a pure enqueue.
+# The email provider's message-status API (the lab's SMTP server serves one): asked before a job whose last
+# attempt's outcome is unknown is sent again. Empty: no such API; such a job is sent again, a possible duplicate.
+LAB_PROVIDER_STATUS_URL = os.environ.get("LAB_PROVIDER_STATUS_URL", "")
+LAB_MAX_BACKLOG = int(os.environ.get("LAB_MAX_BACKLOG", "0"))
+LAB_RETRY_AFTER_S = float(os.environ.get("LAB_RETRY_AFTER_S", "1"))
+
+# Thumbnails: accepted uploads wait in the spool until the job consumes them; caps refuse what is too large.
+THUMBNAIL_SPOOL_DIR = RUN_DIR / "uploads"
+THUMBNAIL_DIR = RUN_DIR / "thumbnails"
+THUMBNAIL_MAX_UPLOAD_BYTES = int(os.environ.get("LAB_UPLOAD_MAX_BYTES", 16 * 2**20))
+THUMBNAIL_MAX_PIXELS = int(os.environ.get("LAB_UPLOAD_MAX_PIXELS", 40_000_000))
+THUMBNAIL_MAX_SIDE = int(os.environ.get("LAB_UPLOAD_MAX_SIDE", 12_000))
 
 LOGGING = {
     "version": 1,
@@ -85,6 +163,8 @@ LOGGING = {
     "handlers": {"stderr": {"class": "logging.StreamHandler"}},
     "loggers": {
         "huey": {"handlers": ["stderr"], "level": os.environ.get("LAB_HUEY_LOG_LEVEL", "INFO")},
+        # The consumer's start-up line, which the lab waits for, whatever level the per-task lines log at.
+        "huey.consumer": {"level": "INFO"},
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
     },
 }

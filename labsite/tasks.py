@@ -5,7 +5,7 @@ import time
 from huey import signals
 from huey.contrib.djhuey import HUEY, signal, task
 
-from labsite import jobs
+from labsite import jobs, ledger, thumbnails  # noqa: F401 (ledger: the consumer registers its tasks from here)
 
 RUNNING_KEY = "running:{}"
 
@@ -13,6 +13,16 @@ RUNNING_KEY = "running:{}"
 @task()
 def send_welcome_email(to: str) -> dict:
     return jobs.send_welcome_email(to)
+
+
+@task()
+def make_thumbnail(source: str) -> dict:
+    return thumbnails.make_thumbnail(source)
+
+
+@task()
+def do_nothing() -> None:
+    return jobs.do_nothing()
 
 
 @signal(signals.SIGNAL_EXECUTING)

@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from huey.contrib.djhuey import HUEY
 from huey.utils import Error
 
-from labsite import jobs, tasks
+from labsite import jobs, ledger, tasks
 from labsite.api import BadRequest, allow, email_parameter, json_error
 
 # Machine endpoints take no cookies and no session, so CSRF protection has nothing to protect here.
@@ -29,7 +29,10 @@ def email_blocking(request):
 @csrf_exempt
 @allow("POST")
 def email_deferred(request):
-    handle = tasks.send_welcome_email(email_parameter(request))
+    to = email_parameter(request)
+    if (refusal := ledger.refuse_when_backlogged()) is not None:
+        return refusal
+    handle = tasks.send_welcome_email(to)
     response = JsonResponse({"state": "queued", "task_id": handle.id}, status=202)
     response["Location"] = f"/tasks/{handle.id}/"
     return response

@@ -17,7 +17,9 @@ def huey_queue():
     HUEY.flush()
 
 
-LAB_SERVER_MARKERS = ("helpers.smtp_sink", "run_huey", "labsite.wsgi")
+# Servers, the browser probe and its Chromium (whose profile folder is in every one of its command lines).
+LAB_SERVER_MARKERS = ("helpers.smtp_sink", "run_huey", "labsite.wsgi", "helpers.browser", "tasks-lab-chromium-",
+                      "redis-server")
 
 
 def lab_servers_running(since: float) -> list[str]:

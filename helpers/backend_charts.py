@@ -1,0 +1,110 @@
+"""Charts of notebook 06 (SQLite against Redis): every axis labelled with its unit, sample counts in legends."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from helpers import charts
+
+BACKEND_COLORS = {"sqlite": "#1f77b4", "redis": "#d62728"}
+BACKEND_NAMES = {"sqlite": "SQLite", "redis": "Redis"}
+
+
+def view_latency(summary: pd.DataFrame, ax=None):
+    """p50 and p99 of the no-op and deferred views per backend (helpers.backends.view_summary)."""
+    flat = summary.copy()
+    flat.index = [f"{BACKEND_NAMES[b]} {e}" for b, e in flat.index]
+    flat["n"] = flat["n"].astype(int)
+    ax = charts.percentile_bars(flat, percentiles=("p50_ms", "p99_ms"), ax=ax,
+                                title="The view's response time: no-op and deferred (one enqueue)")
+    return ax
+
+
+def pickups(frame: pd.DataFrame, ax=None):
+    """Every task's pickup delay (enqueue -> start) per setting, log scale, with its median."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    settings = list(dict.fromkeys(frame["setting"]))
+    rng = np.random.default_rng(0)
+    for k, setting in enumerate(settings):
+        values = frame.loc[frame["setting"] == setting, "pickup_ms"].to_numpy()
+        backend = frame.loc[frame["setting"] == setting, "backend"].iloc[0]
+        ax.scatter(k + rng.uniform(-0.15, 0.15, len(values)), values, alpha=0.7, color=BACKEND_COLORS[backend],
+                   label=f"{setting} (n={len(values)})")
+        ax.hlines(np.median(values), k - 0.3, k + 0.3, color="black")
+    ax.set_xticks(range(len(settings)), [s.replace(", ", ",\n") for s in settings])
+    ax.set_yscale("log")
+    ax.set_ylabel("pickup delay: enqueue to start (ms, log scale)")
+    ax.set_title("Pickup after an idle period (bar: median)")
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def drain_vs_processes(drains: pd.DataFrame, ax=None):
+    """Tasks per second a full queue empties at, against the number of consumer processes."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    for backend, group in drains.groupby("backend", sort=False):
+        group = group.sort_values("processes")
+        ax.plot(group["processes"], group["tasks_per_s"], marker="o", color=BACKEND_COLORS[backend],
+                label=f"{BACKEND_NAMES[backend]} ({int(group['tasks'].iloc[0])} tasks per run)")
+    workers = int(drains["workers_per_process"].iloc[0])
+    ax.set_xticks(sorted(drains["processes"].unique()))
+    ax.set_xlabel(f"consumer processes ({workers} thread workers each)")
+    ax.set_ylabel("drain rate (no-op tasks/s)")
+    ax.set_ylim(bottom=0)
+    ax.set_title("Draining a full queue")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def contention(summary: pd.DataFrame, ax=None):
+    """Enqueue latency p50, p99 and max while P producers and C consumer processes share the queue."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    levels = list(dict.fromkeys(zip(summary["producers"], summary["consumers"], strict=True)))
+    x = np.arange(len(levels))
+    for offset, (backend, group) in zip((-0.15, 0.15), summary.groupby("backend", sort=False), strict=False):
+        group = group.set_index(["producers", "consumers"]).loc[levels]
+        color = BACKEND_COLORS[backend]
+        ax.plot(x + offset, group["p50_us"] / 1e3, "o", color=color, label=f"{BACKEND_NAMES[backend]} p50")
+        ax.plot(x + offset, group["p99_us"] / 1e3, "^", color=color, label=f"{BACKEND_NAMES[backend]} p99")
+        ax.plot(x + offset, group["max_us"] / 1e3, "x", color=color, label=f"{BACKEND_NAMES[backend]} max")
+        for k, (errors, n) in enumerate(zip(group["errors"], group["n_overlap"], strict=True)):
+            ax.annotate(f"n={n}\nerrors={errors}", (x[k] + offset, group["max_us"].iloc[k] / 1e3), fontsize=7,
+                        textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.set_xticks(x, [f"{p} producer(s)\n{c} consumer process(es)" for p, c in levels])
+    ax.set_yscale("log")
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high * 4)  # room for the labels under the title
+    ax.set_ylabel("one enqueue (ms, log scale)")
+    ax.set_title("Enqueue latency while producers and consumers share the queue")
+    ax.grid(True, which="both", axis="y", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    return ax
+
+
+CPU_PARTS = [("cpu_web_pct", "web server", "#2ca02c"), ("cpu_consumers_pct", "consumers", "#1f77b4"),
+             ("cpu_redis_pct", "redis-server", "#d62728"), ("cpu_smtp_pct", "SMTP server", "#9467bd"),
+             ("cpu_generator_pct", "load generator", "#7f7f7f")]
+
+
+def cpu_split(cpu: pd.DataFrame, ax=None):
+    """Where the machine's 200 % of CPU went under the same load, per backend (median over turns)."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    medians = cpu.groupby("backend", sort=False).median(numeric_only=True)
+    bottom = np.zeros(len(medians))
+    x = np.arange(len(medians))
+    for column, label, color in CPU_PARTS:
+        values = medians[column].to_numpy()
+        ax.bar(x, values, 0.5, bottom=bottom, label=label, color=color)
+        bottom += values
+    ax.axhline(200, color="black", linestyle="--", linewidth=1, label="both cores (200 %)")
+    rate = cpu["rate"].iloc[0]
+    ax.set_xticks(x, [BACKEND_NAMES[b] for b in medians.index])
+    ax.set_ylabel("CPU (% of one core)")
+    ax.set_ylim(0, 210)
+    ax.set_title(f"CPU under {rate:g} deferred requests/s")
+    ax.legend(fontsize=8, loc="upper right")
+    return ax

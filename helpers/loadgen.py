@@ -1,0 +1,385 @@
+"""The load generator: its own process, asyncio on uvloop, keep-alive where the server allows it.
+
+Two modes:
+- closed loop: N users, each sends a request, waits for the answer, thinks, repeats. The server's speed sets
+  the pace, so a stalled server silently sends fewer requests (what most tools measure).
+- open loop: requests are due at precomputed times (constant or Poisson arrivals at rate λ), whatever the
+  server does. Latency counts from the moment a request was *due*, so a stall shows up in full (no
+  coordinated omission, as in wrk2); service time (from the moment it was sent) and the generator's own
+  scheduling lag (sent - due) are kept beside it.
+
+Every request is recorded (due, sent, first byte, done, status, error) and summarised in HDR histograms,
+which merge across processes and trials without averaging percentiles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import numpy as np
+import pandas as pd
+from hdrh.histogram import HdrHistogram
+
+HISTOGRAM_RANGE_US = (1, 300_000_000)  # 1 µs .. 300 s
+LATE_AFTER_MS = 10.0  # a request sent this late was not sent on time (k6 would call it dropped)
+ERRORS = ["", "connect", "reset", "timeout", "protocol"]
+
+
+@dataclass
+class LoadSpec:
+    host: str
+    port: int
+    path: str = "/noop/"
+    method: str = "GET"
+    form: dict[str, str] = field(default_factory=dict)  # values may hold "{i}", the request's number
+    mode: str = "open"  # "open" or "closed"
+    rate: float = 100.0  # open loop: requests per second
+    arrival: str = "poisson"  # open loop: "poisson" or "constant"
+    connections: int = 16  # closed loop: users; open loop: the most connections at once
+    think_time_s: float = 0.0  # closed loop
+    duration_s: float = 10.0  # measured part
+    warmup_s: float = 1.0  # sent first, then left out of every figure
+    timeout_s: float = 60.0
+    seed: int = 1
+    processes: int = 2  # generator processes sharing the load (like wrk's threads); histograms merge
+
+
+def arrival_times(rate: float, seconds: float, arrival: str, seed: int) -> np.ndarray:
+    """Due times (s from start) for an open loop."""
+    n = int(round(rate * seconds))
+    if arrival == "constant":
+        return np.arange(n) / rate
+    if arrival == "poisson":
+        gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=int(n * 1.2) + 50)
+        times = np.cumsum(gaps) - gaps[0]
+        return times[times < seconds]
+    raise ValueError(f"arrival must be 'poisson' or 'constant', not {arrival!r}")
+
+
+class Request:
+    """Encodes the spec's request once (or per number when the form holds "{i}")."""
+
+    def __init__(self, spec: LoadSpec):
+        self.spec = spec
+        self.varies = any("{i}" in v for v in spec.form.values())
+        self.fixed = self.encode(0)
+
+    def encode(self, i: int) -> bytes:
+        s = self.spec
+        body = urlencode({k: v.format(i=i) for k, v in s.form.items()}).encode() if s.form else b""
+        head = f"{s.method} {s.path} HTTP/1.1\r\nHost: {s.host}:{s.port}\r\nUser-Agent: tasks-lab-loadgen\r\n"
+        if s.method in ("POST", "PUT", "PATCH"):
+            head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+        return (head + "\r\n").encode() + body
+
+    def bytes_for(self, i: int) -> bytes:
+        return self.encode(i) if self.varies else self.fixed
+
+
+class Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection, one request at a time; parses just enough to know when a response ends."""
+
+    def __init__(self):
+        self.transport = None
+        self.reusable = False
+        self.lost = False
+        self._reset()
+
+    def _reset(self):
+        self.buffer = bytearray()
+        self.header_end = -1
+        self.length = None
+        self.status = 0
+        self.close_after = False
+        self.first_byte = 0.0
+        self.waiter: asyncio.Future | None = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def send(self, raw: bytes) -> asyncio.Future:
+        self._reset()
+        self.waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(raw)
+        return self.waiter
+
+    def data_received(self, data):
+        if not self.first_byte:
+            self.first_byte = time.perf_counter()
+        self.buffer += data
+        if self.header_end < 0:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.header_end = end + 4
+            head = bytes(self.buffer[:end]).lower()
+            try:
+                self.status = int(head[9:12])
+            except ValueError:
+                return self._finish("protocol")
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name == b"content-length":
+                    self.length = int(value)
+                elif name == b"connection" and b"close" in value:
+                    self.close_after = True
+        if self.length is not None and len(self.buffer) - self.header_end >= self.length:
+            self.reusable = not self.close_after
+            self._finish("")
+
+    def connection_lost(self, exc):
+        self.lost = True
+        self.reusable = False
+        if self.waiter is not None and not self.waiter.done():
+            complete = self.header_end >= 0 and self.length is None  # close-delimited body
+            self._finish("" if complete else "reset")
+
+    def time_out(self):
+        self.reusable = False
+        self._finish("timeout")
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _finish(self, error: str):
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(error)
+
+
+class Generator:
+    """One process's share of the load: every `processes`-th due time, or its share of the users."""
+
+    def __init__(self, spec: LoadSpec, part: int, start_at: float):
+        self.spec = spec
+        self.part = part
+        self.start_at = start_at
+        self.request = Request(spec)
+        self.idle: list[Connection] = []
+        self.open_connections = 0
+        self.connection_freed = asyncio.Event()
+        self.rows: list[tuple] = []
+
+    async def _connection(self) -> Connection:
+        while True:
+            while self.idle:
+                conn = self.idle.pop()
+                if not conn.lost:
+                    return conn
+                self.open_connections -= 1
+            if self.open_connections < self.spec.connections:
+                self.open_connections += 1
+                try:
+                    _, conn = await asyncio.get_running_loop().create_connection(
+                        Connection, self.spec.host, self.spec.port)
+                except BaseException:
+                    self.open_connections -= 1
+                    raise
+                return conn
+            self.connection_freed.clear()
+            await self.connection_freed.wait()
+
+    def _release(self, conn: Connection):
+        if conn.reusable and not conn.lost:
+            self.idle.append(conn)
+        else:
+            self.open_connections -= 1
+            if conn.transport is not None:
+                conn.transport.close()
+        self.connection_freed.set()
+
+    async def one(self, i: int, due: float) -> None:
+        """Send request i, due at `due` (perf_counter seconds), and record it."""
+        raw = self.request.bytes_for(i)
+        try:
+            conn = await self._connection()
+        except OSError:
+            now = time.perf_counter()
+            self.rows.append((i, due, now, 0.0, now, 0, 1))
+            return
+        sent = time.perf_counter()
+        waiter = conn.send(raw)
+        # A plain timer is far cheaper per request than asyncio.wait_for (no extra task).
+        timer = asyncio.get_running_loop().call_later(self.spec.timeout_s, conn.time_out)
+        error = await waiter
+        timer.cancel()
+        done = time.perf_counter()
+        self.rows.append((i, due, sent, conn.first_byte or done, done, conn.status, ERRORS.index(error)))
+        self._release(conn)
+
+    async def _until(self, moment: float) -> None:
+        delay = moment - time.perf_counter()
+        if delay > 0.0005:
+            await asyncio.sleep(delay)
+
+    async def open_loop(self) -> None:
+        s = self.spec
+        due_times = arrival_times(s.rate, s.warmup_s + s.duration_s, s.arrival, s.seed)
+        loop = asyncio.get_running_loop()
+        tasks = set()
+        for i in range(self.part, len(due_times), s.processes):
+            due = self.start_at + due_times[i]
+            await self._until(due)
+            task = loop.create_task(self.one(i, due))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        if tasks:
+            await asyncio.wait(tasks, timeout=s.timeout_s + 5)
+
+    async def closed_loop(self) -> None:
+        s = self.spec
+        users = range(self.part, s.connections, s.processes)
+        end = self.start_at + s.warmup_s + s.duration_s
+        counter = iter(range(self.part, 10**12, s.processes))
+        rng = np.random.default_rng(s.seed + self.part)
+
+        async def user():
+            while (now := time.perf_counter()) < end:
+                await self.one(next(counter), now)
+                if s.think_time_s:
+                    await asyncio.sleep(rng.exponential(s.think_time_s))
+
+        await self._until(self.start_at)
+        await asyncio.gather(*(user() for _ in users))
+
+    async def run(self) -> None:
+        await (self.open_loop() if self.spec.mode == "open" else self.closed_loop())
+        for conn in self.idle:
+            conn.transport.close()
+
+    def raw_records(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows, columns=RAW_COLUMNS)
+
+
+RAW_COLUMNS = ["i", "due", "sent", "first_byte", "done", "status", "error_code"]
+
+
+def records_from_raw(raw: pd.DataFrame, spec: LoadSpec, start_at: float) -> pd.DataFrame:
+    """Times become ms from the common start; latency counts from `due`, service from `sent`."""
+    frame = raw.sort_values("i", ignore_index=True)
+    for col in ("due", "sent", "first_byte", "done"):
+        frame[f"{col}_ms"] = (frame.pop(col) - start_at) * 1e3
+    # Counted from whichever came first: a request sent a fraction of a ms early (timer granularity) is not
+    # credited for it, so latency is never below service time.
+    frame["latency_ms"] = frame["done_ms"] - np.minimum(frame["due_ms"], frame["sent_ms"])
+    frame["service_ms"] = frame["done_ms"] - frame["sent_ms"]
+    frame["ttfb_ms"] = frame["first_byte_ms"] - frame["sent_ms"]
+    frame["lag_ms"] = frame["sent_ms"] - frame["due_ms"]  # signed; summaries use its size
+    frame["error"] = frame.pop("error_code").map(dict(enumerate(ERRORS))).replace("", None)
+    frame["warmup"] = frame["due_ms"] < spec.warmup_s * 1e3
+    return frame
+
+
+def histogram(values_ms) -> HdrHistogram:
+    hist = HdrHistogram(*HISTOGRAM_RANGE_US, 3)
+    for v in values_ms:
+        hist.record_value(max(1, min(int(v * 1000), HISTOGRAM_RANGE_US[1])))
+    return hist
+
+
+def summarize(frame: pd.DataFrame, spec: LoadSpec) -> dict:
+    measured = frame[~frame["warmup"]]
+    ok = measured[measured["error"].isna()]
+    window_s = spec.duration_s
+    window_end_ms = (spec.warmup_s + spec.duration_s) * 1e3
+    in_window = frame["error"].isna() & frame["done_ms"].between(spec.warmup_s * 1e3, window_end_ms)
+    summary = {
+        "mode": spec.mode, "path": spec.path, "method": spec.method, "connections": spec.connections,
+        "asked_rate": spec.rate if spec.mode == "open" else None,
+        "requests": len(measured),
+        "achieved_rate": len(measured) / window_s,  # sent per second in the measured window
+        "throughput": int(in_window.sum()) / window_s,  # answers completed inside the window, per second
+        "errors": int(measured["error"].notna().sum()),
+        "non_2xx": int((~ok["status"].between(200, 299)).sum()),
+        "late": int((measured["lag_ms"] > LATE_AFTER_MS).sum()),
+        "early_by_ms_max": float(max(0.0, -measured["lag_ms"].min())) if len(measured) else 0.0,
+        "histograms": {},
+    }
+    for name in ("latency_ms", "service_ms", "ttfb_ms", "lag_ms"):
+        hist = histogram(ok[name].abs().to_numpy())
+        summary["histograms"][name] = base64.b64encode(hist.encode()).decode() if len(ok) else None
+        for p in (50, 90, 99, 99.9):
+            summary[f"{name[:-3]}_p{p:g}_ms"] = hist.get_value_at_percentile(p) / 1000 if len(ok) else None
+        summary[f"{name[:-3]}_max_ms"] = hist.get_max_value() / 1000 if len(ok) else None
+    return summary
+
+
+def decode_histogram(encoded: str) -> HdrHistogram:
+    return HdrHistogram.decode(base64.b64decode(encoded))
+
+
+@dataclass
+class LoadResult:
+    spec: LoadSpec
+    summary: dict
+    records: pd.DataFrame
+    generator_cpu_s: float
+
+    @property
+    def measured(self) -> pd.DataFrame:
+        return self.records[~self.records["warmup"]]
+
+
+def run_load(spec: LoadSpec, records_path: Path | None = None) -> LoadResult:
+    """Run one load in `spec.processes` generator processes, started together; merge their records."""
+    with tempfile.TemporaryDirectory(prefix="loadgen-") as scratch:
+        start_at = time.perf_counter() + 1.5  # after every process has imported and connected nothing yet
+        spec_path = Path(scratch) / "spec.json"
+        spec_path.write_text(json.dumps(asdict(spec)))
+        parts = []
+        for part in range(spec.processes):
+            out = Path(scratch) / f"part-{part}.parquet"
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "helpers.loadgen", "--spec", str(spec_path), "--records", str(out),
+                 "--part", str(part), "--start-at", repr(start_at)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            parts.append((proc, out))
+        raw, cpu_s = [], 0.0
+        for proc, out in parts:
+            stdout, stderr = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"load generator failed ({proc.returncode}):\n{stderr[-3000:]}")
+            cpu_s += json.loads(stdout.strip().splitlines()[-1])["generator_cpu_s"]
+            raw.append(pd.read_parquet(out))
+    records = records_from_raw(pd.concat(raw, ignore_index=True), spec, start_at)
+    if records_path is not None:
+        records.to_parquet(records_path, index=False)
+    summary = summarize(records, spec)
+    summary["generator_cpu_s"] = cpu_s
+    return LoadResult(spec, summary, records, cpu_s)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run one share of a load.")
+    parser.add_argument("--spec", type=Path, required=True, help="the LoadSpec as JSON")
+    parser.add_argument("--records", type=Path, required=True)
+    parser.add_argument("--part", type=int, default=0)
+    parser.add_argument("--start-at", type=float, required=True, help="perf_counter time to start at")
+    args = parser.parse_args()
+    spec = LoadSpec(**json.loads(args.spec.read_text()))
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    generator = Generator(spec, args.part, args.start_at)
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    runner(generator.run())
+    after = resource.getrusage(resource.RUSAGE_SELF)  # the load's own CPU, imports left out
+    generator.raw_records().to_parquet(args.records, index=False)
+    cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    print(json.dumps({"generator_cpu_s": cpu_s, "requests": len(generator.rows)}))
+
+
+if __name__ == "__main__":
+    main()

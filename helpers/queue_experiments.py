@@ -1,0 +1,255 @@
+"""The experiments of "the work still happens" (notebook 03 and `python -m helpers bench queue`), one
+implementation each: where a deferred task's time goes, the backlog when arrivals outpace the consumer, the
+pickup delay after idle periods against the consumer's polling settings, and workers x worker type per job.
+
+Each needs a running Lab with record_task_events=True (except `enqueue_and_drain`, which reads only the queue).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from helpers import enqueuer, latency, lifecycle, queue_probe
+from helpers.client import RequestSpec, time_requests
+from helpers.stack import Lab
+
+# Huey's consumer defaults: an idle worker sleeps 0.1 s, then 15 % longer after every empty poll, up to 10 s.
+DEFAULT_POLLING = {"consumer_initial_delay_s": 0.1, "consumer_max_delay_s": 10.0, "consumer_backoff": 1.15}
+# Tuned: every worker polls at least every 20 ms, whatever the idle time (the idle CPU cost is measured).
+TUNED_POLLING = {"consumer_initial_delay_s": 0.005, "consumer_max_delay_s": 0.02, "consumer_backoff": 1.15}
+
+
+def poll_interval_after_idle(idle_s: float, initial_delay_s: float, max_delay_s: float, backoff: float) -> float:
+    """The sleep a Huey worker is in after `idle_s` of empty polls (its k-th sleep is initial * backoff**k,
+    capped at max): a task arriving then waits up to this long before that worker looks again."""
+    slept, delay = 0.0, initial_delay_s
+    while slept + min(delay, max_delay_s) < idle_s:
+        slept += min(delay, max_delay_s)
+        delay *= backoff
+    return min(delay, max_delay_s)
+
+
+def enqueue_plan(kind: str, offsets_s, api: str = "huey", source_image=None) -> enqueuer.EnqueuePlan:
+    return enqueuer.EnqueuePlan(kind, [float(o) for o in offsets_s], api,
+                                str(source_image) if source_image else None)
+
+
+# -- 1. response time against end-to-end completion, through the site --------------------------------------
+
+@dataclass
+class CompletionResult:
+    timings: pd.DataFrame  # every request, warm-ups flagged
+    tasks: pd.DataFrame  # one row per deferred task: lifecycle, joined to the request that enqueued it
+    summary: pd.DataFrame  # per label: response time and (deferred) end-to-end time percentiles
+
+
+def job_request_specs(source_image, requests: int, warmup: int = 1) -> list[RequestSpec]:
+    email = {"to": "user{i}@example.test"}
+    image = {"image": str(source_image)}
+    return [
+        RequestSpec("email blocking", "/email/blocking/", requests, "POST", email, warmup=warmup),
+        RequestSpec("email deferred", "/email/deferred/", requests, "POST", email, warmup=warmup),
+        RequestSpec("thumbnail blocking", "/thumbnails/blocking/", requests, "POST", warmup=warmup, files=image),
+        RequestSpec("thumbnail deferred", "/thumbnails/deferred/", requests, "POST", warmup=warmup, files=image),
+    ]
+
+
+def attach_requests(tasks: pd.DataFrame, timings: pd.DataFrame) -> pd.DataFrame:
+    """Join each task to the request that enqueued it: the one whose [start, end] holds its enqueue time
+    (the client sends one request at a time, so the windows do not overlap)."""
+    requests = timings.assign(request_start=timings["started_at"],
+                              request_end=timings["started_at"] + timings["total_ms"] / 1e3)
+    requests = requests.sort_values("request_start")[["request_start", "request_end", "label", "warmup", "seq"]]
+    joined = pd.merge_asof(tasks.sort_values("enqueued"), requests, left_on="enqueued", right_on="request_start")
+    inside = joined["enqueued"] <= joined["request_end"]
+    joined.loc[~inside, ["label", "request_start", "request_end"]] = np.nan
+    joined["request_to_finish_ms"] = (joined["finished"] - joined["request_start"]) * 1e3
+    return joined
+
+
+def response_vs_completion(lab: Lab, source_image, requests: int, warmup: int = 1) -> CompletionResult:
+    """Blocking and deferred requests of both jobs, interleaved; then every deferred task's life."""
+    since = time.time()
+    timings = time_requests("127.0.0.1", lab.web_port, job_request_specs(source_image, requests, warmup),
+                            include_warmup=True)
+    deferred = timings["label"].str.endswith("deferred") & (timings["status"] == 202)
+    tasks = lifecycle.wait_for_tasks(lab.stats_file, since, expected=int(deferred.sum()))
+    tasks = attach_requests(tasks, timings)
+    measured = timings[~timings["warmup"]]
+    summary = latency.summarize(measured)[["n", "p50_ms", "p95_ms", "max_ms"]]
+    timed_tasks = tasks[tasks["warmup"] == False]  # noqa: E712 (NaN for unmatched tasks must not count)
+    completion = latency.summarize(timed_tasks.rename(columns={"end_to_end_ms": "total_ms"}))
+    for label in completion.index:
+        summary.loc[label, "end_to_end_p50_ms"] = completion.loc[label, "p50_ms"]
+        summary.loc[label, "end_to_end_p95_ms"] = completion.loc[label, "p95_ms"]
+    return CompletionResult(timings, tasks, summary)
+
+
+# -- 2. backlog: arrivals faster than the consumer ------------------------------------------------------------
+
+@dataclass
+class BacklogResult:
+    depth: pd.DataFrame  # t (s from the first arrival), depth (sampled), predicted
+    tasks: pd.DataFrame
+    arrival_rate: float  # tasks/s offered
+    capacity: float  # tasks/s the consumer can serve: workers / median run time (c/S; holds for I/O-bound work)
+    littles_law_depth: float  # mean number waiting = sum of queue waits / span (Little's law, from the recorder)
+    sampled_mean_depth: float  # time-average of the sampled depth over the same span
+
+
+def fluid_backlog(t: np.ndarray, arrival_rate: float, capacity: float, arrivals_s: float) -> np.ndarray:
+    """Queue length if work arrived and left as fluids: grows at (arrival - capacity) while arrivals last,
+    then drains at capacity."""
+    peak = max(0.0, arrival_rate - capacity) * arrivals_s
+    growing = np.clip((arrival_rate - capacity) * t, 0, None)
+    draining = np.clip(peak - capacity * (t - arrivals_s), 0, None)
+    return np.where(t <= arrivals_s, growing, draining)
+
+
+def backlog(lab: Lab, kind: str, arrival_rate: float, arrivals_s: float, source_image=None,
+            sample_interval_s: float = 0.01) -> BacklogResult:
+    """Open-loop arrivals at `arrival_rate` for `arrivals_s`, the queue depth sampled meanwhile."""
+    count = int(round(arrival_rate * arrivals_s))
+    plan = enqueue_plan(kind, np.arange(count) / arrival_rate, source_image=source_image)
+    since = time.time()
+    with queue_probe.QueueDepthSampler(lab.queue_location, sample_interval_s) as sampler:
+        enqueued = enqueuer.enqueue(lab.django_env(), plan)
+        tasks = lifecycle.wait_for_tasks(lab.stats_file, since, task_ids=enqueued["task_id"])
+    start = tasks["enqueued"].min()
+    depth = sampler.frame()
+    depth = depth[(depth["t"] >= start - 0.05) & (depth["t"] <= tasks["finished"].max() + 0.05)].copy()
+    depth["t"] -= start
+    capacity = lab.config.consumer_workers / (tasks["run_ms"].median() / 1e3)  # c / S, for I/O-bound work
+    depth["predicted"] = fluid_backlog(depth["t"].to_numpy(), arrival_rate, capacity, arrivals_s)
+    span_end = tasks["dequeued"].max()
+    inside = depth[depth["t"] <= span_end - start]
+    return BacklogResult(depth.reset_index(drop=True), tasks, arrival_rate, capacity,
+                         littles_law_depth=float(tasks["queue_wait_ms"].sum() / 1e3 / (span_end - start)),
+                         sampled_mean_depth=time_average(inside["t"].to_numpy(), inside["depth"].to_numpy()))
+
+
+def time_average(t: np.ndarray, values: np.ndarray) -> float:
+    """Mean of a step function sampled at times t (each value holds until the next sample)."""
+    if len(t) < 2:
+        return float("nan")
+    return float(np.sum(values[:-1] * np.diff(t)) / (t[-1] - t[0]))
+
+
+# -- 3. pickup delay after idle periods, against polling settings ---------------------------------------------
+
+def pickup_after_idle(lab: Lab, idle_s: list[float], repeats: int, polling: dict, label: str) -> pd.DataFrame:
+    """Restart the consumer with `polling`, then enqueue one no-op task each time the consumer has been idle
+    for one of `idle_s` since the previous task finished (in random order, the same for every setting);
+    returns one row per task with its pickup delay (enqueue -> start)."""
+    lab.start_consumer(**polling)
+    order = np.random.default_rng(3).permutation(np.repeat(np.asarray(idle_s, dtype=float), repeats))
+    gaps = np.concatenate([[0.0], order])  # the first task only ends the start-up activity
+    since = time.time()
+    plan = enqueue_plan("noop", gaps)
+    plan.after_finish = True
+    enqueued = enqueuer.enqueue(lab.django_env(), plan)
+    tasks = lifecycle.wait_for_tasks(lab.stats_file, since, task_ids=enqueued["task_id"])
+    tasks = tasks.merge(enqueued[["task_id", "seq"]], on="task_id").sort_values("seq")
+    tasks["idle_s"] = tasks["enqueued"] - tasks["finished"].shift(1)  # as it happened: finish events are
+    tasks = tasks.iloc[1:].assign(idle_nominal_s=order)                 # seen up to a flush interval late
+    tasks["pickup_ms"] = (tasks["executing"] - tasks["enqueued"]) * 1e3
+    tasks["setting"] = label
+    tasks["poll_interval_ms"] = [poll_interval_after_idle(t, *polling_values(polling)) * 1e3 for t in tasks["idle_s"]]
+    return tasks.reset_index(drop=True)
+
+
+def polling_values(polling: dict) -> tuple[float, float, float]:
+    return (polling["consumer_initial_delay_s"], polling["consumer_max_delay_s"], polling["consumer_backoff"])
+
+
+def consumer_idle_cpu(lab: Lab, polling: dict, seconds: float) -> float:
+    """CPU the idle consumer (all its workers) burns with these polling settings, in % of one core."""
+    lab.start_consumer(**polling)
+    time.sleep(min(2.0, seconds))  # past the start-up, and past Huey's first back-off steps
+    return queue_probe.idle_cpu_percent([lab.processes[name].pid for name in lab.consumer_names()], seconds)
+
+
+# -- 4. consumer workers and worker type, per job -------------------------------------------------------------
+
+def drain(lab: Lab, kind: str, count: int, workers: int, worker_type: str, source_image=None,
+          api: str = "huey") -> pd.DataFrame:
+    """Fill the queue with `count` tasks while no consumer runs, then start one and let it empty the queue."""
+    lab.stop_consumer()
+    since = time.time()
+    enqueued = enqueuer.enqueue(lab.django_env(), enqueue_plan(kind, [0.0] * count, api, source_image))
+    lab.start_consumer(consumer_workers=workers, consumer_worker_type=worker_type)
+    return lifecycle.wait_for_tasks(lab.stats_file, since, task_ids=enqueued["task_id"])
+
+
+def throughput(tasks: pd.DataFrame) -> float:
+    """Tasks per second from the first pickup to the last finish."""
+    return len(tasks) / (tasks["finished"].max() - tasks["dequeued"].min())
+
+
+def worker_sweep(lab: Lab, kinds: dict[str, int], worker_counts, worker_types, source_image=None) -> pd.DataFrame:
+    """Throughput of each job (kind -> tasks per run) for every worker count and type."""
+    rows = []
+    for kind, count in kinds.items():
+        for worker_type in worker_types:
+            for workers in worker_counts:
+                tasks = drain(lab, kind, count, workers, worker_type, source_image)
+                rows.append({"job": kind, "worker_type": worker_type, "workers": workers, "tasks": len(tasks),
+                             "tasks_per_s": throughput(tasks), "run_p50_ms": tasks["run_ms"].median(),
+                             "completed": int((tasks["outcome"] == "complete").sum())})
+    return pd.DataFrame(rows)
+
+
+# -- the bench's figures: enqueue cost and drain rate, reading the queue alone ---------------------------------
+
+@dataclass
+class EnqueueDrain:
+    enqueue_us: pd.Series
+    drain_tasks_per_s: float
+    depth: pd.DataFrame
+
+
+def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api: str = "huey",
+                      **consumer_changes) -> EnqueueDrain:
+    """Enqueue `count` no-op tasks back to back with the consumer stopped (the enqueue alone), then start the
+    consumer (with `consumer_changes` to the lab's config) and time the queue emptying, from the sampled depth."""
+    lab.stop_consumer()
+    enqueued = enqueuer.enqueue(lab.django_env(), enqueue_plan("noop", [0.0] * count, api))
+    with queue_probe.QueueDepthSampler(lab.queue_location, 0.005) as sampler:
+        lab.start_consumer(consumer_workers=workers, consumer_worker_type=worker_type, **consumer_changes)
+        lab.wait_until_drained(timeout=120)
+        time.sleep(0.05)
+    depth = sampler.frame()
+    # Several consumer processes start side by side, not at one instant: the rate counts once all of them are up.
+    all_up = depth[depth["t"] >= lab.consumers_ready_at]
+    return EnqueueDrain(enqueued["enqueue_us"], queue_probe.drain_rate(all_up) if len(all_up) else float("nan"),
+                        depth)
+
+
+# -- 5. Django's Tasks API: the backend setting is the whole difference --------------------------------------
+
+def tasks_api_backends(lab: Lab, requests: int, warmup: int = 1) -> pd.DataFrame:
+    """/djtasks/email/ timed on the running lab (TASKS on Huey's backend) and on a twin lab that differs only
+    in TASKS (Django's ImmediateBackend): one row per request, with its backend."""
+    specs = [RequestSpec("djtasks email", "/djtasks/email/", requests, "POST", {"to": "dj{i}@example.test"},
+                         warmup=warmup)]
+    on_huey = time_requests("127.0.0.1", lab.web_port, specs).assign(backend=lab.config.tasks_backend)
+    twin_config = {**asdict(lab.config), "tasks_backend": "immediate"}
+    with Lab(run_dir=lab.run_dir / "immediate-backend", **twin_config) as twin:
+        immediate = time_requests("127.0.0.1", twin.web_port, specs).assign(backend="immediate")
+    return pd.concat([on_huey, immediate], ignore_index=True)
+
+
+def enqueue_cost_by_api(lab: Lab, count: int, workers: int, worker_type: str) -> pd.DataFrame:
+    """Enqueue cost (µs) and drain rate of no-op tasks, native djhuey against django.tasks on Huey's backend."""
+    rows = []
+    for api in enqueuer.APIS:
+        measured = enqueue_and_drain(lab, count, workers, worker_type, api=api)
+        rows.append({"api": api, "n": len(measured.enqueue_us), "enqueue_p50_us": measured.enqueue_us.median(),
+                     "enqueue_p99_us": measured.enqueue_us.quantile(0.99),
+                     "drain_tasks_per_s": measured.drain_tasks_per_s})
+    return pd.DataFrame(rows).set_index("api")
+

@@ -1,0 +1,137 @@
+"""Rerunning experiments headlessly: `python -m helpers run NOTEBOOK... [-p NAME VALUE]...` (and `make run`).
+
+papermill executes each notebook with the parameters given (full mode unless `-p quick True`) into one run
+folder under data/runs/, which then holds: the executed notebooks, an HTML export of each, every chart as PNG
+and SVG (figures/), each notebook's own experiment folder (experiments/, with its per-request records) and
+summary.json: the key figures of every notebook with the run's metadata, which notebook 00 compares with
+data/reference/.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+import papermill
+from nbconvert import HTMLExporter
+from tqdm.auto import tqdm
+
+from helpers import runs
+
+KERNEL = "tasks-lab"
+FIGURE_TYPES = {"image/png": ("png", True), "image/svg+xml": ("svg", False)}  # (suffix, base64-encoded)
+
+
+def parse_value(text: str):
+    """`-p requests 50` gives 50, `-p quick True` gives True, anything else stays a string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    return set(papermill.inspect_notebook(str(notebook)))
+
+
+def _kernel_config_dir() -> Path:
+    """An IPython profile that renders every inline figure as PNG and SVG, so both can be saved."""
+    ipython_dir = Path(tempfile.mkdtemp(prefix="tasks-lab-ipython-"))
+    profile = ipython_dir / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text("c.InlineBackend.figure_formats = {'png', 'svg'}\n")
+    return ipython_dir
+
+
+def save_figures(executed: Path, figures_dir: Path) -> list[Path]:
+    nb = nbformat.read(executed, as_version=4)
+    saved, number = [], 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if not any(kind in data for kind in FIGURE_TYPES):
+                continue
+            number += 1
+            for kind, (suffix, encoded) in FIGURE_TYPES.items():
+                if kind in data:
+                    path = figures_dir / f"{executed.stem}-fig{number:02d}.{suffix}"
+                    content = data[kind]
+                    path.write_bytes(base64.b64decode(content) if encoded else "".join(content).encode())
+                    saved.append(path)
+    return saved
+
+
+def export_html(executed: Path) -> Path:
+    body, _ = HTMLExporter().from_filename(str(executed))
+    path = executed.with_suffix(".html")
+    path.write_text(body)
+    return path
+
+
+def experiment_figures(experiments_dir: Path, notebook: Path) -> dict:
+    """The figures a notebook wrote into its own run.json (its experiment folder under experiments/)."""
+    stem = notebook.stem
+    for folder in sorted(experiments_dir.glob(f"*-{stem}")):
+        meta = runs.read_metadata(folder)
+        return {"figures": meta.get("figures", {}), "parameters": meta.get("parameters", {}),
+                "experiment_dir": str(folder.relative_to(experiments_dir.parent))}
+    return {}
+
+
+def rerun(notebooks: list[Path], parameters: dict[str, object] | None = None, quick: bool = False) -> Path:
+    parameters = {"quick": quick, **(parameters or {})}
+    declared = {nb: declared_parameters(nb) for nb in notebooks}
+    unknown = set(parameters) - set().union(*declared.values())
+    if unknown:
+        raise SystemExit(f"no notebook among those chosen has the parameter(s) {', '.join(sorted(unknown))}")
+    run_dir = runs.new_run_dir("rerun")
+    experiments_dir = run_dir / "experiments"
+    figures_dir = run_dir / "figures"
+    experiments_dir.mkdir()
+    figures_dir.mkdir()
+    os.environ["LAB_RUNS_DIR"] = str(experiments_dir)  # the kernels inherit it: each notebook's folder lands here
+    os.environ["IPYTHONDIR"] = str(_kernel_config_dir())
+    summary = {"started_at": time.time(), "environment": runs.environment(), "notebooks": {}}
+    for notebook in tqdm(notebooks, desc="notebooks", unit="nb"):
+        given = {k: v for k, v in parameters.items() if k in declared[notebook]}
+        executed = run_dir / notebook.name
+        started = time.monotonic()
+        entry = {"parameters_given": given, "status": "ok"}
+        try:
+            papermill.execute_notebook(str(notebook), str(executed), parameters=given, kernel_name=KERNEL,
+                                       cwd=str(notebook.parent), progress_bar=True)
+        except papermill.PapermillExecutionError as exc:
+            entry.update(status="failed", error=f"{exc.ename}: {exc.evalue}")
+        entry["seconds"] = round(time.monotonic() - started, 1)
+        if executed.exists():
+            entry["html"] = export_html(executed).name
+            entry["figures_saved"] = [p.name for p in save_figures(executed, figures_dir)]
+        entry.update(experiment_figures(experiments_dir, notebook))
+        summary["notebooks"][notebook.stem] = entry
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    summary["finished_at"] = time.time()
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    print_summary(run_dir, summary)
+    return run_dir
+
+
+def print_summary(run_dir: Path, summary: dict) -> None:
+    print(f"\nrun folder: {run_dir}")
+    for name, entry in summary["notebooks"].items():
+        print(f"  {name}: {entry['status']} in {entry['seconds']} s")
+        for key, value in list(entry.get("figures", {}).items())[:8]:
+            shown = f"{value:.4g}" if isinstance(value, float) else value
+            print(f"      {key} = {shown}")
+        if entry["status"] != "ok":
+            print(f"      error: {entry.get('error')}")
+
+
+def latest_summary(root: Path | None = None) -> Path | None:
+    found = [p / "summary.json" for p in runs.list_runs("rerun") if (p / "summary.json").exists()]
+    return found[-1] if found else None

@@ -1,0 +1,44 @@
+"""Debian's wrk, the independent yardstick for the lab's own load generator."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(number) * UNITS_MS[unit]
+
+
+def parse(output: str) -> dict:
+    """Requests/s, the latency distribution wrk prints with --latency, and its error counts."""
+    figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
+               "requests": int(re.search(r"(\d+) requests in", output).group(1))}
+    for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.MULTILINE):
+        figures[f"p{pct}_ms"] = _ms(value)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
+    figures["socket_errors"] = sum(map(int, errors.groups())) if errors else 0
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    figures["non_2xx"] = int(non_2xx.group(1)) if non_2xx else 0
+    return figures
+
+
+def run(url: str, connections: int, duration_s: float, threads: int = 2, method: str = "GET",
+        body: str | None = None) -> dict:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed: `make system-deps` (or apt-get install wrk)")
+    argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency", url]
+    with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
+        if method != "GET":
+            script.write(f'wrk.method = "{method}"\nwrk.body = "{body or ""}"\n'
+                         'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
+            script.flush()
+            argv[1:1] = ["-s", str(Path(script.name))]
+        done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return parse(done.stdout)

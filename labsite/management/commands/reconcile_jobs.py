@@ -1,0 +1,35 @@
+"""`python -m django reconcile_jobs`: the job ledger's reconciler, every `--interval` s until SIGTERM/SIGINT.
+
+Why a command the lab runs as its own process rather than a Huey periodic task: Huey's periodic tasks are
+crontab-based, resolved to the minute, and run inside the consumer; the lab's faults last seconds, and a
+reconciler that dies with the consumer (the very fault it repairs) would also delay itself by that consumer's
+restart. `--once` runs a single pass (tests, cron)."""
+
+import signal
+import threading
+
+from django.core.management.base import BaseCommand
+
+from labsite import ledger
+
+
+class Command(BaseCommand):
+    help = "Enqueue again the ledger's jobs left pending past the deadline or with an expired lease."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--interval", type=float, default=1.0, help="seconds between passes")
+        parser.add_argument("--once", action="store_true", help="one pass, then exit")
+
+    def handle(self, *args, interval: float, once: bool, **options):
+        stop = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+        self.stdout.write(f"reconciler started, every {interval} s", ending="\n")
+        self.stdout.flush()
+        while True:
+            counts = ledger.reconcile()
+            if any(counts.values()):
+                self.stdout.write(f"re-enqueued {counts}", ending="\n")
+                self.stdout.flush()
+            if once or stop.wait(interval):
+                return

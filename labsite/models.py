@@ -1,0 +1,44 @@
+"""The job ledger: one row per accepted email, written in the transaction that answers the request.
+
+Huey's SQLite queue deletes a task when a worker picks it up, so a task whose consumer dies is gone without a
+trace (at-most-once). The ledger is the durable record of what was promised: a row is `pending` until a worker
+claims it (`sending`, with a lease), then `delivered` once the SMTP server answered 250. Whatever dies, a row
+that is not `delivered` is still there for the reconciler (labsite/ledger.py) to enqueue again.
+"""
+
+import uuid
+
+from django.db import models
+
+
+class EmailJob(models.Model):
+    class State(models.TextChoices):
+        PENDING = "pending"  # accepted; waiting in the queue, or between attempts
+        SENDING = "sending"  # claimed by a worker until `lease_until`; its outcome is unknown until it reports
+        DELIVERED = "delivered"  # the SMTP server answered 250
+        FAILED = "failed"  # gave up after the most attempts allowed (reported, never silently dropped)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    to = models.CharField(max_length=254)
+    # Fixed when the job is accepted: every attempt sends the same Message-ID, so a second copy of the same job
+    # is recognisable by anyone downstream (the lab's SMTP record counts duplicates by it).
+    message_id = models.CharField(max_length=255, unique=True)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)  # sends started
+    # Attempts started on a job whose previous attempt never reported (its worker died, its lease expired):
+    # the previous one may or may not have reached the SMTP server, so these are the only possible duplicates.
+    uncertain_attempts = models.PositiveIntegerField(default=0)
+    # Of those, how many the provider's status API showed already accepted: marked delivered, not sent again.
+    confirmed_by_provider = models.PositiveIntegerField(default=0)
+    reenqueued = models.PositiveIntegerField(default=0)  # times the reconciler put it back on the queue
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["state", "updated_at"], name="emailjob_state_updated")]
+
+    def __str__(self) -> str:
+        return f"{self.id} {self.state} to {self.to}"

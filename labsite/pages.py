@@ -1,0 +1,94 @@
+"""The sign-up page: what a person (or the lab's browser probe) sees of the two paths.
+
+One form per path (blocking, deferred), each sendable three ways:
+- a classic form POST answered by a 303 redirect to the result page (a full navigation, POST/redirect/GET);
+- a button that posts with fetch() and shows the answer in place (deferred: "queued", then it polls the
+  task's status until "delivered");
+- a button that posts with a synchronous XMLHttpRequest, which holds the page's main thread until the server
+  answers: the way of waiting that Interaction to Next Paint (INP) does see.
+
+The POSTs are CSRF-protected (the page carries the token). Behind them run the same job and the same Huey
+task as the JSON machine endpoints. A POST that asks for JSON (`Accept: application/json`) gets the JSON
+answer; a browser's form navigation gets the redirect, or the page again with the error (400).
+"""
+
+import uuid
+from urllib.parse import urlencode
+
+from django.http import HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
+
+from labsite import jobs, tasks
+from labsite.api import BadRequest, allow, email_parameter
+
+PATHS = ("blocking", "deferred")
+POLL_INTERVAL_MS = 100  # how often a page asks /tasks/<id>/ whether a deferred email went out
+
+
+def wants_json(request) -> bool:
+    return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
+
+
+def send(path: str, to: str) -> dict:
+    """Run the welcome email down one path: sent now (blocking) or enqueued (deferred)."""
+    if path == "blocking":
+        return {"state": "delivered", "result": jobs.send_welcome_email(to)}
+    return {"state": "queued", "task_id": tasks.send_welcome_email(to).id}
+
+
+def page_context(**extra) -> dict:
+    forms = [{"path": path, "action": reverse(f"signup-{path}")} for path in PATHS]
+    return {"forms": forms, "poll_ms": POLL_INTERVAL_MS, **extra}
+
+
+@allow("GET", "HEAD")
+def signup_page(request):
+    return render(request, "labsite/signup.html", page_context(to=request.GET.get("to", "")))
+
+
+def signup(request, path: str):
+    try:
+        to = email_parameter(request)
+    except BadRequest as exc:
+        if wants_json(request):
+            raise
+        context = page_context(to=request.POST.get("to", ""), error=str(exc), error_path=path)
+        return render(request, "labsite/signup.html", context, status=400)
+    outcome = send(path, to)
+    if wants_json(request):
+        return JsonResponse(outcome, status=200 if outcome["state"] == "delivered" else 202)
+    query = {"path": path, "to": to}
+    if "task_id" in outcome:
+        query["task_id"] = outcome["task_id"]
+    else:
+        query["message_id"] = outcome["result"]["message_id"]
+    response = HttpResponseRedirect(f"{reverse('signup-done')}?{urlencode(query)}")
+    response.status_code = 303  # See Other: the browser follows with a GET, a reload does not post again
+    return response
+
+
+@allow("POST")
+def signup_blocking(request):
+    return signup(request, "blocking")
+
+
+@allow("POST")
+def signup_deferred(request):
+    return signup(request, "deferred")
+
+
+@allow("GET", "HEAD")
+def signup_done(request):
+    path = request.GET.get("path")
+    if path not in PATHS:
+        raise BadRequest(f"path must be one of {', '.join(PATHS)}")
+    task_id = request.GET.get("task_id")
+    if path == "deferred":
+        try:
+            task_id = str(uuid.UUID(task_id or ""))
+        except ValueError as exc:
+            raise BadRequest("task id must be a UUID") from exc
+    context = {"path": path, "to": request.GET.get("to", ""), "task_id": task_id,
+               "message_id": request.GET.get("message_id", ""), "poll_ms": POLL_INTERVAL_MS}
+    return render(request, "labsite/signup_done.html", context)

@@ -1,0 +1,102 @@
+"""Malformed, oversized and hostile input to every endpoint (hypothesis): the answer is never a 5xx, and a
+refusal (any 4xx) leaves nothing behind: no task queued or scheduled, no job row, no email, no spooled upload."""
+
+import pytest
+from django.core import mail
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from labsite.models import EmailJob
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+POST_ENDPOINTS = ["/email/blocking/", "/email/deferred/", "/email/ledger/", "/djtasks/email/",
+                  "/thumbnails/blocking/", "/thumbnails/deferred/", "/djtasks/thumbnails/",
+                  "/signup/blocking/", "/signup/deferred/"]
+GET_ENDPOINTS = ["/noop/", "/tasks/{x}/", "/jobs/{x}/", "/djtasks/{x}/", "/signup/", "/signup/done/"]
+
+hostile_text = st.one_of(
+    st.text(max_size=300),
+    st.text(alphabet=st.characters(codec="utf-8"), min_size=250, max_size=2000),
+    st.sampled_from(["a@b.test\r\nBcc: victim@example.test", "<script>alert(1)</script>@x.test", "' OR 1=1 --",
+                     "a" * 64 + "@" + "b" * 255 + ".test", "\x00@example.test", "user@[127.0.0.1]", "..@..",
+                     "ＡＢＣ@例え.テスト", "%0d%0aBcc:x@y.z", "a@b", "@", ""]),
+)
+forms = st.dictionaries(st.sampled_from(["to", "TO", "image", "to[]", "x", ""]),
+                        st.one_of(hostile_text, st.lists(hostile_text, min_size=2, max_size=3)), max_size=3)
+raw_bodies = st.tuples(
+    st.sampled_from(["application/x-www-form-urlencoded", "multipart/form-data; boundary=xyz", "application/json",
+                     "text/plain", "multipart/form-data", "image/png"]),
+    st.binary(max_size=4000))
+SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                           HealthCheck.too_slow])
+
+
+def left_behind(huey) -> dict:
+    from django.conf import settings as django_settings
+
+    spool = django_settings.THUMBNAIL_SPOOL_DIR
+    return {"queued": huey.pending_count(), "scheduled": huey.scheduled_count(), "jobs": EmailJob.objects.count(),
+            "emails": len(mail.outbox), "spooled": len(list(spool.glob("*"))) if spool.exists() else 0}
+
+
+NOTHING = {"queued": 0, "scheduled": 0, "jobs": 0, "emails": 0, "spooled": 0}
+
+
+def reset(huey):
+    huey.flush()
+    EmailJob.objects.all().delete()
+    mail.outbox.clear()
+
+
+def check(response, huey):
+    assert response.status_code < 500, response.content[:300]
+    if response.status_code >= 400:
+        assert left_behind(huey) == NOTHING
+        if response.content and response.get("Content-Type", "").startswith("application/json"):
+            assert "error" in response.json()
+
+
+@pytest.mark.parametrize("path", POST_ENDPOINTS)
+@SETTINGS
+@given(form=forms)
+def test_hostile_forms_never_500_and_a_refusal_leaves_nothing(client, huey_queue, path, form):
+    reset(huey_queue)
+    check(client.post(path, form, HTTP_ACCEPT="application/json"), huey_queue)
+
+
+@pytest.mark.parametrize("path", POST_ENDPOINTS)
+@SETTINGS
+@given(body=raw_bodies)
+def test_hostile_raw_bodies_never_500_and_a_refusal_leaves_nothing(client, huey_queue, path, body):
+    reset(huey_queue)
+    content_type, data = body
+    check(client.generic("POST", path, data, content_type=content_type, HTTP_ACCEPT="application/json"), huey_queue)
+
+
+@pytest.mark.parametrize("path", GET_ENDPOINTS)
+@SETTINGS
+@given(x=st.text(alphabet=st.characters(blacklist_characters="/?#", codec="utf-8"), min_size=1, max_size=200),
+       query=st.dictionaries(st.text(max_size=10), hostile_text, max_size=3),
+       method=st.sampled_from(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]))
+def test_hostile_paths_queries_and_methods_never_500(client, huey_queue, path, x, query, method):
+    reset(huey_queue)
+    from urllib.parse import quote
+
+    response = client.generic(method, path.format(x=quote(x, safe="")), QUERY_STRING=_query(query))
+    check(response, huey_queue)
+
+
+def _query(query: dict) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(query)
+
+
+@pytest.mark.parametrize("path", ["/email/deferred/", "/email/ledger/", "/email/blocking/"])
+def test_oversized_and_overlong_bodies_are_refused_with_400(client, huey_queue, path):
+    huge = {"to": "a@example.test", "pad": "x" * (3 * 2**20)}  # over DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB)
+    assert client.post(path, huge).status_code == 400
+    many = {f"f{i}": "1" for i in range(1500)} | {"to": "a@example.test"}  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
+    assert client.post(path, many).status_code == 400
+    assert left_behind(huey_queue) == NOTHING

@@ -1,0 +1,171 @@
+"""The job ledger (labsite/ledger.py) and the bounded backlog, through Django's test client and the real
+SqliteHuey of the test settings: a job row per accepted request, its task enqueued on commit, idempotent
+delivery with a stable Message-ID, retries, the reconciler, 503 + Retry-After when the queue is full."""
+
+import smtplib
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from labsite import ledger
+from labsite.models import EmailJob
+
+pytestmark = pytest.mark.django_db(transaction=True)  # on_commit hooks run, as in production
+
+REFUSING_MAILER = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                               "OPTIONS": {"host": "127.0.0.1", "port": 9, "timeout": 2}}}  # nothing listens
+
+
+def run_queued(huey) -> list:
+    """Run every queued task in this process, as a consumer would; returns their results."""
+    results = []
+    while (task := huey.dequeue()) is not None:
+        results.append(huey.execute(task))
+    return results
+
+
+def test_ledger_endpoint_records_the_job_and_enqueues_it(client, huey_queue):
+    response = client.post("/email/ledger/", {"to": "ada@example.test"})
+    assert response.status_code == 202
+    body = response.json()
+    job = EmailJob.objects.get(pk=body["job_id"])
+    assert (job.state, job.to, job.attempts) == ("pending", "ada@example.test", 0)
+    assert body["message_id"] == job.message_id and job.id.hex in job.message_id
+    assert response["Location"] == f"/jobs/{job.id}/"
+    assert huey_queue.pending_count() == 1
+    assert mail.outbox == []
+
+
+def test_a_rolled_back_request_enqueues_nothing(huey_queue):
+    from django.db import transaction
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        ledger.accept_email("gone@example.test")
+        raise RuntimeError("the request failed after accepting")
+    assert EmailJob.objects.count() == 0
+    assert huey_queue.pending_count() == 0
+
+
+def test_delivery_is_idempotent_and_keeps_the_message_id(client, huey_queue):
+    job_id = client.post("/email/ledger/", {"to": "lin@example.test"}).json()["job_id"]
+    ledger.deliver_email_job(job_id)  # a second task for the same job (the reconciler's, say)
+    run_queued(huey_queue)
+    job = EmailJob.objects.get(pk=job_id)
+    assert job.state == "delivered" and job.attempts == 1 and job.delivered_at is not None
+    assert len(mail.outbox) == 1
+    assert mail.outbox[0].extra_headers["Message-ID"] == job.message_id
+    status = client.get(f"/jobs/{job_id}/").json()
+    assert status["state"] == "delivered" and status["message_id"] == job.message_id
+
+
+def test_an_smtp_error_releases_the_job_and_huey_schedules_a_retry(client, huey_queue, settings):
+    settings.MAILERS = REFUSING_MAILER
+    job_id = client.post("/email/ledger/", {"to": "retry@example.test"}).json()["job_id"]
+    task = huey_queue.dequeue()
+    huey_queue.execute(task)  # fails; Huey keeps the task for a retry after retry_delay
+    job = EmailJob.objects.get(pk=job_id)
+    assert (job.state, job.attempts) == ("pending", 1)
+    assert "refused" in job.last_error.lower() or "error" in job.last_error.lower()
+    assert huey_queue.scheduled_count() == 1  # the retry waits out its backoff
+    settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+    ledger.deliver_job(job_id)
+    assert EmailJob.objects.get(pk=job_id).state == "delivered"
+    assert len(mail.outbox) == 1
+
+
+def test_reconciler_reenqueues_stale_and_expired_jobs_only(huey_queue):
+    now = timezone.now()
+    fresh = ledger.accept_email("fresh@example.test")
+    stale = ledger.accept_email("stale@example.test")
+    crashed = ledger.accept_email("crashed@example.test")
+    huey_queue.flush()  # as if the consumer died with every task
+    old = now - timedelta(seconds=ledger.LEDGER["deadline_s"] + 1)
+    EmailJob.objects.filter(pk=stale.pk).update(updated_at=old)
+    EmailJob.objects.filter(pk=crashed.pk).update(state="sending", attempts=1, lease_until=now - timedelta(seconds=1))
+    counts = ledger.reconcile(now)
+    assert counts == {"pending": 1, "expired_lease": 1}
+    assert sorted(t.args[0] for t in huey_queue.pending()) == sorted([str(stale.pk), str(crashed.pk)])
+    crashed.refresh_from_db()
+    assert (crashed.state, crashed.uncertain_attempts, crashed.reenqueued) == ("pending", 1, 1)
+    assert ledger.reconcile(now) == {"pending": 0, "expired_lease": 0}  # touched: not again before the deadline
+    run_queued(huey_queue)
+    assert {j.to: j.state for j in EmailJob.objects.all()} == {
+        "fresh@example.test": "pending", "stale@example.test": "delivered", "crashed@example.test": "delivered"}
+    assert fresh.pk not in [t.args[0] for t in huey_queue.pending()]
+
+
+def test_a_job_claimed_by_a_live_lease_is_not_sent_twice(huey_queue):
+    job = ledger.accept_email("busy@example.test")
+    EmailJob.objects.filter(pk=job.pk).update(state="sending", attempts=1,
+                                              lease_until=timezone.now() + timedelta(seconds=60))
+    assert ledger.deliver_job(str(job.pk))["skipped"] is True
+    assert ledger.reconcile() == {"pending": 0, "expired_lease": 0}
+    assert mail.outbox == []
+
+
+@pytest.mark.parametrize("path", ["/email/deferred/", "/email/ledger/"])
+def test_a_full_backlog_sheds_with_503_and_retry_after(client, huey_queue, settings, path):
+    settings.LAB_MAX_BACKLOG = 2
+    assert client.post(path, {"to": "a@example.test"}).status_code == 202
+    assert client.post(path, {"to": "b@example.test"}).status_code == 202
+    jobs_before = EmailJob.objects.count()
+    refused = client.post(path, {"to": "c@example.test"})
+    assert refused.status_code == 503
+    assert int(refused["Retry-After"]) >= 1
+    assert refused.json()["limit"] == 2
+    assert huey_queue.pending_count() == 2
+    assert EmailJob.objects.count() == jobs_before
+    huey_queue.dequeue()
+    assert client.post(path, {"to": "d@example.test"}).status_code == 202
+
+
+def test_unbounded_by_default_the_deferred_view_does_not_count_the_queue(client, huey_queue, settings):
+    assert settings.LAB_MAX_BACKLOG == 0
+    for i in range(5):
+        assert client.post("/email/deferred/", {"to": f"u{i}@example.test"}).status_code == 202
+    assert huey_queue.pending_count() == 5
+
+
+def test_job_status_refuses_bad_ids(client):
+    assert client.get("/jobs/not-a-uuid/").status_code == 400
+    unknown = uuid.uuid4()
+    assert client.get(f"/jobs/{unknown}/").json() == {"error": "unknown job id", "job_id": str(unknown)}
+
+
+def test_smtp_refusal_surfaces_as_an_smtp_exception_from_the_job(settings):
+    """The ledger retries on whatever the send raises; a refusal is an smtplib error, not swallowed."""
+    settings.MAILERS = REFUSING_MAILER
+    from labsite import jobs
+
+    with pytest.raises((smtplib.SMTPException, OSError)):
+        jobs.send_welcome_email("x@example.test", message_id="<fixed@tasks-lab.test>")
+
+
+@pytest.mark.parametrize("accepted_before", [True, False])
+def test_an_uncertain_job_asks_the_provider_before_sending_again(huey_queue, settings, accepted_before):
+    """A worker died after its attempt may have got the 250: the provider's status API decides, so an email the
+    provider already took is marked delivered, not sent twice; one it never saw is sent."""
+    from helpers.processes import free_port
+    from helpers.smtp_sink import serve_status
+
+    job = ledger.accept_email("crash@example.test")
+    huey_queue.flush()
+    EmailJob.objects.filter(pk=job.pk).update(state="sending", attempts=1,
+                                              lease_until=timezone.now() - timedelta(seconds=1))
+    accepted = {job.message_id} if accepted_before else set()
+    port = free_port()
+    server = serve_status(accepted, port)
+    settings.LAB_PROVIDER_STATUS_URL = f"http://127.0.0.1:{port}/messages"
+    try:
+        assert ledger.reconcile()["expired_lease"] == 1
+        run_queued(huey_queue)
+    finally:
+        server.shutdown()
+        server.server_close()
+    job.refresh_from_db()
+    assert job.state == "delivered"
+    assert (job.confirmed_by_provider, len(mail.outbox)) == ((1, 0) if accepted_before else (0, 1))
+    assert job.uncertain_attempts == 1

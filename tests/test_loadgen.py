@@ -1,0 +1,123 @@
+"""The load generator against a tiny local server whose delays we set: open loop must count the queueing a
+stall causes (latency from the moment a request was due), closed loop by its nature does not."""
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import numpy as np
+import pytest
+
+from helpers.loadgen import LoadSpec, arrival_times, decode_histogram, run_load
+
+
+class StallingHandler(BaseHTTPRequestHandler):
+    """Answers after 2 ms, except that every request arriving inside the stall window waits until its end.
+    One connection per request (like a gunicorn sync worker), so requests queue in the listen backlog."""
+
+    protocol_version = "HTTP/1.1"
+    stall = (0.0, 0.0)  # (start, end) in time.monotonic()
+
+    def do_GET(self):
+        start, end = self.stall
+        now = time.monotonic()
+        time.sleep(max(end - now, 0) if start <= now < end else 0.002)
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.close_connection = True
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class OneWorkerServer(HTTPServer):
+    """A single-threaded server: one request at a time, like one worker, with a deep listen backlog."""
+
+    request_queue_size = 256
+
+
+@pytest.fixture
+def stalling_server():
+    server = OneWorkerServer(("127.0.0.1", 0), StallingHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def stall_during_run(server, after_s: float, length_s: float):
+    """Start a stall `after_s` from the generator's start (which is about 1.5 s after the call)."""
+    start = time.monotonic() + 1.5 + after_s
+    StallingHandler.stall = (start, start + length_s)
+
+
+def test_arrival_times_have_the_asked_rate():
+    for arrival in ("constant", "poisson"):
+        times = arrival_times(rate=500, seconds=20, arrival=arrival, seed=3)
+        assert abs(len(times) / 20 - 500) / 500 < 0.03
+        assert np.all(np.diff(times) >= 0) and times[-1] < 20
+    gaps = np.diff(arrival_times(rate=500, seconds=20, arrival="poisson", seed=3))
+    assert 0.8 < gaps.std() / gaps.mean() < 1.2  # exponential gaps: coefficient of variation 1
+
+
+def test_open_loop_counts_the_queue_a_stall_builds(stalling_server):
+    stall_during_run(stalling_server, after_s=1.0, length_s=0.5)
+    port = stalling_server.server_address[1]
+    result = run_load(LoadSpec("127.0.0.1", port, path="/", mode="open", rate=100, arrival="constant",
+                               connections=64, duration_s=2.5, warmup_s=0.0, processes=1))
+    measured = result.measured
+    assert result.summary["errors"] == 0 and len(measured) == 250
+    # every request due during the 0.5 s stall waited for its end: about 50 of them, the first ~0.5 s
+    assert (measured["latency_ms"] > 100).sum() >= 40
+    assert measured["latency_ms"].max() > 400
+    # the generator itself sent them on time: the waiting was the server's, not the client's
+    assert result.summary["lag_p99_ms"] < 20
+    assert result.summary["achieved_rate"] == pytest.approx(100, rel=0.02)
+
+
+def test_closed_loop_hides_the_same_stall(stalling_server):
+    stall_during_run(stalling_server, after_s=1.0, length_s=0.5)
+    port = stalling_server.server_address[1]
+    result = run_load(LoadSpec("127.0.0.1", port, path="/", mode="closed", connections=1, duration_s=2.5,
+                               warmup_s=0.0, processes=1))
+    measured = result.measured
+    # the one user waited once, then carried on: one slow request, and fewer requests sent
+    assert (measured["latency_ms"] > 100).sum() <= 2
+    assert measured["latency_ms"].max() > 400
+    assert len(measured) < 2.5 / 0.002
+
+
+def test_records_and_histograms_agree_and_processes_share_the_load(stalling_server):
+    port = stalling_server.server_address[1]
+    StallingHandler.stall = (0.0, 0.0)
+    result = run_load(LoadSpec("127.0.0.1", port, path="/", mode="open", rate=200, arrival="poisson",
+                               connections=32, duration_s=1.5, warmup_s=0.5, processes=2))
+    records = result.records
+    assert records["i"].is_unique
+    assert set(records["status"]) == {200}
+    assert records["lag_ms"].abs().max() < 50  # sent on schedule, never more than a timer tick early
+    assert result.summary["early_by_ms_max"] < 2
+    assert (records["ttfb_ms"] <= records["service_ms"]).all()
+    assert (records["latency_ms"] >= records["service_ms"] - 1e-6).all()
+    assert records["warmup"].sum() > 0 and result.summary["requests"] == len(result.measured)
+    latency = decode_histogram(result.summary["histograms"]["latency_ms"])
+    assert latency.get_total_count() == len(result.measured)
+    exact_p50 = np.percentile(result.measured["latency_ms"], 50)
+    assert latency.get_value_at_percentile(50) / 1000 == pytest.approx(exact_p50, rel=0.05, abs=0.05)
+
+
+def test_a_refused_connection_is_an_error_not_a_crash():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        result = run_load(LoadSpec("127.0.0.1", port, path="/", mode="open", rate=50, arrival="constant",
+                                   duration_s=0.5, warmup_s=0.0, processes=1))
+    assert result.summary["requests"] == 25
+    assert result.summary["errors"] == 25
+    assert set(result.measured["error"]) == {"connect"}

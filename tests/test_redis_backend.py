@@ -1,0 +1,141 @@
+"""Huey on a real Redis server (Debian's redis-server, started by the lab), with several consumer processes.
+
+No fakes: every test talks to the lab's own redis-server on loopback.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import redis
+
+from helpers import queue_probe, redis_server
+from helpers.processes import port_is_bound
+from helpers.stack import REPO_ROOT, Lab
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def lab():
+    """Redis, two consumer processes of one worker each, a slow SMTP server so a task stays in flight."""
+    with Lab(queue_backend="redis", consumer_processes=2, consumer_workers=1, smtp_delay_s=0.3, web_workers=2,
+             redis_read_timeout_s=0.2) as running:
+        yield running
+
+
+def post_emails(lab, count, prefix):
+    ids = []
+    for i in range(count):
+        response = lab.post("/email/deferred/", {"to": f"{prefix}{i}@example.test"})
+        assert response.status == 202
+        ids.append(json.loads(response.body)["task_id"])
+    return ids
+
+
+def state(lab, task_id):
+    return json.loads(lab.get(f"/tasks/{task_id}/").body).get("state")
+
+
+def wait_for(predicate, timeout=20.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def recipients(lab):
+    frame = lab.deliveries()
+    return {to for tos in frame["rcpt_tos"] for to in tos} if len(frame) else set()
+
+
+def test_the_setting_switches_huey_to_redis_with_a_blocking_pop():
+    code = ("import django; django.setup(); from huey.contrib.djhuey import HUEY; "
+            "print(type(HUEY).__name__, HUEY.storage.blocking, HUEY.storage.read_timeout)")
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "labsite.settings", "LAB_QUEUE_BACKEND": "redis",
+           "LAB_REDIS_URL": "redis://127.0.0.1:1/0", "LAB_REDIS_READ_TIMEOUT": "0.5"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["LabRedisHuey", "True", "0.5"]
+    env["LAB_QUEUE_BACKEND"] = "postgres"
+    failed = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
+    assert failed.returncode != 0 and "LAB_QUEUE_BACKEND" in failed.stderr
+
+
+def test_redis_listens_on_loopback_only_with_a_password_and_an_append_only_file(lab):
+    server = psutil.Process(lab.processes["redis"].pid)
+    listening = {(c.laddr.ip, c.laddr.port) for c in server.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    assert listening == {("127.0.0.1", lab.redis_port)}
+    with pytest.raises(redis.AuthenticationError), \
+            redis.Redis(host="127.0.0.1", port=lab.redis_port, socket_timeout=2) as anonymous:
+        anonymous.ping()
+    with redis_server.client(lab.redis_url) as conn:
+        assert conn.config_get("appendonly") == {"appendonly": "yes"}
+        assert conn.config_get("save") == {"save": ""}
+        assert conn.config_get("dir") == {"dir": str(lab.run_dir)}
+    assert (lab.run_dir / "appendonlydir").is_dir()
+    assert oct((lab.run_dir / "redis.conf").stat().st_mode & 0o777) == "0o600"
+    assert lab._redis_password not in " ".join(server.cmdline())
+
+
+def test_both_consumer_processes_take_tasks_and_every_email_arrives(lab):
+    before = lab.emails_received()
+    ids = post_emails(lab, 8, "both")
+    lab.wait_for_emails(before + 8, timeout=30)
+    assert all(state(lab, task_id) == "delivered" for task_id in ids)
+    executed = {name: lab.processes[name].log_text().count("Executing labsite.tasks.send_welcome_email")
+                for name in ("consumer", "consumer-2")}
+    assert all(count > 0 for count in executed.values()), executed
+
+
+def test_queued_tasks_survive_a_killed_consumer_and_run_after_its_restart(lab):
+    lab.start_consumer(consumer_processes=1)  # one worker: one task in flight, the rest wait in Redis
+    ids = post_emails(lab, 6, "killed")
+    wait_for(lambda: state(lab, ids[0]) == "running", what="the first task to run")
+    queued = [task_id for task_id in ids if state(lab, task_id) == "queued"]
+    assert len(queued) >= 4
+    lab.processes["consumer"].kill()  # SIGKILL, as a crash: no graceful shutdown
+    assert lab.queue_depth() == len(queued)
+    time.sleep(0.5)
+    assert lab.queue_depth() == len(queued)  # nothing consumes them, nothing drops them
+    lab.start_consumer(consumer_processes=2)
+    wait_for(lambda: all(state(lab, task_id) == "delivered" for task_id in queued), timeout=30,
+             what="the queued tasks to be delivered")
+    assert {f"killed{ids.index(t)}@example.test" for t in queued} <= recipients(lab)
+    assert lab.queue_depth() == 0
+
+
+def test_queued_tasks_survive_a_killed_redis_server_through_its_append_only_file(lab):
+    lab.stop_consumer()
+    ids = post_emails(lab, 5, "aof")
+    time.sleep(1.2)  # appendfsync everysec: the lab's "normal" durability is on disk within a second
+    lab.processes["redis"].kill()
+    lab.processes.pop("redis")
+    lab.start_redis()  # same port, same folder: replays the AOF
+    assert lab.queue_depth() == 5
+    with queue_probe.depth_reader(lab.queue_location) as read_depth:
+        assert read_depth() == 5
+    lab.start_consumer()
+    wait_for(lambda: all(state(lab, task_id) == "delivered" for task_id in ids), timeout=30,
+             what="the tasks queued before the crash to be delivered")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_stopping_leaves_no_process_and_no_bound_port_with_several_consumers(backend):
+    lab = Lab(queue_backend=backend, consumer_processes=2, consumer_workers=1, web_workers=1, smtp_delay_s=0,
+              redis_read_timeout_s=0.2).start()
+    assert lab.consumer_names() == ["consumer", "consumer-2"]
+    pids = lab.pids()
+    ports = [lab.web_port, lab.smtp_port] + ([lab.redis_port] if backend == "redis" else [])
+    assert ("redis" in lab.processes) == (backend == "redis")
+    lab.stop()
+    assert [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
+    assert not any(port_is_bound(port) for port in ports)
+    assert not lab.processes
