@@ -330,24 +330,35 @@ class LoadResult:
 
 
 def run_load(spec: LoadSpec, records_path: Path | None = None) -> LoadResult:
-    """Run one load in `spec.processes` generator processes, started together; merge their records."""
+    """Run one load in `spec.processes` generator processes; merge their records.
+
+    Each process reports when it has imported everything; only then is the common start time chosen, so a
+    slow start on a busy machine delays the run instead of making its first requests late."""
     with tempfile.TemporaryDirectory(prefix="loadgen-") as scratch:
-        start_at = time.perf_counter() + 1.5  # after every process has imported and connected nothing yet
         spec_path = Path(scratch) / "spec.json"
         spec_path.write_text(json.dumps(asdict(spec)))
         parts = []
         for part in range(spec.processes):
-            out = Path(scratch) / f"part-{part}.parquet"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "helpers.loadgen", "--spec", str(spec_path), "--records", str(out),
-                 "--part", str(part), "--start-at", repr(start_at)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            parts.append((proc, out))
+            out, errors = Path(scratch) / f"part-{part}.parquet", Path(scratch) / f"part-{part}.err"
+            with open(errors, "w") as stderr:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "helpers.loadgen", "--spec", str(spec_path), "--records", str(out),
+                     "--part", str(part)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+            parts.append((proc, out, errors))
+        for proc, _, errors in parts:
+            if proc.stdout.readline().strip() != "ready":
+                proc.wait()
+                raise RuntimeError(f"load generator failed to start:\n{errors.read_text()[-3000:]}")
+        start_at = time.perf_counter() + 0.05
+        for proc, _, _ in parts:
+            proc.stdin.write(f"{start_at!r}\n")
+            proc.stdin.close()
         raw, cpu_s = [], 0.0
-        for proc, out in parts:
-            stdout, stderr = proc.communicate()
-            if proc.returncode != 0:
-                raise RuntimeError(f"load generator failed ({proc.returncode}):\n{stderr[-3000:]}")
+        for proc, out, errors in parts:
+            stdout = proc.stdout.read()
+            if proc.wait() != 0:
+                raise RuntimeError(f"load generator failed ({proc.returncode}):\n{errors.read_text()[-3000:]}")
             cpu_s += json.loads(stdout.strip().splitlines()[-1])["generator_cpu_s"]
             raw.append(pd.read_parquet(out))
     records = records_from_raw(pd.concat(raw, ignore_index=True), spec, start_at)
@@ -363,7 +374,6 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, required=True, help="the LoadSpec as JSON")
     parser.add_argument("--records", type=Path, required=True)
     parser.add_argument("--part", type=int, default=0)
-    parser.add_argument("--start-at", type=float, required=True, help="perf_counter time to start at")
     args = parser.parse_args()
     spec = LoadSpec(**json.loads(args.spec.read_text()))
     try:
@@ -372,7 +382,9 @@ def main() -> None:
         runner = uvloop.run
     except ImportError:
         runner = asyncio.run
-    generator = Generator(spec, args.part, args.start_at)
+    print("ready", flush=True)
+    start_at = float(sys.stdin.readline())  # perf_counter time, common to every process of the load
+    generator = Generator(spec, args.part, start_at)
     before = resource.getrusage(resource.RUSAGE_SELF)
     runner(generator.run())
     after = resource.getrusage(resource.RUSAGE_SELF)  # the load's own CPU, imports left out

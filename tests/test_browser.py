@@ -106,7 +106,7 @@ def test_every_trial_whose_page_painted_after_the_click_has_an_inp_from_web_vita
     result, _ = probed
     painted = result.timed[result.timed["label"] != "form/deferred"]
     assert painted["inp_ms"].notna().all()
-    assert (painted["inp_ms"] > 0).all()
+    assert (painted["inp_ms"] >= 0).all()  # Event Timing rounds durations to 8 ms: a fast one reads 0
 
 
 def test_a_synchronous_request_puts_the_server_wait_into_inp(probed):
