@@ -44,11 +44,17 @@ def pickups(frame: pd.DataFrame, ax=None):
 
 def drain_vs_processes(drains: pd.DataFrame, ax=None):
     """Tasks per second a full queue empties at, against the number of consumer processes."""
+    from helpers.backends import drain_medians
+
     ax = ax or plt.subplots(figsize=(7, 4))[1]
-    for backend, group in drains.groupby("backend", sort=False):
+    medians = drain_medians(drains).reset_index()
+    for backend, group in medians.groupby("backend", sort=False):
         group = group.sort_values("processes")
+        runs = drains[drains["backend"] == backend]
+        ax.scatter(runs["processes"], runs["tasks_per_s"], color=BACKEND_COLORS[backend], alpha=0.35, s=14)
         ax.plot(group["processes"], group["tasks_per_s"], marker="o", color=BACKEND_COLORS[backend],
-                label=f"{BACKEND_NAMES[backend]} ({int(group['tasks'].iloc[0])} tasks per run)")
+                label=f"{BACKEND_NAMES[backend]}: median of {int(group['turns'].min())} runs "
+                      f"({int(group['tasks'].iloc[0])} tasks each)")
     workers = int(drains["workers_per_process"].iloc[0])
     ax.set_xticks(sorted(drains["processes"].unique()))
     ax.set_xlabel(f"consumer processes ({workers} thread workers each)")

@@ -32,7 +32,6 @@ from helpers.loadgen import run_load
 from helpers.stack import Lab
 
 BACKENDS = ("sqlite", "redis")
-LABELS = {"sqlite": "SQLite", "redis": "Redis"}
 # Throughput experiments measure the queue, not the instruments: no stats recorder, no per-task log lines.
 QUIET = {"record_task_events": False, "huey_log_level": "WARNING"}
 
@@ -57,11 +56,15 @@ def ensure_consumers(lab: Lab, **changes) -> None:
         lab.start_consumer(**changes)
 
 
+def turn_order(turn: int) -> tuple[str, ...]:
+    """The backends in the order of this turn: A B, then B A, ... so neither always goes first."""
+    return BACKENDS if turn % 2 == 0 else BACKENDS[::-1]
+
+
 def _interleaved(labs: dict[str, Lab], turns: int = 1):
-    """(turn, backend, lab), taking turns A B, B A, ... so neither backend always goes first."""
+    """(turn, backend, lab) for every turn, in turn_order."""
     for turn in range(turns):
-        order = BACKENDS if turn % 2 == 0 else BACKENDS[::-1]
-        for backend in order:
+        for backend in turn_order(turn):
             yield turn, backend, labs[backend]
 
 
@@ -131,24 +134,39 @@ def pickup_summary(pickups_frame: pd.DataFrame) -> pd.DataFrame:
 # -- 3. drain rate against consumer processes -----------------------------------------------------------------
 
 def drain_sweep(labs: dict[str, Lab], count: int, processes=(1, 2, 4), workers: int = 4,
-                worker_type: str = "thread") -> pd.DataFrame:
+                worker_type: str = "thread", turns: int = 1) -> pd.DataFrame:
     """Fill each queue with `count` no-op tasks (timing every direct enqueue), then let `processes` consumer
-    processes of `workers` workers each empty it (helpers.queue_experiments.enqueue_and_drain)."""
+    processes of `workers` workers each empty it (helpers.queue_experiments.enqueue_and_drain); every point
+    `turns` times (turns outermost, so repeats are spread over the run). One row per drain."""
     rows = []
-    for n in sorted(processes, reverse=True):  # ends on one process each, where the next experiment starts
-        for _, backend, lab in _interleaved(labs):
-            commands = redis_server.commands_processed(lab.redis_url) if backend == "redis" else None
-            measured = qe.enqueue_and_drain(lab, count, workers, worker_type, consumer_processes=n, **QUIET)
-            rows.append({"backend": backend, "processes": n, "workers_per_process": workers,
-                         "tasks": count, "tasks_per_s": measured.drain_tasks_per_s,
-                         "enqueue_p50_us": measured.enqueue_us.median(),
-                         "enqueue_p99_us": measured.enqueue_us.quantile(0.99),
-                         "left_in_queue": lab.queue_depth(),
-                         # every command the server ran from the first enqueue to the empty queue, per task
-                         # (idle pops and the depth sampler's LLENs included: an upper bound)
-                         "redis_commands_per_task": None if commands is None else
-                         (redis_server.commands_processed(lab.redis_url) - commands) / count})
+    for turn in range(turns):
+        for n in sorted(processes, reverse=True):  # ends on one process each, where the next experiment starts
+            rows.extend(_drain_point(labs, count, n, workers, worker_type, turn))
     return pd.DataFrame(rows)
+
+
+def drain_medians(drains: pd.DataFrame) -> pd.DataFrame:
+    """Median over turns per backend and number of processes, with the number of turns."""
+    groups = drains.groupby(["backend", "processes"], sort=False)
+    return groups.median(numeric_only=True).drop(columns="turn", errors="ignore").assign(turns=groups.size())
+
+
+def _drain_point(labs: dict[str, Lab], count: int, n: int, workers: int, worker_type: str, turn: int) -> list[dict]:
+    rows = []
+    for backend in turn_order(turn):
+        lab = labs[backend]
+        commands = redis_server.commands_processed(lab.redis_url) if backend == "redis" else None
+        measured = qe.enqueue_and_drain(lab, count, workers, worker_type, consumer_processes=n, **QUIET)
+        rows.append({"backend": backend, "processes": n, "turn": turn, "workers_per_process": workers,
+                     "tasks": count, "tasks_per_s": measured.drain_tasks_per_s,
+                     "enqueue_p50_us": measured.enqueue_us.median(),
+                     "enqueue_p99_us": measured.enqueue_us.quantile(0.99),
+                     "left_in_queue": lab.queue_depth(),
+                     # every command the server ran from the first enqueue to the empty queue, per task
+                     # (idle pops and the depth sampler's LLENs included: an upper bound)
+                     "redis_commands_per_task": None if commands is None else
+                     (redis_server.commands_processed(lab.redis_url) - commands) / count})
+    return rows
 
 
 # -- 4. lock contention: producers x consumers ----------------------------------------------------------------
@@ -240,8 +258,8 @@ def multi_host_projection(drains: pd.DataFrame, pickup: pd.DataFrame, cpu: pd.Da
     commands in turn finishes at most 1 / (commands per task x RTT) tasks/s; one Redis core serves at most
     1 / (its CPU seconds per task) tasks/s, whatever the number of consumer hosts."""
     redis_drains = drains[drains["backend"] == "redis"]
-    enqueue_us = float(redis_drains.loc[redis_drains["processes"] == redis_drains["processes"].min(),
-                                        "enqueue_p50_us"].iloc[0])
+    fewest = redis_drains["processes"] == redis_drains["processes"].min()
+    enqueue_us = float(redis_drains.loc[fewest, "enqueue_p50_us"].median())
     commands = float(redis_drains["redis_commands_per_task"].median())
     commands_in_drain = max(commands - 1.0, 1.0)  # the LPUSH is the producer's; the rest the consumer's
     pickup_ms = float(pickup.loc["Redis, blocking pop", "p50_ms"])
@@ -266,7 +284,7 @@ def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, 
         return None if value is None or pd.isna(value) else round(float(value), digits)
 
     figures: dict[str, float | int | None] = {}
-    drain = drains.set_index(["backend", "processes"])
+    drain = drain_medians(drains)
     fewest = int(drains["processes"].min())
     busiest = contention_rows.loc[contention_rows["producers"] == contention_rows["producers"].max()]
     for backend in BACKENDS:

@@ -203,57 +203,23 @@ def backends(enqueues: int = 5000, view_requests: int = 400, idle_s: float = 2.0
     run_dir = runs.new_run_dir("bench-backends")
     with bk.side_by_side(run_dir, web_workers=2, smtp_delay_s=0.0, consumer_workers=4, huey_log_level="WARNING",
                          **qe.TUNED_POLLING) as labs:
-        drains = bk.drain_sweep(labs, enqueues, (1, 2, 4), workers=4)
+        drains = bk.drain_sweep(labs, enqueues, (1, 2, 4), workers=4, turns=3)
         view = bk.view_summary(bk.view_enqueue(labs, view_requests, turns=2))
         pickup = bk.pickup_summary(bk.pickups(labs, [idle_s], pickups))
         contention, _ = bk.contention(labs, [(1, 1), (producers, producers)], rate_per_producer, 3.0)
         cpu = bk.cpu_share(labs, load_rate, 5.0, consumers=2, turns=2)
-    drain = drains.set_index(["backend", "processes"])
-    busy = contention.set_index(["backend", "producers"])
-    cpu_median = cpu.groupby("backend").median(numeric_only=True)
-
-    def r(value, digits=1):
-        return None if pd.isna(value) else round(float(value), digits)
-
-    figures = {
-        "sqlite_enqueue_p50_us": r(drain.loc[("sqlite", 1), "enqueue_p50_us"]),
-        "redis_enqueue_p50_us": r(drain.loc[("redis", 1), "enqueue_p50_us"]),
-        "sqlite_enqueue_p99_us": r(drain.loc[("sqlite", 1), "enqueue_p99_us"]),
-        "redis_enqueue_p99_us": r(drain.loc[("redis", 1), "enqueue_p99_us"]),
-        "sqlite_pickup_p50_ms": r(pickup.loc["SQLite, Huey's default polling", "p50_ms"], 2),
-        "sqlite_tuned_pickup_p50_ms": r(pickup.loc["SQLite, tuned polling", "p50_ms"], 2),
-        "redis_pickup_p50_ms": r(pickup.loc["Redis, blocking pop", "p50_ms"], 2),
-        "redis_pickup_max_ms": r(pickup.loc["Redis, blocking pop", "max_ms"], 2),
-        "pickups_per_setting": int(pickup["n"].min()),
+    figures = bk.key_figures(view, pickup, drains, contention, cpu)
+    figures.update({
         "pickup_idle_s": idle_s,
-        "sqlite_drain_tasks_per_s": round(drain.loc[("sqlite", 1), "tasks_per_s"]),
-        "redis_drain_tasks_per_s": round(drain.loc[("redis", 1), "tasks_per_s"]),
-        "sqlite_drain_2_consumers_tasks_per_s": round(drain.loc[("sqlite", 2), "tasks_per_s"]),
-        "redis_drain_2_consumers_tasks_per_s": round(drain.loc[("redis", 2), "tasks_per_s"]),
-        "sqlite_drain_4_consumers_tasks_per_s": round(drain.loc[("sqlite", 4), "tasks_per_s"]),
-        "redis_drain_4_consumers_tasks_per_s": round(drain.loc[("redis", 4), "tasks_per_s"]),
         "drain_tasks": enqueues,
+        "drain_turns": 3,
         "drain_workers_per_consumer": 4,
-        "sqlite_view_deferred_p50_ms": r(view.loc[("sqlite", "deferred"), "p50_ms"], 3),
-        "redis_view_deferred_p50_ms": r(view.loc[("redis", "deferred"), "p50_ms"], 3),
-        "sqlite_view_noop_p50_ms": r(view.loc[("sqlite", "noop"), "p50_ms"], 3),
-        "redis_view_noop_p50_ms": r(view.loc[("redis", "noop"), "p50_ms"], 3),
         "view_requests_per_endpoint": int(view["n"].min()),
-        "contention_producers_consumers": producers,
-        "sqlite_contended_enqueue_p99_us": r(busy.loc[("sqlite", producers), "p99_us"]),
-        "redis_contended_enqueue_p99_us": r(busy.loc[("redis", producers), "p99_us"]),
-        "sqlite_contended_enqueue_max_us": r(busy.loc[("sqlite", producers), "max_us"]),
-        "redis_contended_enqueue_max_us": r(busy.loc[("redis", producers), "max_us"]),
-        "sqlite_enqueue_errors": int(contention.loc[contention["backend"] == "sqlite", "errors"].sum()),
-        "redis_enqueue_errors": int(contention.loc[contention["backend"] == "redis", "errors"].sum()),
         "load_rate_per_s": load_rate,
-        "sqlite_cpu_left_for_web_pct": r(cpu_median.loc["sqlite", "cpu_left_for_web_pct"]),
-        "redis_cpu_left_for_web_pct": r(cpu_median.loc["redis", "cpu_left_for_web_pct"]),
-        "redis_server_cpu_pct": r(cpu_median.loc["redis", "cpu_redis_pct"]),
         "target_redis_pickup_p50_ms": 5,
-        "target_met": bool(pickup.loc["Redis, blocking pop", "p50_ms"] <= 5),
+        "target_met": bool(figures["redis_pickup_p50_ms"] <= 5),
         "run_dir": str(run_dir),
-    }
+    })
     drains.to_csv(run_dir / "drains.csv", index=False)
     contention.to_csv(run_dir / "contention.csv", index=False)
     cpu.to_csv(run_dir / "cpu.csv", index=False)
@@ -276,8 +242,9 @@ def faults(soak_s: float | None = None, kills: int = 5, rate: float = 20.0) -> d
 
     soak_s = float(soak_s or os.environ.get("LAB_SOAK_S", 180))
     run_dir = runs.new_run_dir("bench-faults")
-    plans = [f.FaultPlan("consumer_kill", rate=rate, duration_s=4.0 * kills + 2, fault_at_s=1.5, fault_for_s=1.0,
-                         kills=kills)]
+    # A slower SMTP server while the consumer is killed: each worker is mid-send most of the time (about 75% busy).
+    plans = [f.FaultPlan("consumer_kill", rate=6.0, duration_s=4.0 * kills + 2, fault_at_s=1.5, fault_for_s=1.0,
+                         kills=kills, smtp_delay_s=0.25)]
     plans += [f.FaultPlan(name, rate=rate, duration_s=6.0, fault_at_s=1.5, fault_for_s=2.0)
               for name in ("smtp_4xx", "smtp_5xx", "smtp_drop", "web_restart")]
     with Lab(run_dir=run_dir, **FAULT_LAB) as lab:
@@ -293,6 +260,7 @@ def faults(soak_s: float | None = None, kills: int = 5, rate: float = 20.0) -> d
         "lost": int(with_ledger["lost"].sum()),
         "duplicated": int(with_ledger["duplicated"].sum()),
         "uncertain_attempts": int(with_ledger["ledger_uncertain_attempts"].sum()),
+        "confirmed_by_provider": int(with_ledger["ledger_confirmed_by_provider"].sum()),
         "requested_without_ledger": int(without["requested"].sum()),
         "lost_without_ledger": int(without["lost"].sum()),
         "duplicated_without_ledger": int(without["duplicated"].sum()),

@@ -7,8 +7,9 @@ out) cancels the message: aiosmtpd cancels the handler, so nothing is recorded a
 
 Faults, switchable while it runs: `--control FILE` names a JSON file the server re-reads (when its mtime
 changes) before every message: {"mode": "ok"}, {"mode": "refuse", "code": 451} (a 4xx or 5xx reply to the
-message's DATA) or {"mode": "drop"} (the connection is cut when the message arrives, with no reply). A refused
-or dropped message is not recorded; `set_fault` writes the file.
+message's DATA) or {"mode": "drop"} (the connection is cut when the message arrives, with no reply), each
+optionally with "delay_s" replacing `--delay` (a provider that turns slow). A refused or dropped message is not
+recorded; `set_fault` writes the file.
 
 Like a real provider's message-events API, `--status-port P` serves `GET /messages?message_id=<id>` on loopback:
 {"accepted": true} once a message with that Message-ID was accepted. The job ledger asks it before sending
@@ -42,7 +43,7 @@ REFUSALS = {421: "421 Service not available, closing channel", 451: "451 Request
             550: "550 Mailbox unavailable"}
 
 
-def set_fault(control_path: Path, mode: str = "ok", code: int = 451) -> None:
+def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: float | None = None) -> None:
     """Switch a running server's fault mode (atomically: it never reads a half-written file)."""
     if mode not in FAULT_MODES:
         raise ValueError(f"mode must be one of {FAULT_MODES}, not {mode!r}")
@@ -50,7 +51,10 @@ def set_fault(control_path: Path, mode: str = "ok", code: int = 451) -> None:
         raise ValueError(f"code must be one of {sorted(REFUSALS)}")
     path = Path(control_path)
     scratch = path.with_suffix(".tmp")
-    scratch.write_text(json.dumps({"mode": mode, "code": code, "since": time.time()}))
+    state = {"mode": mode, "code": code, "since": time.time()}
+    if delay_s is not None:
+        state["delay_s"] = delay_s
+    scratch.write_text(json.dumps(state))
     scratch.replace(path)
 
 
@@ -95,8 +99,9 @@ class SlowRecordingHandler:
             self.dropped += 1
             server.transport.abort()  # no reply at all: the client sees the connection die
             return "421 dropped"  # never reaches the client
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+        delay_s = float(fault.get("delay_s", self.delay_s))
+        if delay_s:
+            await asyncio.sleep(delay_s)
         headers = BytesParser(policy=default_policy).parsebytes(envelope.content, headersonly=True)
         row = {
             "received_at": received_at,

@@ -182,6 +182,7 @@ class Lab:
 
     def start_redis(self) -> None:
         """Start the run's redis-server (again on the same port, after a stop or a crash: it replays its AOF)."""
+        self.stop_redis()  # what is left of a previous one (a crashed server's entry)
         self.redis_port = self.redis_port or free_port()
         conf = redis_server.write_config(self.run_dir, self.redis_port, self.config.huey_synchronous,
                                          self._redis_password)

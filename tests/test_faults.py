@@ -77,3 +77,11 @@ def test_the_ledger_loses_nothing_when_the_consumer_is_killed_mid_run(lab):
     assert with_ledger["ledger_delivered"] == with_ledger["requested"]
     without = table.set_index("endpoint").loc["deferred"]
     assert without["delivered"] + without["lost"] == without["requested"]
+
+
+def test_debug_is_off_in_lab_runs(lab):
+    """With DEBUG on, Django would answer an unknown path with its HTML technical page, settings included."""
+    response = lab.get("/no-such-page/")
+    assert response.status == 404
+    assert response.getheader("Content-Type") == "application/json"
+    assert b"DEBUG" not in response.body and b"Traceback" not in response.body
