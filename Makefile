@@ -8,7 +8,7 @@ KERNEL := tasks-lab
 STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
 
-.PHONY: lab test setup system-deps bench lint clean strip
+.PHONY: lab test setup system-deps run bench lint clean strip
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ lab: setup system-deps
 test: setup system-deps
 	$(VENV)/bin/ruff check labsite helpers tests
 	LAB_QUICK=1 $(VENV)/bin/pytest --nbval-lax --nbval-kernel-name=$(KERNEL) -p no:cacheprovider $(PYTEST_ARGS)
+
+# Every numbered notebook in full mode, headless (papermill), into one run folder under data/runs/.
+run: setup system-deps
+	$(PY) -m helpers run $(NOTEBOOKS)
 
 bench: setup system-deps
 	$(PY) -m helpers bench $(NAME)

@@ -128,6 +128,7 @@ def test_wrong_method_is_a_json_405(client):
     assert client.get("/djtasks/email/").status_code == 405
 
 
+@pytest.mark.django_db  # the Tasks API shim closes stale DB connections around the task, as db_task does
 def test_djtasks_on_huey_enqueue_the_same_job_and_report_it(client, huey_queue, mailoutbox):
     response = client.post("/djtasks/email/", {"to": "dj@example.test"})
     assert response.status_code == 202
