@@ -49,7 +49,7 @@ def overhead(fast_requests: int = 1000, blocking_requests: int = 60) -> dict:
 
 
 @benchmark
-def harness(connections: int = 16, duration_s: float = 8.0, trials: int = 2, open_rate: float = 1000.0) -> dict:
+def harness(connections: int = 16, duration_s: float = 8.0, trials: int = 3, open_rate: float = 1000.0) -> dict:
     """The lab's load generator against wrk on the same endpoint and connection count, then open loop.
 
     gunicorn runs gthread workers here so both tools keep their connections alive: with sync workers every

@@ -75,6 +75,8 @@ def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, du
     wrk times a request from its write to the end of the response; the lab's `service` time is the same span."""
     path, method, form = ENDPOINTS[endpoint]
     body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
+    # wrk has no warm-up of its own: a discarded run first, so neither tool meets a cold server.
+    wrk.run(lab.url(path), connections, 2, method=method, body=body)
     rows = []
     for trial in range(trials):
         tools = ("wrk", "lab") if trial % 2 == 0 else ("lab", "wrk")
