@@ -130,6 +130,17 @@ class Lab:
                 found.extend(child.pid for child in process.descendants())
         return found
 
+    def listening_sockets(self) -> dict[int, str]:
+        """Port -> address of every socket the lab's processes listen on (all must be loopback)."""
+        import psutil
+
+        listening = {}
+        for pid in self.pids():
+            for conn in psutil.Process(pid).net_connections(kind="inet"):
+                if conn.status == psutil.CONN_LISTEN:
+                    listening[conn.laddr.port] = conn.laddr.ip
+        return listening
+
     # -- the three servers ------------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:

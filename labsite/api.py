@@ -1,5 +1,6 @@
 """JSON answers for the lab's endpoints: every refusal is a 4xx with a JSON body, never an HTML page or a 500."""
 
+import uuid
 from functools import wraps
 
 from django.core.exceptions import ValidationError
@@ -54,3 +55,11 @@ def email_parameter(request, name: str = "to") -> str:
     if any(ch in address for ch in "\r\n"):
         raise BadRequest(f"'{name}' must not contain line breaks")
     return address
+
+
+def uuid_parameter(value: str | None, what: str) -> str:
+    """An id from a URL or query, in canonical form; anything that is not a UUID is a 400."""
+    try:
+        return str(uuid.UUID(value or ""))
+    except ValueError as exc:
+        raise BadRequest(f"{what} must be a UUID") from exc

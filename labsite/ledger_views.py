@@ -1,12 +1,10 @@
 """Endpoints of the job-ledger design: the welcome email accepted into the ledger, and a job's state."""
 
-import uuid
-
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from labsite import ledger
-from labsite.api import BadRequest, allow, email_parameter, json_error
+from labsite.api import allow, email_parameter, json_error, uuid_parameter
 from labsite.models import EmailJob
 
 
@@ -25,10 +23,7 @@ def email_ledger(request):
 
 @allow("GET", "HEAD")
 def job_status(request, job_id: str):
-    try:
-        job_id = str(uuid.UUID(job_id))
-    except ValueError as exc:
-        raise BadRequest("job id must be a UUID") from exc
+    job_id = uuid_parameter(job_id, "job id")
     job = EmailJob.objects.filter(pk=job_id).first()
     if job is None:
         return json_error(404, "unknown job id", job_id=job_id)

@@ -12,7 +12,6 @@ task as the JSON machine endpoints. A POST that asks for JSON (`Accept: applicat
 answer; a browser's form navigation gets the redirect, or the page again with the error (400).
 """
 
-import uuid
 from urllib.parse import urlencode
 
 from django.http import HttpResponseRedirect, JsonResponse
@@ -20,7 +19,7 @@ from django.shortcuts import render
 from django.urls import reverse
 
 from labsite import jobs, tasks
-from labsite.api import BadRequest, allow, email_parameter
+from labsite.api import BadRequest, allow, email_parameter, uuid_parameter
 
 PATHS = ("blocking", "deferred")
 POLL_INTERVAL_MS = 100  # how often a page asks /tasks/<id>/ whether a deferred email went out
@@ -85,10 +84,7 @@ def signup_done(request):
         raise BadRequest(f"path must be one of {', '.join(PATHS)}")
     task_id = request.GET.get("task_id")
     if path == "deferred":
-        try:
-            task_id = str(uuid.UUID(task_id or ""))
-        except ValueError as exc:
-            raise BadRequest("task id must be a UUID") from exc
+        task_id = uuid_parameter(task_id, "task id")
     context = {"path": path, "to": request.GET.get("to", ""), "task_id": task_id,
                "message_id": request.GET.get("message_id", ""), "poll_ms": POLL_INTERVAL_MS}
     return render(request, "labsite/signup_done.html", context)

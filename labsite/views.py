@@ -1,7 +1,6 @@
 """Endpoints: a no-op baseline, the welcome email sent blocking or deferred, and a task's status."""
 
 import time
-import uuid
 
 from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -9,7 +8,7 @@ from huey.contrib.djhuey import HUEY
 from huey.utils import Error
 
 from labsite import jobs, ledger, tasks
-from labsite.api import BadRequest, allow, email_parameter, json_error
+from labsite.api import allow, email_parameter, json_error, uuid_parameter
 
 # Machine endpoints take no cookies and no session, so CSRF protection has nothing to protect here.
 
@@ -60,10 +59,7 @@ def task_state(task_id: str) -> dict | None:
 
 @allow("GET", "HEAD")
 def task_status(request, task_id: str):
-    try:
-        task_id = str(uuid.UUID(task_id))
-    except ValueError as exc:
-        raise BadRequest("task id must be a UUID") from exc
+    task_id = uuid_parameter(task_id, "task id")
     state = task_state(task_id)
     if state is None:
         return json_error(404, "unknown task id", task_id=task_id)

@@ -5,7 +5,6 @@ owner-only run files."""
 import smtplib
 import stat
 
-import psutil
 import pytest
 
 from helpers import faults
@@ -30,11 +29,7 @@ def send(lab, to):
 
 def test_every_server_listens_on_loopback_only_reconciler_included(lab):
     assert "reconciler" in lab.processes
-    listening = {}
-    for pid in lab.pids():
-        for conn in psutil.Process(pid).net_connections(kind="inet"):
-            if conn.status == psutil.CONN_LISTEN:
-                listening[conn.laddr.port] = conn.laddr.ip
+    listening = lab.listening_sockets()
     assert lab.web_port in listening and lab.smtp_port in listening
     assert set(listening.values()) == {"127.0.0.1"}
 

@@ -31,11 +31,7 @@ def wait_for_state(lab, task_id, state, timeout=20.0):
 
 
 def test_every_server_listens_on_loopback_only(lab):
-    listening = {}
-    for pid in lab.pids():
-        for conn in psutil.Process(pid).net_connections(kind="inet"):
-            if conn.status == psutil.CONN_LISTEN:
-                listening[conn.laddr.port] = conn.laddr.ip
+    listening = lab.listening_sockets()
     assert lab.web_port in listening and lab.smtp_port in listening
     assert set(listening.values()) == {"127.0.0.1"}
 
