@@ -40,7 +40,7 @@ system-deps:
 
 lab: setup system-deps
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
-	  $(if $(CI),--no-browser,) $(JUPYTER_ARGS)
+	  $(if $(CI),--no-browser,) $(if $(filter 0,$(shell id -u)),--allow-root,) $(JUPYTER_ARGS)
 
 test: setup system-deps
 	$(VENV)/bin/ruff check labsite helpers tests
