@@ -21,6 +21,7 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from urllib.parse import urlencode
 
 import pandas as pd
 
@@ -337,25 +338,25 @@ class Lab:
     def url(self, path: str) -> str:
         return self.base_url + path
 
-    def get(self, path: str) -> http.client.HTTPResponse:
-        """One plain request, for checks (never for timing: see helpers.client)."""
-        conn = http.client.HTTPConnection(LOOPBACK, self.web_port, timeout=30)
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.body = response.read()
-        conn.close()
+    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None,
+                timeout: float = 30) -> http.client.HTTPResponse:
+        """One plain request on a fresh connection, its body read into `.body` (for checks, never for timing:
+        see helpers.client)."""
+        conn = http.client.HTTPConnection(LOOPBACK, self.web_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            response.body = response.read()
+        finally:
+            conn.close()
         return response
+
+    def get(self, path: str) -> http.client.HTTPResponse:
+        return self.request("GET", path)
 
     def post(self, path: str, form: dict[str, str]) -> http.client.HTTPResponse:
-        from urllib.parse import urlencode
-
-        conn = http.client.HTTPConnection(LOOPBACK, self.web_port, timeout=60)
-        conn.request("POST", path, body=urlencode(form),
-                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-        response = conn.getresponse()
-        response.body = response.read()
-        conn.close()
-        return response
+        return self.request("POST", path, body=urlencode(form), timeout=60,
+                            headers={"Content-Type": "application/x-www-form-urlencoded"})
 
     def emails_received(self) -> int:
         return count_deliveries(self.smtp_record)
@@ -375,27 +376,29 @@ class Lab:
         with sqlite3.connect(f"file:{self.huey_file}?mode=ro", uri=True, timeout=5) as conn:
             return conn.execute("select count(*) from task").fetchone()[0]
 
-    def wait_for_emails(self, expected: int, timeout: float = 120.0) -> float:
-        """Block until the SMTP server has accepted `expected` messages; returns the seconds waited."""
+    def _wait_while_running(self, done, timeout: float, shortfall, waiting_for: str) -> float:
+        """Poll `done` until it holds; raise TimeoutError (saying `shortfall()`) when the time runs out, or
+        RuntimeError when a lab process dies meanwhile. Returns the seconds waited."""
         started = time.monotonic()
-        while self.emails_received() < expected:
+        while not done():
             if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{self.emails_received()} of {expected} emails arrived in {timeout} s")
+                raise TimeoutError(shortfall())
             if not self.running:
-                raise RuntimeError(f"a lab process died while waiting for emails: {self.processes}")
+                raise RuntimeError(f"a lab process died while {waiting_for}: {self.processes}")
             time.sleep(0.05)
         return time.monotonic() - started
 
+    def wait_for_emails(self, expected: int, timeout: float = 120.0) -> float:
+        """Block until the SMTP server has accepted `expected` messages; returns the seconds waited."""
+        return self._wait_while_running(
+            lambda: self.emails_received() >= expected, timeout,
+            lambda: f"{self.emails_received()} of {expected} emails arrived in {timeout} s", "waiting for emails")
+
     def wait_until_drained(self, timeout: float = 300.0) -> float:
         """Block until Huey's queue is empty, so one experiment's backlog does not weigh on the next."""
-        started = time.monotonic()
-        while self.queue_depth() > 0:
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(f"{self.queue_depth()} tasks still queued after {timeout} s")
-            if not self.running:
-                raise RuntimeError(f"a lab process died while draining the queue: {self.processes}")
-            time.sleep(0.05)
-        return time.monotonic() - started
+        return self._wait_while_running(
+            lambda: self.queue_depth() == 0, timeout,
+            lambda: f"{self.queue_depth()} tasks still queued after {timeout} s", "draining the queue")
 
 
 def start_lab(**kwargs) -> Lab:
