@@ -4,7 +4,7 @@
 import argparse
 from pathlib import Path
 
-from helpers import bench, notebook_files, rerun
+from helpers.runs import bench, notebooks, rerun
 
 
 def main(argv=None) -> None:
@@ -23,10 +23,10 @@ def main(argv=None) -> None:
         bench.run(args.name)
     elif args.command == "run":
         parameters = {name: rerun.parse_value(value) for name, value in args.parameter}
-        chosen = args.notebooks or [p for p in notebook_files.notebooks() if not p.name.startswith("00-")]
+        chosen = args.notebooks or [p for p in notebooks.notebooks() if not p.name.startswith("00-")]
         rerun.rerun([p.resolve() for p in chosen], parameters, quick=args.quick)
     elif args.command == "strip":
-        notebook_files.strip(args.notebooks or notebook_files.notebooks())
+        notebooks.strip(args.notebooks or notebooks.notebooks())
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 
-from helpers import notebook_files
+from helpers import REPO_ROOT
+from helpers.runs import notebooks
 
-REFERENCE = notebook_files.REPO_ROOT / "data" / "reference" / "summary.json"
+REFERENCE = REPO_ROOT / "data" / "reference" / "summary.json"
 
 
 def load_summary(path: Path) -> dict:
@@ -39,7 +40,7 @@ def compare(reference: dict, latest: dict) -> pd.DataFrame:
 def notebook_index() -> pd.DataFrame:
     """Every numbered notebook with the question its first heading asks."""
     rows = []
-    for path in notebook_files.notebooks():
+    for path in notebooks.notebooks():
         nb = nbformat.read(path, as_version=4)
         heading = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells if c.cell_type == "markdown"), "")
         rows.append({"notebook": path.name, "question": heading})

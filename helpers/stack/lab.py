@@ -1,4 +1,5 @@
-"""The lab: a real SMTP server, the site under gunicorn and a Huey consumer, started and stopped as one.
+"""The lab: a real SMTP server, the site under gunicorn, a queue backend's servers and workers, started and
+stopped as one.
 
     with Lab(web_workers=4, consumer_workers=4) as lab:
         lab.url("/noop/")
@@ -10,10 +11,10 @@ record). Stopping happens on exit, on an exception, on KeyboardInterrupt, and at
 from __future__ import annotations
 
 import atexit
+import contextlib
 import http.client
 import os
 import secrets
-import signal
 import sqlite3
 import sys
 import time
@@ -24,12 +25,14 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pandas as pd
+import psutil
 
-from helpers import redis_server, runs
-from helpers.processes import LOOPBACK, ManagedProcess, free_port, tcp_accepts
-from helpers.smtp_sink import count_deliveries, read_deliveries
+from helpers import REPO_ROOT, runs
+from helpers.stack.processes import LOOPBACK, ManagedProcess, free_port, tcp_accepts
+from helpers.stack.queues import backend_class
+from helpers.stack.smtp_sink import count_deliveries, read_deliveries
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+LEDGER_STATES = ("pending", "sending", "delivered", "failed")
 _live_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
 
 
@@ -55,8 +58,8 @@ class LabConfig:
     record_task_events: bool = False  # Huey's stats recorder: per-task lifecycle events (helpers.lifecycle)
     tasks_backend: str = "huey"  # django.tasks backend: "huey" (deferred) or "immediate" (in the request)
     huey_log_level: str = "INFO"  # "WARNING" drops Huey's two log lines per task
-    queue_backend: str = "sqlite"  # or "redis": the lab starts its own redis-server (helpers.redis_server)
-    consumer_processes: int = 1  # separate run_huey processes, each with consumer_workers workers
+    queue_backend: str = "huey_sqlite"  # a module of helpers.stack.queues: "huey_sqlite", "huey_redis", ...
+    consumer_processes: int = 1  # separate worker processes, each with consumer_workers workers
     redis_read_timeout_s: float = 1.0  # a worker's blocking pop returns empty after this (Huey's default): a stop
     # waits up to this long
 
@@ -69,16 +72,13 @@ class Lab:
         self.smtp_record = self.run_dir / "smtp-deliveries.jsonl"
         self.smtp_control = self.run_dir / "smtp-fault.json"  # the SMTP server's fault mode, re-read per message
         self.site_db = self.run_dir / "site.sqlite3"  # Django's database: the job ledger
-        self.huey_file = self.run_dir / "huey.sqlite3"
         self.stats_file = self.run_dir / "huey-stats.sqlite3"
         self.web_port: int | None = None
         self.smtp_port: int | None = None
-        self.redis_port: int | None = None
         self.consumers_ready_at: float | None = None  # epoch s when the last consumer process said it started
-        self._redis_password = redis_server.new_password()
         self.processes: dict[str, ManagedProcess] = {}
-        if self.config.queue_backend not in ("sqlite", "redis"):
-            raise ValueError(f"queue_backend must be 'sqlite' or 'redis', not {self.config.queue_backend!r}")
+        self.queue = backend_class(self.config.queue_backend)(self)
+        self._secret_key = secrets.token_urlsafe(50)
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -86,8 +86,7 @@ class Lab:
         _live_labs.add(self)
         try:
             self._start_smtp()
-            if self.config.queue_backend == "redis":
-                self.start_redis()
+            self.queue.start_servers()
             self._migrate()
             self._start_consumer()
             if self.config.ledger:
@@ -98,19 +97,25 @@ class Lab:
             self.stop()
             raise
         runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config), "web_port": self.web_port,
-                                           "smtp_port": self.smtp_port, "redis_port": self.redis_port})
+                                           "smtp_port": self.smtp_port, "queue": self.queue.describe()})
         return self
 
     def stop(self) -> None:
-        """Web first (no new work), then the consumers (they may be mid-send), the SMTP server, Redis last."""
-        for name in ("web", "reconciler", "consumers", "smtp", "redis"):
-            if name == "consumers":
-                self.stop_consumer()
-                continue
-            process = self.processes.pop(name, None)
-            if process is not None:
-                process.stop()
+        """Web first (no new work), then the workers (they may be mid-send), the SMTP server, the queue's servers
+        last."""
+        self.stop_process("web")
+        self.stop_process("reconciler")
+        self.stop_consumer()
+        self.stop_process("smtp")
+        self.queue.stop_servers()
+        for name in list(self.processes):  # anything a backend started under another name
+            self.stop_process(name)
         _live_labs.discard(self)
+
+    def stop_process(self, name: str) -> None:
+        process = self.processes.pop(name, None)
+        if process is not None:
+            process.stop()
 
     def __enter__(self) -> Lab:
         return self.start()
@@ -145,33 +150,27 @@ class Lab:
     # -- the three servers ------------------------------------------------------------------------
 
     def _env(self) -> dict[str, str]:
-        if not hasattr(self, "_secret_key"):
-            self._secret_key = secrets.token_urlsafe(50)
         return {
             "DJANGO_SETTINGS_MODULE": "labsite.settings",
             "LAB_RUN_DIR": str(self.run_dir),
-            "LAB_HUEY_FILE": str(self.huey_file),
             "LAB_SMTP_PORT": str(self.smtp_port),
             "LAB_SECRET_KEY": self._secret_key,
             "LAB_DEBUG": "0",
-            "LAB_HUEY_SYNC": self.config.huey_synchronous,
             "LAB_HUEY_STATS": "1" if self.config.record_task_events else "0",
             "LAB_HUEY_STATS_FILE": str(self.stats_file),
             "LAB_TASKS_BACKEND": self.config.tasks_backend,
-            "LAB_HUEY_LOG_LEVEL": self.config.huey_log_level,
             "LAB_SMTP_TIMEOUT": str(self.config.smtp_timeout_s),
             "LAB_LEDGER_DEADLINE_S": str(self.config.ledger_deadline_s),
             "LAB_LEDGER_LEASE_S": str(self.config.ledger_lease_s or 3 * self.config.smtp_timeout_s),
             "LAB_LEDGER_RETRY_DELAY_S": str(self.config.ledger_retry_delay_s),
             "LAB_MAX_BACKLOG": str(self.config.max_backlog),
             "LAB_PROVIDER_STATUS_URL": f"http://{LOOPBACK}:{getattr(self, 'smtp_status_port', 0)}/messages",
-            "LAB_QUEUE_BACKEND": self.config.queue_backend,
-            "LAB_REDIS_URL": self.redis_url or "",
-            "LAB_REDIS_READ_TIMEOUT": str(self.config.redis_read_timeout_s),
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            **self.queue.site_env(),
         }
 
-    def _spawn(self, name: str, argv: list[str], **kwargs) -> ManagedProcess:
+    def spawn(self, name: str, argv: list[str], **kwargs) -> ManagedProcess:
+        """Start one of the lab's processes, logging into the run folder, with the site's environment."""
         process = ManagedProcess(name, argv, self.run_dir / f"{name}.log", env=self._env(), cwd=REPO_ROOT,
                                  **kwargs)
         self.processes[name] = process.start()
@@ -180,33 +179,12 @@ class Lab:
     def _start_smtp(self) -> None:
         self.smtp_port = free_port()
         self.smtp_status_port = free_port()  # the SMTP server's message-status API (helpers.smtp_sink)
-        smtp = self._spawn("smtp", [sys.executable, "-m", "helpers.smtp_sink", "--port", self.smtp_port,
+        smtp = self.spawn("smtp", [sys.executable, "-m", "helpers.stack.smtp_sink", "--port", self.smtp_port,
                                     "--delay", self.config.smtp_delay_s, "--record", self.smtp_record,
                                     "--control", self.smtp_control, "--status-port", self.smtp_status_port])
         smtp.wait_until(lambda: tcp_accepts(self.smtp_port), what="accepting SMTP connections")
 
-    # -- Redis (queue_backend="redis"): started before the consumers, stopped last ----------------------------
-
-    @property
-    def redis_url(self) -> str | None:
-        """The queue's Redis URL, password included (for a client of this run's server), or None on SQLite."""
-        return redis_server.url(self.redis_port, self._redis_password) if self.redis_port else None
-
-    def start_redis(self) -> None:
-        """Start the run's redis-server (again on the same port, after a stop or a crash: it replays its AOF)."""
-        self.stop_redis()  # what is left of a previous one (a crashed server's entry)
-        self.redis_port = self.redis_port or free_port()
-        conf = redis_server.write_config(self.run_dir, self.redis_port, self.config.huey_synchronous,
-                                         self._redis_password)
-        redis = self._spawn("redis", [redis_server.executable(), conf])
-        redis.wait_until(lambda: redis_server.answers(self.redis_url), what="answering PING")
-
-    def stop_redis(self) -> None:
-        redis = self.processes.pop("redis", None)
-        if redis is not None:
-            redis.stop()
-
-    # -- the consumers: consumer_processes separate run_huey processes, "consumer", "consumer-2", ... ----------
+    # -- the workers: consumer_processes separate processes, "consumer", "consumer-2", ... -----------------------
 
     @staticmethod
     def consumer_name(index: int) -> str:
@@ -217,23 +195,15 @@ class Lab:
         return [name for name in self.processes if name == "consumer" or name.startswith("consumer-")]
 
     def _start_consumer(self) -> None:
-        c = self.config
-        ready_line = "Huey consumer started"
+        ready_line = self.queue.worker_ready_line
         started = []
-        for index in range(c.consumer_processes):
+        for index in range(self.config.consumer_processes):
             name = self.consumer_name(index)
             log = self.run_dir / f"{name}.log"
             # a restarted consumer appends to the same log
             starts_before = log.read_text(errors="replace").count(ready_line) if log.exists() else 0
-            consumer = self._spawn(
-                name,
-                [sys.executable, "-m", "django", "run_huey",
-                 "--workers", c.consumer_workers, "--worker-type", c.consumer_worker_type,
-                 "--delay", c.consumer_initial_delay_s, "--max-delay", c.consumer_max_delay_s,
-                 "--backoff", c.consumer_backoff],
-                stop_signal=signal.SIGINT,  # Huey's graceful shutdown: running tasks finish
-                stop_timeout=15.0,
-            )
+            consumer = self.spawn(name, self.queue.worker_argv(), stop_signal=self.queue.worker_stop_signal,
+                                  stop_timeout=15.0)
             started.append((consumer, starts_before))
         for consumer, starts_before in started:  # they start side by side; wait for each
             consumer.wait_until(lambda c=consumer, n=starts_before: c.log_text().count(ready_line) > n,
@@ -250,6 +220,20 @@ class Lab:
             with ThreadPoolExecutor(len(consumers)) as pool:
                 list(pool.map(ManagedProcess.stop, consumers))
 
+    def kill_workers(self) -> int:
+        """SIGKILL every worker process and its children, as a crash would; returns how many worker processes
+        died. Their entries stay until start_consumer replaces them."""
+        killed = 0
+        for name in self.consumer_names():
+            process = self.processes[name]
+            family = process.descendants()
+            process.kill()
+            for child in family:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
+            killed += 1
+        return killed
+
     def start_consumer(self, **changes) -> None:
         """(Re)start the consumer, with `changes` to its LabConfig fields (workers, worker type, delays)."""
         self.stop_consumer()
@@ -264,7 +248,7 @@ class Lab:
     def _start_web(self, port: int | None = None) -> None:
         c = self.config
         self.web_port = port or free_port()
-        web = self._spawn(
+        web = self.spawn(
             "web",
             [sys.executable, "-m", "gunicorn", "labsite.wsgi:application",
              "--bind", f"{LOOPBACK}:{self.web_port}", "--workers", c.web_workers,
@@ -310,15 +294,27 @@ class Lab:
             raise RuntimeError(f"migrate failed ({done.returncode}): see {self.run_dir / 'migrate.log'}")
 
     def _start_reconciler(self) -> None:
-        reconciler = self._spawn("reconciler", [sys.executable, "-m", "django", "reconcile_jobs",
+        reconciler = self.spawn("reconciler", [sys.executable, "-m", "django", "reconcile_jobs",
                                                 "--interval", self.config.reconcile_every_s])
         reconciler.wait_until(lambda: "reconciler started" in reconciler.log_text(), what="reconciling")
 
-    def ledger_counts(self) -> dict[str, int]:
-        """Ledger jobs per state, read straight from the site's database (read-only)."""
-        with sqlite3.connect(f"file:{self.site_db}?mode=ro", uri=True, timeout=10) as conn:
-            rows = conn.execute("select state, count(*) from labsite_emailjob group by state").fetchall()
-        return {"pending": 0, "sending": 0, "delivered": 0, "failed": 0, **dict(rows)}
+    def ledger_jobs(self, recipients_like: str = "%") -> dict[str, int]:
+        """The ledger's account of the jobs whose recipient matches `recipients_like` (SQL LIKE): jobs per state,
+        plus re-enqueues, attempts, attempts of unknown outcome and sends the provider confirmed (read-only)."""
+        with contextlib.closing(sqlite3.connect(f"file:{self.site_db}?mode=ro", uri=True, timeout=10)) as conn:
+            rows = conn.execute("select state, count(*), sum(uncertain_attempts), sum(reenqueued), sum(attempts), "
+                                "sum(confirmed_by_provider) from labsite_emailjob where \"to\" like ? group by state",
+                                (recipients_like,)).fetchall()
+        found = dict.fromkeys(("jobs", *LEDGER_STATES, "uncertain_attempts", "reenqueued", "attempts",
+                               "confirmed_by_provider"), 0)
+        for state, n, uncertain, reenqueued, attempts, confirmed in rows:
+            found[state] = n
+            found["jobs"] += n
+            found["uncertain_attempts"] += uncertain or 0
+            found["reenqueued"] += reenqueued or 0
+            found["attempts"] += attempts or 0
+            found["confirmed_by_provider"] += confirmed or 0
+        return found
 
     def secure_files(self) -> list[Path]:
         """Make the run folder's SQLite files (the pickle queue, the ledger) readable by their owner only.
@@ -364,17 +360,9 @@ class Lab:
     def deliveries(self) -> pd.DataFrame:
         return read_deliveries(self.smtp_record)
 
-    @property
-    def queue_location(self) -> Path | str:
-        """Where the queue lives: the SQLite file, or the Redis URL (helpers.queue_probe reads either)."""
-        return self.redis_url if self.config.queue_backend == "redis" else self.huey_file
-
     def queue_depth(self) -> int:
-        """Tasks waiting in Huey's queue, read straight from its SQLite file or its Redis list."""
-        if self.config.queue_backend == "redis":
-            return redis_server.queue_length(self.redis_url)
-        with sqlite3.connect(f"file:{self.huey_file}?mode=ro", uri=True, timeout=5) as conn:
-            return conn.execute("select count(*) from task").fetchone()[0]
+        """Tasks waiting in the queue, whichever backend holds it."""
+        return self.queue.depth()
 
     def _wait_while_running(self, done, timeout: float, shortfall, waiting_for: str) -> float:
         """Poll `done` until it holds; raise TimeoutError (saying `shortfall()`) when the time runs out, or
@@ -395,7 +383,7 @@ class Lab:
             lambda: f"{self.emails_received()} of {expected} emails arrived in {timeout} s", "waiting for emails")
 
     def wait_until_drained(self, timeout: float = 300.0) -> float:
-        """Block until Huey's queue is empty, so one experiment's backlog does not weigh on the next."""
+        """Block until the queue is empty, so one experiment's backlog does not weigh on the next."""
         return self._wait_while_running(
             lambda: self.queue_depth() == 0, timeout,
             lambda: f"{self.queue_depth()} tasks still queued after {timeout} s", "draining the queue")

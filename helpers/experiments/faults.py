@@ -20,22 +20,23 @@ Faults:
 
 from __future__ import annotations
 
-import contextlib
+import os
 import re
-import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pandas as pd
-import psutil
 
-from helpers.experiments import load_spec
-from helpers.loadgen import run_load
-from helpers.queue_probe import QueueDepthSampler
-from helpers.smtp_sink import set_fault
+from helpers import runs
+from helpers.instruments.cpu import rss_mb
+from helpers.instruments.endpoints import load_spec
+from helpers.instruments.loadgen import run_load
+from helpers.instruments.queue_probe import QueueDepthSampler
+from helpers.runs.bench import benchmark
 from helpers.stack import Lab
+from helpers.stack.smtp_sink import set_fault
 
 FAULTS = ("consumer_kill", "smtp_4xx", "smtp_5xx", "smtp_drop", "web_restart")
 DESIGNS = {"deferred": "without ledger", "ledger": "with ledger"}
@@ -56,43 +57,27 @@ class FaultPlan:
 
 # -- injecting ------------------------------------------------------------------------------------------------
 
-def kill_consumers(lab: Lab) -> int:
-    """SIGKILL every consumer process and its worker processes, as a crash would; returns how many died."""
-    killed = 0
-    for name in lab.consumer_names():
-        process = lab.processes[name]
-        family = process.descendants()
-        process.kill()
-        for child in family:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                child.kill()
-        killed += 1
-    return killed
-
-
-_episode_delay: float | None = None  # the running episode's SMTP delay, kept through the fault's modes
-
-
-def inject(lab: Lab, fault: str) -> None:
+def inject(lab: Lab, fault: str, smtp_delay_s: float | None = None) -> None:
+    """Start the fault; `smtp_delay_s` is kept through the SMTP server's fault modes (None: the lab's own)."""
     if fault == "consumer_kill":
-        kill_consumers(lab)
+        lab.queue.kill_workers()
     elif fault == "smtp_4xx":
-        set_fault(lab.smtp_control, "refuse", 451, delay_s=_episode_delay)
+        set_fault(lab.smtp_control, "refuse", 451, delay_s=smtp_delay_s)
     elif fault == "smtp_5xx":
-        set_fault(lab.smtp_control, "refuse", 554, delay_s=_episode_delay)
+        set_fault(lab.smtp_control, "refuse", 554, delay_s=smtp_delay_s)
     elif fault == "smtp_drop":
-        set_fault(lab.smtp_control, "drop", delay_s=_episode_delay)
+        set_fault(lab.smtp_control, "drop", delay_s=smtp_delay_s)
     elif fault == "web_restart":
         lab.restart_web(crash=True)
     else:
         raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
 
 
-def recover(lab: Lab, fault: str) -> None:
+def recover(lab: Lab, fault: str, smtp_delay_s: float | None = None) -> None:
     if fault == "consumer_kill":
         lab.start_consumer()
     elif fault.startswith("smtp_"):
-        set_fault(lab.smtp_control, "ok", delay_s=_episode_delay)
+        set_fault(lab.smtp_control, "ok", delay_s=smtp_delay_s)
 
 
 def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: list) -> None:
@@ -104,10 +89,10 @@ def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: l
     for at in times:
         time.sleep(max(0.0, load_starts_at + at - time.monotonic()))
         started = time.monotonic() - load_starts_at
-        inject(lab, plan.fault)
+        inject(lab, plan.fault, plan.smtp_delay_s)
         if plan.fault != "web_restart":  # a restart is its own recovery
             time.sleep(plan.fault_for_s)
-            recover(lab, plan.fault)
+            recover(lab, plan.fault, plan.smtp_delay_s)
         log.append({"fault": plan.fault, "injected_at_s": started, "recovered_at_s": time.monotonic() - load_starts_at})
 
 
@@ -126,22 +111,8 @@ def received_by_request(lab: Lab, tag: str, endpoint: str) -> pd.Series:
 
 
 def ledger_jobs(lab: Lab, tag: str) -> dict:
-    """The ledger's account of this episode's jobs: per state, plus re-enqueues and attempts of unknown outcome."""
-    with sqlite3.connect(f"file:{lab.site_db}?mode=ro", uri=True, timeout=10) as conn:
-        rows = conn.execute("select state, count(*), sum(uncertain_attempts), sum(reenqueued), sum(attempts), "
-                            "sum(confirmed_by_provider) "
-                            "from labsite_emailjob where \"to\" like ? group by state",
-                            (f"{tag}-ledger-%",)).fetchall()
-    found = {"jobs": 0, "pending": 0, "sending": 0, "delivered": 0, "failed": 0, "uncertain_attempts": 0,
-             "reenqueued": 0, "attempts": 0, "confirmed_by_provider": 0}
-    for state, n, uncertain, reenqueued, attempts, confirmed in rows:
-        found[state] = n
-        found["jobs"] += n
-        found["uncertain_attempts"] += uncertain or 0
-        found["reenqueued"] += reenqueued or 0
-        found["attempts"] += attempts or 0
-        found["confirmed_by_provider"] += confirmed or 0
-    return found
+    """The ledger's account of this episode's jobs (helpers.stack.lab.Lab.ledger_jobs)."""
+    return lab.ledger_jobs(f"{tag}-ledger-%")
 
 
 def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.0) -> float:
@@ -156,16 +127,10 @@ def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.
         if count != last_count:
             last_count, last_change = count, time.monotonic()
         jobs = ledger_jobs(lab, tag)
-        if (jobs["pending"] + jobs["sending"] == 0 and lab.queue_depth() == 0 and scheduled(lab) == 0
+        if (jobs["pending"] + jobs["sending"] == 0 and lab.queue_depth() == 0 and lab.queue.scheduled() == 0
                 and time.monotonic() - last_change >= quiet_s):
             return time.monotonic() - started
     return time.monotonic() - started
-
-
-def scheduled(lab: Lab) -> int:
-    """Tasks Huey holds for later (retries waiting out their delay)."""
-    with sqlite3.connect(f"file:{lab.huey_file}?mode=ro", uri=True, timeout=5) as conn:
-        return conn.execute("select count(*) from schedule").fetchone()[0]
 
 
 def account(records: pd.DataFrame, received: pd.Series) -> dict:
@@ -200,8 +165,6 @@ def run_episode(lab: Lab, plan: FaultPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
                                form={"to": f"{tag}-{endpoint}-{{i}}@example.test"})
              for endpoint in DESIGNS}
     timeline: list[dict] = []
-    global _episode_delay
-    _episode_delay = plan.smtp_delay_s
     set_fault(lab.smtp_control, "ok", delay_s=plan.smtp_delay_s)
     with ThreadPoolExecutor(len(specs)) as pool:
         futures = {endpoint: pool.submit(run_load, spec) for endpoint, spec in specs.items()}
@@ -211,7 +174,6 @@ def run_episode(lab: Lab, plan: FaultPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
         _inject_on_schedule(lab, plan, load_starts_at, timeline)
         results = {endpoint: future.result() for endpoint, future in futures.items()}
     settle_s = wait_until_settled(lab, tag, plan.settle_timeout_s)
-    _episode_delay = None
     set_fault(lab.smtp_control, "ok")
     rows = []
     for endpoint, design in DESIGNS.items():
@@ -265,7 +227,7 @@ def measure_backlog(lab: Lab, max_backlog: int, rate: float, duration_s: float, 
     spec = replace(load_spec(lab, "deferred", mode="open", rate=rate, arrival="constant", connections=128,
                              duration_s=duration_s, warmup_s=0.0, timeout_s=30.0),
                    form={"to": f"{tag}-deferred-{{i}}@example.test"})
-    with QueueDepthSampler(lab.huey_file, interval_s=0.05) as sampler:
+    with QueueDepthSampler(lab.queue, interval_s=0.05) as sampler:
         started = time.time()
         result = run_load(spec)
         load_done = time.time()
@@ -300,11 +262,8 @@ def backlog_verdict(bounded: dict, unbounded: dict, web_workers: int) -> dict[st
 # -- soak -----------------------------------------------------------------------------------------------------
 
 def lab_rss_mb(lab: Lab) -> float:
-    total = 0
-    for pid in lab.pids():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            total += psutil.Process(pid).memory_info().rss
-    return total / 2**20
+    """Resident memory of every process the lab runs, in MiB."""
+    return rss_mb([process.pid for process in lab.processes.values()])
 
 
 def measure_capacity(lab: Lab, jobs: int = 200) -> dict:
@@ -356,3 +315,60 @@ def soak(lab: Lab, rate: float, duration_s: float, warmup_s: float = 10.0) -> di
             "soak_rss_growth_mb": round(rss["end"] - rss["start"], 1),
             "soak_latency_p50_ms": s["latency_p50_ms"], "soak_latency_p99_ms": s["latency_p99_ms"],
             "soak_lost": counts["lost"], "soak_duplicated": counts["duplicated"]}
+
+
+# -- the figures notebook 05 records and `bench faults` prints -----------------------------------------------
+
+def key_figures(table: pd.DataFrame, timeline: pd.DataFrame, overload: pd.DataFrame | None = None,
+                capacity: dict | None = None, soak_figures: dict | None = None) -> dict:
+    """From run_faults' table and timeline, and (when measured) the overload runs, the capacity and the soak."""
+    with_ledger, without = table[table["endpoint"] == "ledger"], table[table["endpoint"] == "deferred"]
+    lost = table.pivot_table(index="fault", columns="endpoint", values="lost", aggfunc="sum")
+    figures = {
+        "faults_injected": int(timeline["fault"].count()),
+        "consumer_kills": int((timeline["fault"] == "consumer_kill").sum()),
+        "requested": int(with_ledger["requested"].sum()),
+        "delivered": int(with_ledger["delivered"].sum()),
+        "lost": int(with_ledger["lost"].sum()),
+        "duplicated": int(with_ledger["duplicated"].sum()),
+        "uncertain_attempts": int(with_ledger["ledger_uncertain_attempts"].sum()),
+        "confirmed_by_provider": int(with_ledger["ledger_confirmed_by_provider"].sum()),
+        "requested_without_ledger": int(without["requested"].sum()),
+        "lost_without_ledger": int(without["lost"].sum()),
+        "duplicated_without_ledger": int(without["duplicated"].sum()),
+        "lost_by_fault": {fault: {"with_ledger": int(row.get("ledger", 0)),
+                                  "without_ledger": int(row.get("deferred", 0))} for fault, row in lost.iterrows()},
+    }
+    if overload is not None:
+        figures["overload"] = overload.to_dict("records")
+    if capacity is not None:
+        figures.update({"capacity_per_s": round(capacity["capacity"], 1),
+                        "capacity_web_per_s": round(capacity["web_rate"], 1),
+                        "capacity_drain_per_s": round(capacity["drain_rate"], 1)})
+    figures.update(soak_figures or {})
+    return figures
+
+
+FAULT_LAB = dict(ledger=True, smtp_delay_s=0.1, smtp_timeout_s=1.0, ledger_deadline_s=2.0, ledger_retry_delay_s=0.25,
+                 reconcile_every_s=0.5, web_workers=4, consumer_workers=4, consumer_initial_delay_s=0.01,
+                 consumer_max_delay_s=0.1, huey_log_level="WARNING")
+
+
+@benchmark("faults")
+def faults_bench(run_dir, soak_s: float | None = None, kills: int = 5, rate: float = 20.0) -> dict:
+    """Every fault under load, both designs side by side (`kills` consumer SIGKILLs), then a soak of the ledger
+    path at 80% of its measured capacity. `soak_s` defaults to LAB_SOAK_S or 180 s."""
+    soak_s = float(soak_s or os.environ.get("LAB_SOAK_S", 180))
+    # A slower SMTP server while the consumer is killed: each worker is mid-send most of the time (about 75% busy).
+    plans = [FaultPlan("consumer_kill", rate=6.0, duration_s=4.0 * kills + 2, fault_at_s=1.5, fault_for_s=1.0,
+                       kills=kills, smtp_delay_s=0.25)]
+    plans += [FaultPlan(name, rate=rate, duration_s=6.0, fault_at_s=1.5, fault_for_s=2.0)
+              for name in ("smtp_4xx", "smtp_5xx", "smtp_drop", "web_restart")]
+    with Lab(run_dir=run_dir, **FAULT_LAB) as lab:
+        table, timeline = run_faults(lab, plans)
+        capacity = measure_capacity(lab)
+        soaked = soak(lab, rate=0.8 * capacity["capacity"], duration_s=soak_s)
+    runs.save_table(run_dir, "faults", table)
+    runs.save_table(run_dir, "fault-timeline", timeline)
+    return {**key_figures(table, timeline, capacity=capacity, soak_figures=soaked),
+            "smtp_delay_s": FAULT_LAB["smtp_delay_s"], "consumer_workers": FAULT_LAB["consumer_workers"]}

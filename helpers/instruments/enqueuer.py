@@ -6,20 +6,17 @@ calls the very task functions the views call, natively (`tasks.X(...)`, djhuey) 
 the next one's send, not its due time, and the lag is recorded. With `after_finish` each offset is instead an
 idle gap after the previous task finished (read from the stats recorder), so no task overlaps the one before.
 
-    python -m helpers.enqueuer < plan.json     (see `enqueue`; CSV on stdout)
+    python -m helpers.instruments.enqueuer < plan.json     (see `enqueue`; helpers.instruments.plan_process)
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
+
+from helpers.instruments import plan_process
 
 if TYPE_CHECKING:  # pandas only in the caller: the enqueuer process starts 0.3 s sooner without it
     import pandas as pd
@@ -44,13 +41,8 @@ def enqueue(env: dict[str, str], plan: EnqueuePlan, timeout: float = 600.0) -> p
     """Run the plan in a fresh process with the lab's environment; one row per task enqueued."""
     if plan.kind not in KINDS or plan.api not in APIS:
         raise ValueError(f"kind must be one of {KINDS} and api one of {APIS}")
-    done = subprocess.run([sys.executable, "-m", "helpers.enqueuer"], input=json.dumps(asdict(plan)), env=env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"enqueuer failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    import pandas as pd
-
-    return pd.read_csv(io.StringIO(done.stdout))
+    frame = plan_process.run_plan("helpers.instruments.enqueuer", asdict(plan), "enqueuer", env=env, timeout=timeout)
+    return frame.reindex(columns=COLUMNS)
 
 
 def task_caller(kind: str, api: str, plan: EnqueuePlan):
@@ -81,7 +73,7 @@ def finished_at(task_id: str, timeout: float = 120.0) -> float:
     """When the recorder saw `task_id` finish (epoch seconds); waits for the event to be flushed."""
     from django.conf import settings
 
-    from helpers import lifecycle
+    from helpers.instruments import lifecycle
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -93,14 +85,13 @@ def finished_at(task_id: str, timeout: float = 120.0) -> float:
     raise TimeoutError(f"task {task_id} did not finish in {timeout} s")
 
 
-def run(plan: EnqueuePlan, out) -> None:
+def run(plan: dict) -> list[dict]:
     import django
 
     django.setup()
+    plan = EnqueuePlan(**plan)
     arguments, call = task_caller(plan.kind, plan.api, plan)
-    writer = csv.DictWriter(out, fieldnames=COLUMNS)
-    writer.writeheader()
-    start, task_id = time.time() + 0.05, None
+    rows, start, task_id = [], time.time() + 0.05, None
     for seq, offset in enumerate(plan.offsets_s):
         args = arguments(seq)
         due = finished_at(task_id) + offset if plan.after_finish and task_id else start + offset
@@ -116,13 +107,10 @@ def run(plan: EnqueuePlan, out) -> None:
                 raise
             error = f"{type(exc).__name__}: {exc}"
         elapsed = time.perf_counter() - began
-        writer.writerow({"seq": seq, "task_id": task_id, "due_at": due, "enqueued_at": enqueued_at,
-                         "enqueue_us": elapsed * 1e6, "lag_ms": (enqueued_at - due) * 1e3, "error": error})
-
-
-def main() -> None:
-    run(EnqueuePlan(**json.load(sys.stdin)), sys.stdout)
+        rows.append({"seq": seq, "task_id": task_id, "due_at": due, "enqueued_at": enqueued_at,
+                     "enqueue_us": elapsed * 1e6, "lag_ms": (enqueued_at - due) * 1e3, "error": error})
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    plan_process.serve_plan(run)

@@ -21,6 +21,8 @@ import psutil
 
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
+# Resolved once, here: loading a library in a forked child while other threads run can deadlock before exec.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
 
 
 def free_port() -> int:
@@ -40,9 +42,12 @@ def port_is_bound(port: int) -> bool:
         return False
 
 
-def _die_with_parent() -> None:
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the thread that forked it dies (even on SIGKILL)."""
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+DIE_WITH_PARENT = die_with_parent if _prctl is not None else None
 
 
 class ProcessFailed(RuntimeError):
@@ -87,7 +92,7 @@ class ManagedProcess:
                 cwd=self.cwd,
                 start_new_session=True,
                 umask=0o077,  # the run's files (a pickle queue among them) are the owner's alone
-                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+                preexec_fn=DIE_WITH_PARENT,
             )
         return self
 
@@ -137,6 +142,7 @@ class ManagedProcess:
             except ProcessLookupError:
                 pass
         kill_all(family)
+        kill_session(self.popen.pid)
         return self.popen.returncode
 
     def kill(self) -> None:
@@ -156,6 +162,15 @@ def kill_all(processes: list[psutil.Process], timeout: float = 5.0) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
     psutil.wait_procs(still, timeout=timeout)
+
+
+def kill_session(session_id: int) -> None:
+    """SIGKILL what is left in a child's session (it started one): a grandchild whose parent died is no longer
+    its descendant, but it stays in the session."""
+    for proc in psutil.process_iter(["pid"]):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
+            if proc.pid != os.getpid() and os.getsid(proc.pid) == session_id:
+                proc.kill()
 
 
 def tcp_accepts(port: int, host: str = LOOPBACK) -> bool:

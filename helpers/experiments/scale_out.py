@@ -1,8 +1,9 @@
-"""SQLite against Redis as Huey's queue, side by side in one run (notebook 06 and `python -m helpers bench backends`).
+"""Notebook 06, scale out: queue backends side by side in one run (`python -m helpers bench backends`): Huey on
+SQLite against Huey on Redis by default, any backends of helpers.stack.queues by parameter.
 
-Two labs run at once, alike but for `queue_backend`: each experiment takes turns between them (SQLite, Redis,
-SQLite, ...), so both meet the same machine. The experiments of notebook 03 (helpers.queue_experiments) are
-reused as they are: they read the queue through `lab.queue_location`, whichever backend holds it.
+The labs run at once, alike but for `queue_backend`: each experiment takes turns between them (A, B, then B, A),
+so all meet the same machine. The experiments of notebook 03 (helpers.experiments.work_still_happens) are reused
+as they are: they read the queue through `lab.queue`, whichever backend holds it.
 
     enqueue in the view         /email/deferred/ against /noop/, through gunicorn
     pickup                      enqueue -> start after an idle period: SQLite polled (Huey's default back-off,
@@ -24,24 +25,30 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from helpers import enqueuer, experiments, latency, redis_server
-from helpers import queue_experiments as qe
-from helpers.client import RequestSpec, time_requests
-from helpers.cpu import CpuMeter
-from helpers.loadgen import run_load
+from helpers import runs
+from helpers.analysis import latency
+from helpers.experiments import work_still_happens as qe
+from helpers.instruments import enqueuer
+from helpers.instruments.client import time_requests
+from helpers.instruments.cpu import CpuMeter
+from helpers.instruments.endpoints import load_spec, request_spec
+from helpers.instruments.loadgen import run_load
+from helpers.runs.bench import benchmark
 from helpers.stack import Lab
+from helpers.stack.processes import LOOPBACK
 
-BACKENDS = ("sqlite", "redis")
+BACKENDS = ("huey_sqlite", "huey_redis")  # notebook 06's question: one machine's file against a server
 # Throughput experiments measure the queue, not the instruments: no stats recorder, no per-task log lines.
 QUIET = {"record_task_events": False, "huey_log_level": "WARNING"}
 
 
 @contextlib.contextmanager
-def side_by_side(run_dir: Path, **config) -> Iterator[dict[str, Lab]]:
-    """Both labs, running at once with the same settings (each in its own sub-folder); stopped together."""
+def side_by_side(run_dir: Path, backends=BACKENDS, **config) -> Iterator[dict[str, Lab]]:
+    """One lab per backend, running at once with the same settings (each in its own sub-folder); stopped
+    together."""
     labs = {}
     try:
-        for backend in BACKENDS:
+        for backend in backends:
             labs[backend] = Lab(run_dir=Path(run_dir) / backend, queue_backend=backend, **config).start()
         yield labs
     finally:
@@ -56,15 +63,16 @@ def ensure_consumers(lab: Lab, **changes) -> None:
         lab.start_consumer(**changes)
 
 
-def turn_order(turn: int) -> tuple[str, ...]:
-    """The backends in the order of this turn: A B, then B A, ... so neither always goes first."""
-    return BACKENDS if turn % 2 == 0 else BACKENDS[::-1]
+def turn_order(labs: dict[str, Lab], turn: int) -> list[str]:
+    """The backends in the order of this turn: A B, then B A, ... so none always goes first."""
+    names = list(labs)
+    return names if turn % 2 == 0 else names[::-1]
 
 
 def _interleaved(labs: dict[str, Lab], turns: int = 1):
     """(turn, backend, lab) for every turn, in turn_order."""
     for turn in range(turns):
-        for backend in turn_order(turn):
+        for backend in turn_order(labs, turn):
             yield turn, backend, labs[backend]
 
 
@@ -74,13 +82,12 @@ def view_enqueue(labs: dict[str, Lab], requests: int, turns: int = 2, warmup: in
     """The deferred email view (validate, enqueue, answer 202) and the no-op view, `requests` each per backend,
     in `turns` rounds; every requested email must still arrive. One row per request, with its backend."""
     per_turn = max(1, requests // turns)
-    specs = [RequestSpec("noop", "/noop/", per_turn, warmup=warmup),
-             RequestSpec("deferred", "/email/deferred/", per_turn, "POST", {"to": "scale{i}@example.test"},
-                         warmup=warmup)]
+    specs = [request_spec("noop", per_turn, warmup=warmup),
+             request_spec("deferred", per_turn, form={"to": "scale{i}@example.test"}, warmup=warmup)]
     frames, expected = [], {}
     for turn, backend, lab in _interleaved(labs, turns):
         expected.setdefault(backend, lab.emails_received())
-        timings = time_requests("127.0.0.1", lab.web_port, specs, include_warmup=True)
+        timings = time_requests(LOOPBACK, lab.web_port, specs, include_warmup=True)
         expected[backend] += int(((timings["label"] == "deferred") & (timings["status"] == 202)).sum())
         frames.append(timings.assign(backend=backend, turn=turn))
     for backend, lab in labs.items():
@@ -103,32 +110,42 @@ def view_summary(timings: pd.DataFrame) -> pd.DataFrame:
 
 # -- 2. pickup: polling against a blocking pop ----------------------------------------------------------------
 
-PICKUP_SETTINGS = {  # label: (backend, consumer settings)
-    "SQLite, Huey's default polling": ("sqlite", qe.DEFAULT_POLLING),
-    "SQLite, tuned polling": ("sqlite", qe.TUNED_POLLING),
-    "Redis, blocking pop": ("redis", qe.DEFAULT_POLLING),  # a blocking storage never sleeps between polls
-}
+POLLING = {"default polling": qe.DEFAULT_POLLING, "tuned polling": qe.TUNED_POLLING}
+
+
+def pickup_settings(labs: dict[str, Lab]) -> list[tuple[str, str, dict]]:
+    """(label, backend, consumer settings) to measure: a polling backend with Huey's default back-off and with
+    tuned polling; a blocking-pop backend once (it never sleeps between polls)."""
+    settings = []
+    for backend, lab in labs.items():
+        if lab.queue.blocking_pickup:
+            settings.append((f"{lab.queue.label}, blocking pop", backend, qe.DEFAULT_POLLING))
+        else:
+            settings.extend((f"{lab.queue.label}, {name}", backend, polling) for name, polling in POLLING.items())
+    return settings
 
 
 def pickups(labs: dict[str, Lab], idle_s: list[float], repeats: int, processes: int = 1) -> pd.DataFrame:
-    """One no-op task after each idle period, per setting (helpers.queue_experiments.pickup_after_idle, the
-    stats recorder on): pickup_ms = start - enqueue. The consumers are left with each lab's own polling."""
+    """One no-op task after each idle period, per setting (helpers.experiments.work_still_happens's
+    pickup_after_idle, the stats recorder on): pickup_ms = start - enqueue. The consumers are left with each
+    lab's own polling."""
     frames = []
-    for label, (backend, polling) in PICKUP_SETTINGS.items():
+    for label, backend, polling in pickup_settings(labs):
         lab = labs[backend]
         # taken up by the consumers' restart in pickup_after_idle (the enqueuer records too)
         lab.config = replace(lab.config, record_task_events=True, consumer_processes=processes)
         frame = qe.pickup_after_idle(lab, idle_s, repeats, polling, label).assign(backend=backend)
-        if backend == "redis":
+        if lab.queue.blocking_pickup:
             frame["poll_interval_ms"] = np.nan  # no polling: the pop returns as soon as a task is pushed
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
 def pickup_summary(pickups_frame: pd.DataFrame) -> pd.DataFrame:
-    groups = pickups_frame.groupby("setting", sort=False)["pickup_ms"]
-    return pd.DataFrame({"n": groups.size(), "p50_ms": groups.median(), "p90_ms": groups.quantile(0.9),
-                         "max_ms": groups.max()})
+    """Per setting (in the order measured): its backend, n, p50, p90 and max pickup delay."""
+    return pickups_frame.groupby("setting", sort=False).agg(
+        backend=("backend", "first"), n=("pickup_ms", "size"), p50_ms=("pickup_ms", "median"),
+        p90_ms=("pickup_ms", lambda v: v.quantile(0.9)), max_ms=("pickup_ms", "max"))
 
 
 # -- 3. drain rate against consumer processes -----------------------------------------------------------------
@@ -153,19 +170,19 @@ def drain_medians(drains: pd.DataFrame) -> pd.DataFrame:
 
 def _drain_point(labs: dict[str, Lab], count: int, n: int, workers: int, worker_type: str, turn: int) -> list[dict]:
     rows = []
-    for backend in turn_order(turn):
+    for backend in turn_order(labs, turn):
         lab = labs[backend]
-        commands = redis_server.commands_processed(lab.redis_url) if backend == "redis" else None
+        commands = lab.queue.server_commands()
         measured = qe.enqueue_and_drain(lab, count, workers, worker_type, consumer_processes=n, **QUIET)
         rows.append({"backend": backend, "processes": n, "turn": turn, "workers_per_process": workers,
                      "tasks": count, "tasks_per_s": measured.drain_tasks_per_s,
                      "enqueue_p50_us": measured.enqueue_us.median(),
                      "enqueue_p99_us": measured.enqueue_us.quantile(0.99),
                      "left_in_queue": lab.queue_depth(),
-                     # every command the server ran from the first enqueue to the empty queue, per task
+                     # every command the queue's server ran from the first enqueue to the empty queue, per task
                      # (idle pops and the depth sampler's LLENs included: an upper bound)
-                     "redis_commands_per_task": None if commands is None else
-                     (redis_server.commands_processed(lab.redis_url) - commands) / count})
+                     "server_commands_per_task": None if commands is None else
+                     (lab.queue.server_commands() - commands) / count})
     return rows
 
 
@@ -226,24 +243,25 @@ def cpu_by_part(usage: dict[str, float]) -> dict[str, float]:
 def cpu_share(labs: dict[str, Lab], rate: float, seconds: float, consumers: int = 1, warmup_s: float = 1.0,
               turns: int = 1) -> pd.DataFrame:
     """Open-loop arrivals at the deferred email view; CPU (% of one core, 200 % = the machine) of the web server,
-    the consumers, Redis, the SMTP server and the load generator, and what the queue's side leaves the web."""
+    the consumers, the queue's servers, the SMTP server and the load generator, and what the queue's side leaves
+    the web."""
     rows = []
     for turn, backend, lab in _interleaved(labs, turns):
         ensure_consumers(lab, consumer_processes=consumers, **QUIET)
         lab.wait_until_drained()
         with CpuMeter(lab) as meter:
-            result = run_load(experiments.load_spec(lab, "deferred", mode="open", rate=rate, arrival="poisson",
-                                                    connections=64, duration_s=seconds, warmup_s=warmup_s,
-                                                    seed=turn + 1))
+            result = run_load(load_spec(lab, "deferred", mode="open", rate=rate, arrival="poisson",
+                                        connections=64, duration_s=seconds, warmup_s=warmup_s, seed=turn + 1))
         lab.wait_until_drained(timeout=120)
         parts = cpu_by_part(meter.usage())
         generator = 100 * result.generator_cpu_s / meter.wall_s
-        queue_side = parts.get("consumers", 0.0) + parts.get("redis", 0.0)
+        servers = sum(parts.get(server, 0.0) for server in lab.queue.servers)
+        queue_side = parts.get("consumers", 0.0) + servers
         s = result.summary
         rows.append({"backend": backend, "turn": turn, "rate": rate, "throughput": s["throughput"],
                      "latency_p50_ms": s["latency_p50_ms"], "latency_p99_ms": s["latency_p99_ms"],
                      "errors": s["errors"] + s["non_2xx"], "cpu_web_pct": parts.get("web", 0.0),
-                     "cpu_consumers_pct": parts.get("consumers", 0.0), "cpu_redis_pct": parts.get("redis", 0.0),
+                     "cpu_consumers_pct": parts.get("consumers", 0.0), "cpu_servers_pct": servers,
                      "cpu_smtp_pct": parts.get("smtp", 0.0), "cpu_generator_pct": generator,
                      "cpu_left_for_web_pct": 200.0 - queue_side - parts.get("smtp", 0.0) - generator})
     return pd.DataFrame(rows)
@@ -251,25 +269,26 @@ def cpu_share(labs: dict[str, Lab], rate: float, seconds: float, consumers: int 
 
 # -- 6. on paper: consumers on other machines, from the figures measured here ---------------------------------
 
-def multi_host_projection(drains: pd.DataFrame, pickup: pd.DataFrame, cpu: pd.DataFrame,
+def multi_host_projection(drains: pd.DataFrame, pickup: pd.DataFrame, cpu: pd.DataFrame, backend: str,
                           rtts_ms=(0.05, 0.25, 0.5, 1.0)) -> pd.DataFrame:
-    """What a network between the hosts and Redis would change, as arithmetic on this run's Redis figures (not a
-    measurement): an enqueue and a pickup each gain about one round trip; a worker that waits for each of its
-    commands in turn finishes at most 1 / (commands per task x RTT) tasks/s; one Redis core serves at most
-    1 / (its CPU seconds per task) tasks/s, whatever the number of consumer hosts."""
-    redis_drains = drains[drains["backend"] == "redis"]
-    fewest = redis_drains["processes"] == redis_drains["processes"].min()
-    enqueue_us = float(redis_drains.loc[fewest, "enqueue_p50_us"].median())
-    commands = float(redis_drains["redis_commands_per_task"].median())
-    commands_in_drain = max(commands - 1.0, 1.0)  # the LPUSH is the producer's; the rest the consumer's
-    pickup_ms = float(pickup.loc["Redis, blocking pop", "p50_ms"])
-    redis_cpu = cpu[cpu["backend"] == "redis"]
-    cpu_s_per_task = float((redis_cpu["cpu_redis_pct"] / 100 / redis_cpu["throughput"]).median())
+    """What a network between the hosts and the queue's server would change, as arithmetic on this run's figures
+    of `backend` (a backend with a server; not a measurement): an enqueue and a pickup each gain about one round
+    trip; a worker that waits for each of its commands in turn finishes at most 1 / (commands per task x RTT)
+    tasks/s; one server core serves at most 1 / (its CPU seconds per task) tasks/s, whatever the number of
+    consumer hosts."""
+    own = drains[drains["backend"] == backend]
+    fewest = own["processes"] == own["processes"].min()
+    enqueue_us = float(own.loc[fewest, "enqueue_p50_us"].median())
+    commands = float(own["server_commands_per_task"].median())
+    commands_in_drain = max(commands - 1.0, 1.0)  # the push is the producer's; the rest the consumer's
+    pickup_ms = float(pickup.loc[pickup["backend"] == backend, "p50_ms"].min())
+    server_cpu = cpu[cpu["backend"] == backend]
+    cpu_s_per_task = float((server_cpu["cpu_servers_pct"] / 100 / server_cpu["throughput"]).median())
     rows = []
     for rtt in rtts_ms:
         rows.append({"rtt_ms": rtt, "enqueue_p50_ms": enqueue_us / 1e3 + rtt, "pickup_p50_ms": pickup_ms + rtt,
                      "tasks_per_s_per_worker_max": 1e3 / (commands_in_drain * rtt),
-                     "redis_core_tasks_per_s_max": 1 / cpu_s_per_task if cpu_s_per_task > 0 else np.nan})
+                     "server_core_tasks_per_s_max": 1 / cpu_s_per_task if cpu_s_per_task > 0 else np.nan})
     return pd.DataFrame(rows).set_index("rtt_ms")
 
 
@@ -278,7 +297,7 @@ def multi_host_projection(drains: pd.DataFrame, pickup: pd.DataFrame, cpu: pd.Da
 def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, contention_rows: pd.DataFrame,
                 cpu: pd.DataFrame) -> dict[str, float | int | None]:
     """One number per figure, named <backend>_<what>_<unit>: from view_summary, pickup_summary, drain_sweep,
-    contention and cpu_share."""
+    contention and cpu_share (the figures notebook 06 records and `bench backends` prints)."""
 
     def r(value, digits=1):
         return None if value is None or pd.isna(value) else round(float(value), digits)
@@ -287,11 +306,12 @@ def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, 
     drain = drain_medians(drains)
     fewest = int(drains["processes"].min())
     busiest = contention_rows.loc[contention_rows["producers"] == contention_rows["producers"].max()]
-    for backend in BACKENDS:
+    for backend in drains["backend"].unique():
         figures[f"{backend}_enqueue_p50_us"] = r(drain.loc[(backend, fewest), "enqueue_p50_us"])
         figures[f"{backend}_enqueue_p99_us"] = r(drain.loc[(backend, fewest), "enqueue_p99_us"])
-        figures[f"{backend}_view_deferred_p50_ms"] = r(view.loc[(backend, "deferred"), "p50_ms"], 3)
-        figures[f"{backend}_view_noop_p50_ms"] = r(view.loc[(backend, "noop"), "p50_ms"], 3)
+        deferred, noop = view.loc[(backend, "deferred"), "p50_ms"], view.loc[(backend, "noop"), "p50_ms"]
+        figures[f"{backend}_view_deferred_p50_ms"] = r(deferred, 3)
+        figures[f"{backend}_view_noop_p50_ms"] = r(noop, 3)
         figures[f"{backend}_drain_tasks_per_s"] = r(drain.loc[(backend, fewest), "tasks_per_s"], 0)
         for n in sorted(drains["processes"].unique()):
             if n != fewest:
@@ -301,15 +321,37 @@ def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, 
         figures[f"{backend}_contended_enqueue_max_us"] = r(contended["max_us"])
         figures[f"{backend}_enqueue_errors"] = int(contention_rows.loc[contention_rows["backend"] == backend,
                                                                        "errors"].sum())
-        figures[f"{backend}_cpu_left_for_web_pct"] = r(cpu.loc[cpu["backend"] == backend,
-                                                               "cpu_left_for_web_pct"].median())
-    figures["sqlite_pickup_p50_ms"] = r(pickup.loc["SQLite, Huey's default polling", "p50_ms"], 2)
-    figures["sqlite_tuned_pickup_p50_ms"] = r(pickup.loc["SQLite, tuned polling", "p50_ms"], 2)
-    figures["redis_pickup_p50_ms"] = r(pickup.loc["Redis, blocking pop", "p50_ms"], 2)
-    figures["redis_pickup_max_ms"] = r(pickup.loc["Redis, blocking pop", "max_ms"], 2)
-    figures["redis_server_cpu_pct"] = r(cpu.loc[cpu["backend"] == "redis", "cpu_redis_pct"].median())
-    figures["redis_commands_per_task"] = r(drains["redis_commands_per_task"].median())
+        own_cpu = cpu.loc[cpu["backend"] == backend]
+        figures[f"{backend}_cpu_left_for_web_pct"] = r(own_cpu["cpu_left_for_web_pct"].median())
+        figures[f"{backend}_server_cpu_pct"] = r(own_cpu["cpu_servers_pct"].median())
+        figures[f"{backend}_server_commands_per_task"] = r(
+            drains.loc[drains["backend"] == backend, "server_commands_per_task"].median())
+        own_pickups = pickup[pickup["backend"] == backend]
+        # the first setting is the backend's default (polling.default or its blocking pop)
+        figures[f"{backend}_pickup_p50_ms"] = r(own_pickups["p50_ms"].iloc[0], 2)
+        figures[f"{backend}_pickup_max_ms"] = r(own_pickups["max_ms"].iloc[0], 2)
+        if len(own_pickups) > 1:
+            figures[f"{backend}_tuned_pickup_p50_ms"] = r(own_pickups["p50_ms"].iloc[1], 2)
     figures["pickups_per_setting"] = int(pickup["n"].min())
     figures["contention_producers"] = int(busiest["producers"].iloc[0])
     figures["contention_consumers"] = int(busiest["consumers"].iloc[0])
     return figures
+
+
+@benchmark("backends")
+def backends(run_dir, enqueues: int = 5000, view_requests: int = 400, idle_s: float = 2.0, pickups_per_setting: int = 7,
+             producers: int = 4, rate_per_producer: float = 500.0, load_rate: float = 300.0) -> dict:
+    """Huey on SQLite against Huey on Redis, side by side in one run: direct enqueue, the deferred view, pickup
+    after `idle_s` idle (SQLite polled with Huey's defaults and tuned; Redis in a blocking pop), drain by 1, 2 and
+    4 consumer processes (4 thread workers each), `producers` enqueuers against as many consumer processes, and
+    the CPU the queue leaves the web server under load."""
+    with side_by_side(run_dir, web_workers=2, smtp_delay_s=0.0, consumer_workers=4, huey_log_level="WARNING",
+                      **qe.TUNED_POLLING) as labs:
+        drains = drain_sweep(labs, enqueues, (1, 2, 4), workers=4, turns=3)
+        view = view_summary(view_enqueue(labs, view_requests, turns=2))
+        pickup = pickup_summary(pickups(labs, [idle_s], pickups_per_setting))
+        contended, _ = contention(labs, [(1, 1), (producers, producers)], rate_per_producer, 3.0)
+        cpu = cpu_share(labs, load_rate, 5.0, consumers=2, turns=2)
+    for name, frame in (("drains", drains), ("contention", contended), ("cpu", cpu)):
+        runs.save_table(run_dir, name, frame)
+    return key_figures(view, pickup, drains, contended, cpu)

@@ -8,21 +8,18 @@ Requests of different kinds are interleaved so that each kind meets the same mac
 
 from __future__ import annotations
 
-import csv
 import functools
 import http.client
-import io
-import json
 import mimetypes
 import socket
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
 
 import pandas as pd
+
+from helpers.instruments import plan_process
 
 COLUMNS = ["seq", "label", "warmup", "started_at", "connect_ms", "ttfb_ms", "total_ms", "status",
            "server_ms", "bytes", "error"]
@@ -109,31 +106,22 @@ def timed_request(host: str, port: int, raw: bytes, timeout: float = 120.0) -> d
     return row
 
 
-def run_plan(host: str, port: int, specs: list[RequestSpec], out) -> None:
-    writer = csv.DictWriter(out, fieldnames=COLUMNS)
-    writer.writeheader()
-    for seq, (spec, i, warmup) in enumerate(interleave(specs)):
-        row = timed_request(host, port, encode(spec, i, host, port))
-        writer.writerow({"seq": seq, "label": spec.label, "warmup": warmup, **row})
+def run_plan(plan: dict) -> list[dict]:
+    host, port = plan["host"], plan["port"]
+    specs = [RequestSpec(**s) for s in plan["specs"]]
+    return [{"seq": seq, "label": spec.label, "warmup": warmup,
+             **timed_request(host, port, encode(spec, i, host, port))}
+            for seq, (spec, i, warmup) in enumerate(interleave(specs))]
 
 
 def time_requests(host: str, port: int, specs: list[RequestSpec], include_warmup: bool = False) -> pd.DataFrame:
     """Run the plan in a separate Python process and return one row per request."""
-    plan = json.dumps({"host": host, "port": port, "specs": [asdict(s) for s in specs]})
-    done = subprocess.run([sys.executable, "-m", "helpers.client"], input=plan, capture_output=True, text=True,
-                          check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"timing client failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    frame = pd.read_csv(io.StringIO(done.stdout))
+    frame = plan_process.run_plan("helpers.instruments.client",
+                                  {"host": host, "port": port, "specs": [asdict(s) for s in specs]}, "timing client")
+    frame = frame.reindex(columns=COLUMNS)
     frame["warmup"] = frame["warmup"].astype(bool)
     return frame if include_warmup else frame[~frame["warmup"]].reset_index(drop=True)
 
 
-def main() -> None:
-    plan = json.load(sys.stdin)
-    specs = [RequestSpec(**s) for s in plan["specs"]]
-    run_plan(plan["host"], plan["port"], specs, sys.stdout)
-
-
 if __name__ == "__main__":
-    main()
+    plan_process.serve_plan(run_plan)

@@ -6,16 +6,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers import charts
-
-BACKEND_COLORS = {"sqlite": "#1f77b4", "redis": "#d62728"}
-BACKEND_NAMES = {"sqlite": "SQLite", "redis": "Redis"}
+from helpers.charts import common as charts
+from helpers.charts.common import backend_label, color
 
 
 def view_latency(summary: pd.DataFrame, ax=None):
     """p50 and p99 of the no-op and deferred views per backend (helpers.backends.view_summary)."""
     flat = summary.copy()
-    flat.index = [f"{BACKEND_NAMES[b]} {e}" for b, e in flat.index]
+    flat.index = [f"{backend_label(b)} {e}" for b, e in flat.index]
     flat["n"] = flat["n"].astype(int)
     ax = charts.percentile_bars(flat, percentiles=("p50_ms", "p99_ms"), ax=ax,
                                 title="The view's response time: no-op and deferred (one enqueue)")
@@ -30,7 +28,7 @@ def pickups(frame: pd.DataFrame, ax=None):
     for k, setting in enumerate(settings):
         values = frame.loc[frame["setting"] == setting, "pickup_ms"].to_numpy()
         backend = frame.loc[frame["setting"] == setting, "backend"].iloc[0]
-        ax.scatter(k + rng.uniform(-0.15, 0.15, len(values)), values, alpha=0.7, color=BACKEND_COLORS[backend],
+        ax.scatter(k + rng.uniform(-0.15, 0.15, len(values)), values, alpha=0.7, color=color(backend),
                    label=f"{setting} (n={len(values)})")
         ax.hlines(np.median(values), k - 0.3, k + 0.3, color="black")
     ax.set_xticks(range(len(settings)), [s.replace(", ", ",\n") for s in settings])
@@ -44,16 +42,16 @@ def pickups(frame: pd.DataFrame, ax=None):
 
 def drain_vs_processes(drains: pd.DataFrame, ax=None):
     """Tasks per second a full queue empties at, against the number of consumer processes."""
-    from helpers.backends import drain_medians
+    from helpers.experiments.scale_out import drain_medians
 
     ax = ax or plt.subplots(figsize=(7, 4))[1]
     medians = drain_medians(drains).reset_index()
     for backend, group in medians.groupby("backend", sort=False):
         group = group.sort_values("processes")
         runs = drains[drains["backend"] == backend]
-        ax.scatter(runs["processes"], runs["tasks_per_s"], color=BACKEND_COLORS[backend], alpha=0.35, s=14)
-        ax.plot(group["processes"], group["tasks_per_s"], marker="o", color=BACKEND_COLORS[backend],
-                label=f"{BACKEND_NAMES[backend]}: median of {int(group['turns'].min())} runs "
+        ax.scatter(runs["processes"], runs["tasks_per_s"], color=color(backend), alpha=0.35, s=14)
+        ax.plot(group["processes"], group["tasks_per_s"], marker="o", color=color(backend),
+                label=f"{backend_label(backend)}: median of {int(group['turns'].min())} runs "
                       f"({int(group['tasks'].iloc[0])} tasks each)")
     workers = int(drains["workers_per_process"].iloc[0])
     ax.set_xticks(sorted(drains["processes"].unique()))
@@ -73,10 +71,10 @@ def contention(summary: pd.DataFrame, ax=None):
     x = np.arange(len(levels))
     for offset, (backend, group) in zip((-0.15, 0.15), summary.groupby("backend", sort=False), strict=False):
         group = group.set_index(["producers", "consumers"]).loc[levels]
-        color = BACKEND_COLORS[backend]
-        ax.plot(x + offset, group["p50_us"] / 1e3, "o", color=color, label=f"{BACKEND_NAMES[backend]} p50")
-        ax.plot(x + offset, group["p99_us"] / 1e3, "^", color=color, label=f"{BACKEND_NAMES[backend]} p99")
-        ax.plot(x + offset, group["max_us"] / 1e3, "x", color=color, label=f"{BACKEND_NAMES[backend]} max")
+        shade = color(backend)
+        ax.plot(x + offset, group["p50_us"] / 1e3, "o", color=shade, label=f"{backend_label(backend)} p50")
+        ax.plot(x + offset, group["p99_us"] / 1e3, "^", color=shade, label=f"{backend_label(backend)} p99")
+        ax.plot(x + offset, group["max_us"] / 1e3, "x", color=shade, label=f"{backend_label(backend)} max")
         for k, (errors, n) in enumerate(zip(group["errors"], group["n_overlap"], strict=True)):
             ax.annotate(f"n={n}\nerrors={errors}", (x[k] + offset, group["max_us"].iloc[k] / 1e3), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")
@@ -91,9 +89,9 @@ def contention(summary: pd.DataFrame, ax=None):
     return ax
 
 
-CPU_PARTS = [("cpu_web_pct", "web server", "#2ca02c"), ("cpu_consumers_pct", "consumers", "#1f77b4"),
-             ("cpu_redis_pct", "redis-server", "#d62728"), ("cpu_smtp_pct", "SMTP server", "#9467bd"),
-             ("cpu_generator_pct", "load generator", "#7f7f7f")]
+CPU_PARTS = [("cpu_web_pct", "web server", color("web")), ("cpu_consumers_pct", "consumers", color("consumers")),
+             ("cpu_redis_pct", "redis-server", color("redis")), ("cpu_smtp_pct", "SMTP server", color("smtp")),
+             ("cpu_generator_pct", "load generator", color("generator"))]
 
 
 def cpu_split(cpu: pd.DataFrame, ax=None):
@@ -102,13 +100,13 @@ def cpu_split(cpu: pd.DataFrame, ax=None):
     medians = cpu.groupby("backend", sort=False).median(numeric_only=True)
     bottom = np.zeros(len(medians))
     x = np.arange(len(medians))
-    for column, label, color in CPU_PARTS:
+    for column, label, shade in CPU_PARTS:
         values = medians[column].to_numpy()
-        ax.bar(x, values, 0.5, bottom=bottom, label=label, color=color)
+        ax.bar(x, values, 0.5, bottom=bottom, label=label, color=shade)
         bottom += values
     ax.axhline(200, color="black", linestyle="--", linewidth=1, label="both cores (200 %)")
     rate = cpu["rate"].iloc[0]
-    ax.set_xticks(x, [BACKEND_NAMES[b] for b in medians.index])
+    ax.set_xticks(x, [backend_label(b) for b in medians.index])
     ax.set_ylabel("CPU (% of one core)")
     ax.set_ylim(0, 210)
     ax.set_title(f"CPU under {rate:g} deferred requests/s")

@@ -7,8 +7,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-PHASE_COLORS = {"request": "#7f7f7f", "blocking": "#d62728", "deferred": "#1f77b4", "queue wait": "#ff7f0e",
-                "run": "#2ca02c"}
+from helpers.charts.common import COLORS
+
 TYPE_STYLES = {"thread": {"marker": "o", "linestyle": "-"}, "process": {"marker": "s", "linestyle": "--"}}
 
 
@@ -17,10 +17,10 @@ def response_vs_completion(summary: pd.DataFrame, ax=None):
     (deferred end-to-end p50: enqueue to finish)."""
     ax = ax or plt.subplots(figsize=(8, 4.5))[1]
     jobs = sorted({label.split()[0] for label in summary.index})
-    bars = [("blocking response", lambda j: summary.loc[f"{j} blocking", "p50_ms"], PHASE_COLORS["blocking"]),
-            ("deferred response", lambda j: summary.loc[f"{j} deferred", "p50_ms"], PHASE_COLORS["deferred"]),
+    bars = [("blocking response", lambda j: summary.loc[f"{j} blocking", "p50_ms"], COLORS["blocking"]),
+            ("deferred response", lambda j: summary.loc[f"{j} deferred", "p50_ms"], COLORS["deferred"]),
             ("deferred end-to-end (enqueue to finish)", lambda j: summary.loc[f"{j} deferred", "end_to_end_p50_ms"],
-             PHASE_COLORS["run"])]
+             COLORS["run"])]
     x = np.arange(len(jobs))
     width = 0.8 / len(bars)
     for k, (name, value, color) in enumerate(bars):
@@ -46,19 +46,19 @@ def timeline(tasks: pd.DataFrame, timings: pd.DataFrame, ax=None, max_rows: int 
     for row, request in requests.iterrows():
         start = request["started_at"] - origin
         kind = "blocking" if request["label"].endswith("blocking") else "deferred"
-        ax.barh(row, request["total_ms"] / 1e3, left=start, height=0.8, color=PHASE_COLORS[kind])
+        ax.barh(row, request["total_ms"] / 1e3, left=start, height=0.8, color=COLORS[kind])
         if kind == "deferred" and request["started_at"] in by_request.index:
             task = by_request.loc[request["started_at"]]
             ax.barh(row, task["dequeued"] - task["enqueued"], left=task["enqueued"] - origin, height=0.4,
-                    color=PHASE_COLORS["queue wait"])
+                    color=COLORS["queue wait"])
             ax.barh(row, task["finished"] - task["executing"], left=task["executing"] - origin, height=0.4,
-                    color=PHASE_COLORS["run"])
+                    color=COLORS["run"])
     ax.set_yticks(range(len(requests)), requests["label"], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("time since the first request (s)")
     ax.set_ylabel("request, in the order sent")
     ax.set_title(f"Who waited where ({len(requests)} requests, sent one after another)")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=PHASE_COLORS[k]) for k in
+    handles = [plt.Rectangle((0, 0), 1, 1, color=COLORS[k]) for k in
                ("blocking", "deferred", "queue wait", "run")]
     ax.legend(handles, ["blocking request (work inside)", "deferred request", "task: queue wait", "task: run"],
               fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))

@@ -13,8 +13,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from helpers import enqueuer, latency, lifecycle, queue_probe
-from helpers.client import RequestSpec, time_requests
+from helpers import runs
+from helpers.analysis import latency
+from helpers.instruments import cpu, enqueuer, lifecycle, queue_probe
+from helpers.instruments.client import RequestSpec, time_requests
+from helpers.runs.bench import benchmark
 from helpers.stack import Lab
 
 # Huey's consumer defaults: an idle worker sleeps 0.1 s, then 15 % longer after every empty poll, up to 10 s.
@@ -116,7 +119,7 @@ def backlog(lab: Lab, kind: str, arrival_rate: float, arrivals_s: float, source_
     count = int(round(arrival_rate * arrivals_s))
     plan = enqueue_plan(kind, np.arange(count) / arrival_rate, source_image=source_image)
     since = time.time()
-    with queue_probe.QueueDepthSampler(lab.queue_location, sample_interval_s) as sampler:
+    with queue_probe.QueueDepthSampler(lab.queue, sample_interval_s) as sampler:
         enqueued = enqueuer.enqueue(lab.django_env(), plan)
         tasks = lifecycle.wait_for_tasks(lab.stats_file, since, task_ids=enqueued["task_id"])
     start = tasks["enqueued"].min()
@@ -170,7 +173,7 @@ def consumer_idle_cpu(lab: Lab, polling: dict, seconds: float) -> float:
     """CPU the idle consumer (all its workers) burns with these polling settings, in % of one core."""
     lab.start_consumer(**polling)
     time.sleep(min(2.0, seconds))  # past the start-up, and past Huey's first back-off steps
-    return queue_probe.idle_cpu_percent([lab.processes[name].pid for name in lab.consumer_names()], seconds)
+    return cpu.idle_cpu_percent([lab.processes[name].pid for name in lab.consumer_names()], seconds)
 
 
 # -- 4. consumer workers and worker type, per job -------------------------------------------------------------
@@ -218,7 +221,7 @@ def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api:
     consumer (with `consumer_changes` to the lab's config) and time the queue emptying, from the sampled depth."""
     lab.stop_consumer()
     enqueued = enqueuer.enqueue(lab.django_env(), enqueue_plan("noop", [0.0] * count, api))
-    with queue_probe.QueueDepthSampler(lab.queue_location, 0.005) as sampler:
+    with queue_probe.QueueDepthSampler(lab.queue, 0.005) as sampler:
         lab.start_consumer(consumer_workers=workers, consumer_worker_type=worker_type, **consumer_changes)
         lab.wait_until_drained(timeout=120)
         time.sleep(0.05)
@@ -253,3 +256,82 @@ def enqueue_cost_by_api(lab: Lab, count: int, workers: int, worker_type: str) ->
                      "drain_tasks_per_s": measured.drain_tasks_per_s})
     return pd.DataFrame(rows).set_index("api")
 
+
+
+# -- the figures notebook 03 records and `bench queue` prints: each part from whichever experiments ran ----------
+
+def key_figures(completion: CompletionResult | None = None, backlog_result: BacklogResult | None = None,
+                pickups: pd.DataFrame | None = None, idle_cpu: dict[str, float] | None = None,
+                sweep: pd.DataFrame | None = None, djtasks: pd.DataFrame | None = None,
+                by_api: pd.DataFrame | None = None, drains: dict[str, EnqueueDrain] | None = None) -> dict:
+    """One flat dict, the same names whoever measured them (notebook 03 or `bench queue`)."""
+    figures: dict[str, object] = {}
+    if completion is not None:
+        summary = completion.summary
+        for job in ("email", "thumbnail"):
+            figures[f"{job}_blocking_p50_ms"] = round(summary.loc[f"{job} blocking", "p50_ms"], 2)
+            figures[f"{job}_deferred_p50_ms"] = round(summary.loc[f"{job} deferred", "p50_ms"], 2)
+            figures[f"{job}_end_to_end_p50_ms"] = round(summary.loc[f"{job} deferred", "end_to_end_p50_ms"], 2)
+    if backlog_result is not None:
+        figures.update({
+            "backlog_peak_sampled": float(backlog_result.depth["depth"].max()),
+            "backlog_peak_predicted": round(float(backlog_result.depth["predicted"].max()), 1),
+            "littles_law_depth": round(backlog_result.littles_law_depth, 2),
+            "sampled_mean_depth": round(backlog_result.sampled_mean_depth, 2),
+        })
+    if pickups is not None:
+        by_setting = pickups.groupby("setting")["pickup_ms"]
+        for setting, p50 in by_setting.median().items():
+            figures[f"pickup_p50_ms_{setting}"] = round(p50, 1)
+            figures[f"pickup_max_ms_{setting}"] = round(by_setting.max()[setting], 1)
+        figures["pickups_per_setting"] = int(by_setting.size().min())
+    for setting, cpu_pct in (idle_cpu or {}).items():
+        figures[f"idle_cpu_pct_{setting}"] = round(cpu_pct, 2)
+    if sweep is not None:
+        top = sweep[sweep["workers"] == sweep["workers"].max()].set_index(["job", "worker_type"])["tasks_per_s"]
+        for job in sweep["job"].unique():
+            figures[f"process_over_thread_{job}"] = round(top[job, "process"] / top[job, "thread"], 3)
+        figures["sweep_workers"] = int(sweep["workers"].max())
+    if djtasks is not None:
+        p50 = djtasks.groupby("backend")["total_ms"].median()
+        for backend, value in p50.items():
+            figures[f"djtasks_response_p50_ms_{backend}"] = round(value, 2)
+    if by_api is not None:
+        for api, label in (("huey", "native"), ("djtasks", "djtasks")):
+            figures[f"enqueue_p50_us_{label}"] = round(by_api.loc[api, "enqueue_p50_us"], 1)
+            figures[f"enqueue_p99_us_{label}"] = round(by_api.loc[api, "enqueue_p99_us"], 1)
+            figures[f"drain_tasks_per_s_{label}"] = round(by_api.loc[api, "drain_tasks_per_s"])
+        figures["enqueues"] = int(by_api["n"].min())
+    if drains:
+        best = max(drains, key=lambda k: drains[k].drain_tasks_per_s)
+        figures["drain_tasks_per_s"] = round(drains[best].drain_tasks_per_s)
+        figures["drain_best_setting"] = best
+        figures["drain_tasks_per_s_by_setting"] = {k: round(v.drain_tasks_per_s) for k, v in drains.items()}
+    return figures
+
+
+POLLING_SETTINGS = {"default": DEFAULT_POLLING, "tuned": TUNED_POLLING}
+
+
+@benchmark("queue")
+def queue_bench(run_dir, enqueues: int = 5000, idle_s: float = 5.0, pickups_per_setting: int = 7,
+                cpu_window_s: float = 8.0) -> dict:
+    """The queue itself: a direct enqueue (native djhuey and through django.tasks), how fast the consumer drains
+    no-op tasks (best of a few settings), the pickup delay after `idle_s` idle with Huey's default polling and
+    with tuned polling, and what the tuned polling costs an idle consumer in CPU."""
+    drains = {}
+    # Recording off and Huey's per-task log lines off: the drain measures the queue, not the instruments.
+    with Lab(run_dir=run_dir, web_workers=1, huey_log_level="WARNING", **TUNED_POLLING) as lab:
+        by_api = enqueue_cost_by_api(lab, enqueues, 4, "thread")
+        for workers, worker_type in ((4, "thread"), (8, "thread"), (4, "process")):
+            drains[f"{workers} {worker_type}"] = enqueue_and_drain(lab, enqueues, workers, worker_type)
+        drains["4 thread, Huey's INFO log lines"] = enqueue_and_drain(lab, enqueues, 4, "thread",
+                                                                      huey_log_level="INFO")
+        lab.start_consumer(consumer_workers=4, consumer_worker_type="thread", record_task_events=True,
+                           huey_log_level="WARNING")
+        pickups = pd.concat([pickup_after_idle(lab, [idle_s], pickups_per_setting, polling, name)
+                             for name, polling in POLLING_SETTINGS.items()])
+        idle_cpu = {name: consumer_idle_cpu(lab, polling, cpu_window_s) for name, polling in POLLING_SETTINGS.items()}
+    runs.save_table(run_dir, "pickups", pickups)
+    return {**key_figures(pickups=pickups, idle_cpu=idle_cpu, by_api=by_api, drains=drains),
+            "pickup_idle_s": idle_s, "polling": POLLING_SETTINGS, "consumer_workers_pickup": 4}

@@ -30,10 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -44,7 +42,8 @@ from urllib.parse import urlencode, urlsplit
 import pandas as pd
 import psutil
 
-from helpers.processes import _die_with_parent, kill_all
+from helpers.instruments import plan_process
+from helpers.stack.processes import kill_all
 
 CHROMIUM = Path(os.environ.get("LAB_CHROMIUM", "/usr/bin/chromium"))
 # Playwright adds --headless and its own automation flags. Without the background-networking flags Chromium
@@ -211,30 +210,24 @@ def _reap_leftovers() -> None:
             pass
 
 
-def main() -> None:
-    if sys.platform == "linux":
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
-    plan = ProbePlan(**json.load(sys.stdin))
-    try:
-        rows = run_plan(plan)
-    finally:
-        _reap_leftovers()
-    print(json.dumps(rows))
-
-
 def measure(base_url: str, variants=VARIANTS, paths=PATHS, trials: int = 5, warmup: int = 1,
             timeout_s: float = 30.0, include_warmup: bool = False) -> pd.DataFrame:
     """Run the probe in its own process against the site at base_url; one row per trial."""
     plan = ProbePlan(base_url, list(variants), list(paths), trials, warmup, timeout_s)
     budget = len(plan.schedule()) * (timeout_s + 10) + 60
-    done = subprocess.run([sys.executable, "-m", "helpers.browser"], input=json.dumps(asdict(plan)),
-                          capture_output=True, text=True, timeout=budget, check=False,
-                          preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-    if done.returncode != 0:
-        raise RuntimeError(f"browser probe failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    frame = pd.DataFrame(json.loads(done.stdout.strip().splitlines()[-1]))
+    frame = plan_process.run_plan("helpers.instruments.browser", asdict(plan), "browser probe", timeout=budget)
     return frame if include_warmup else frame[~frame["warmup"]].reset_index(drop=True)
 
 
+def run_probe(plan: dict) -> list[dict]:
+    """The probe process: a subreaper, so Chromium's helpers that outlive their parent are still ours to reap."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        return run_plan(ProbePlan(**plan))
+    finally:
+        _reap_leftovers()
+
+
 if __name__ == "__main__":
-    main()
+    plan_process.serve_plan(run_probe)

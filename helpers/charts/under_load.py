@@ -1,4 +1,5 @@
-"""The lab's standard charts. Every axis is labelled with its unit; sample counts go in the legend."""
+"""Charts of notebook 02, under load: latency, throughput and errors against arrival rate, CPU per point, the
+closed loop."""
 
 from __future__ import annotations
 
@@ -6,49 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-COLORS = {"noop": "#7f7f7f", "deferred": "#1f77b4", "blocking": "#d62728"}
-
-
-def latency_cdf(timings: pd.DataFrame, value: str = "total_ms", ax=None, title: str | None = None):
-    """Empirical CDF per endpoint on a log time axis: every request is visible, tails included."""
-    ax = ax or plt.subplots(figsize=(7, 4))[1]
-    for label, group in timings.groupby("label", sort=False):
-        values = np.sort(group[value].dropna().to_numpy())
-        ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
-                label=f"{label} (n={len(values)})", color=COLORS.get(label))
-    ax.set_xscale("log")
-    ax.set_xlabel("response time per request (ms, log scale)")
-    ax.set_ylabel("fraction of requests at or below")
-    ax.set_title(title or "Response time distribution")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    return ax
-
-
-def percentile_bars(summary: pd.DataFrame, percentiles=("p50_ms", "p95_ms"), ax=None, title: str | None = None):
-    """p50 and p95 side by side per endpoint, on a log axis so 1 ms and 300 ms both read."""
-    ax = ax or plt.subplots(figsize=(7, 4))[1]
-    labels = list(summary.index)
-    width = 0.8 / len(percentiles)
-    x = np.arange(len(labels))
-    for k, column in enumerate(percentiles):
-        values = summary[column].to_numpy()
-        bars = ax.bar(x + k * width - 0.4 + width / 2, values, width, label=column.replace("_ms", ""))
-        ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], fontsize=8)
-    ax.set_xticks(x, [f"{label}\n(n={summary.loc[label, 'n']})" for label in labels])
-    ax.set_yscale("log")
-    ax.set_ylabel("response time (ms, log scale)")
-    ax.set_xlabel("endpoint")
-    ax.set_title(title or "Percentiles per endpoint")
-    ax.legend()
-    return ax
-
-
-def _error_bars(summary: pd.DataFrame, column: str):
-    low, high = summary[f"{column}_ci_low"], summary[f"{column}_ci_high"]
-    if low.isna().all():
-        return None
-    return np.vstack([(summary[column] - low).clip(lower=0), (high - summary[column]).clip(lower=0)])
+from helpers.charts.common import COLORS, _error_bars
 
 
 def latency_vs_rate(summary: pd.DataFrame, model: pd.DataFrame | None = None, capacity: float | None = None,
@@ -152,59 +111,3 @@ def closed_loop_chart(summary: pd.DataFrame, capacity: float | None = None, axes
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     return axes
-
-
-def vitals_strip(trials: pd.DataFrame, value: str, thresholds: tuple[float, float], ax=None,
-                 title: str | None = None, ylabel: str | None = None, threshold_name: str = "Core Web Vitals"):
-    """Every trial as a dot per variant/path (median as a bar, n = trials with a value), on a log millisecond
-    axis, over the Core Web Vitals bands: good up to thresholds[0], poor above thresholds[1]."""
-    ax = ax or plt.subplots(figsize=(8, 4))[1]
-    good, poor = thresholds
-    labels = list(dict.fromkeys(trials["label"]))
-    rng = np.random.default_rng(0)
-    values = trials[value].dropna()
-    top = max(poor * 1.6, values.max() * 1.5 if len(values) else poor)
-    bottom = min(good / 20, values.min() / 1.5 if len(values) else good / 20)
-    ax.axhspan(bottom, good, color="#2ca02c", alpha=0.08)
-    ax.axhspan(good, poor, color="#ff7f0e", alpha=0.08)
-    ax.axhspan(poor, top, color="#d62728", alpha=0.08)
-    lines = ((good, "#2ca02c", f"good up to {good:g} ms"), (poor, "#d62728", f"poor above {poor:g} ms"))
-    for level, color, text in lines:
-        ax.axhline(level, color=color, ls="--", lw=1)
-        ax.text(0.995, level, f"{threshold_name}: {text}", transform=ax.get_yaxis_transform(), ha="right",
-                va="bottom", fontsize=8, color=color)
-    ticks = []
-    for x, label in enumerate(labels):
-        group = trials.loc[trials["label"] == label]
-        points = group[value].dropna().to_numpy()
-        color = COLORS.get(group["path"].iloc[0])
-        ax.scatter(x + rng.uniform(-0.12, 0.12, len(points)), points, s=18, color=color, alpha=0.7, zorder=3)
-        if len(points):
-            median = float(np.median(points))
-            ax.hlines(median, x - 0.3, x + 0.3, color=color, lw=2.5, zorder=4)
-            ax.annotate(f"{median:.0f}", (x + 0.32, median), va="center", fontsize=8)
-        ticks.append(f"{label}\n(n={len(points)})")
-    ax.set_xticks(range(len(labels)), ticks, fontsize=8)
-    ax.set_yscale("log")
-    ax.set_ylim(bottom, top)
-    ax.set_xlim(-0.6, len(labels) - 0.2)
-    ax.set_xlabel("how the page sends the form / path of the email")
-    ax.set_ylabel(ylabel or f"{value} (milliseconds, log scale)")
-    ax.set_title(title or value)
-    ax.grid(True, axis="y", which="both", alpha=0.2)
-    return ax
-
-
-def ratio_chart(table: pd.DataFrame, ax=None, title: str | None = None):
-    """Each figure of a rerun as a ratio to the reference (log scale: 2x and 0.5x are equally far from 1)."""
-    ax = ax or plt.subplots(figsize=(8, max(3, 0.3 * len(table))))[1]
-    labels = [f"{n.split('-')[0]} {f}" for n, f in zip(table["notebook"], table["figure"], strict=True)]
-    ax.barh(labels, table["ratio"], color=["#1f77b4" if 0.8 <= r <= 1.25 else "#ff7f0e" for r in table["ratio"]])
-    ax.axvline(1.0, color="black", lw=1)
-    ax.set_xscale("log")
-    ax.set_xlabel("latest / reference (ratio, log scale; 1 = same as the reference)")
-    ax.set_ylabel("notebook and figure")
-    ax.set_title(title or "Latest run against the reference")
-    ax.invert_yaxis()
-    ax.grid(True, axis="x", which="both", alpha=0.3)
-    return ax

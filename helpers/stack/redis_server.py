@@ -1,6 +1,7 @@
 """A real Redis server (Debian's `redis-server`) for one run: its configuration file, readiness and queue length.
 
-The lab (helpers.stack) starts it as a ManagedProcess on a free loopback port, with its data in the run folder:
+A queue backend that needs it mixes in UsesRedis; the lab then starts it (as a ManagedProcess on a free loopback
+port, with its data in the run folder) before the site and stops it last:
 
     bind 127.0.0.1, protected-mode yes      nothing outside this machine can reach it
     requirepass <per-run secret>            Huey's tasks are pickles: whoever can push to the list runs code in
@@ -18,16 +19,18 @@ import os
 import secrets
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
-from helpers.processes import LOOPBACK
+from helpers.stack.processes import LOOPBACK, free_port
+
+if TYPE_CHECKING:
+    from helpers.stack.lab import Lab
 
 # The AOF's fsync policy for each of the lab's durability levels (LabConfig.huey_synchronous), as SQLite's
 # synchronous pragma: "full" = fsync before every answer, "normal" = once a second (a machine crash loses up
 # to the last second, a process crash nothing), "off" = when the OS pleases.
 APPENDFSYNC = {"full": "always", "normal": "everysec", "off": "no"}
-# Huey's Redis storage keeps the queue in one list: huey.redis.<name>, the name being settings.HUEY["name"].
-QUEUE_KEY = "huey.redis.labsite"
 
 
 def executable() -> str:
@@ -89,12 +92,61 @@ def answers(redis_url: str) -> bool:
         return False
 
 
-def queue_length(redis_url: str, key: str = QUEUE_KEY) -> int:
-    with client(redis_url) as conn:
-        return int(conn.llen(key))
-
-
 def commands_processed(redis_url: str) -> int:
     """Commands the server has executed since it started (INFO stats): per task, the round trips Huey makes."""
     with client(redis_url) as conn:
         return int(conn.info("stats")["total_commands_processed"])
+
+
+class RedisServer:
+    """The run's redis-server: a per-run password, a port kept across restarts (a restarted server replays its
+    AOF from the run folder)."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.port: int | None = None
+        self._password = new_password()
+
+    @property
+    def url(self) -> str:
+        """The server's URL, password included (for a client of this run's server)."""
+        return url(self.port, self._password)
+
+    def client(self, timeout_s: float = 5.0):
+        return client(self.url, timeout_s)
+
+    def start(self) -> None:
+        self.stop()  # what is left of a previous one (a crashed server's entry)
+        self.port = self.port or free_port()
+        conf = write_config(self.lab.run_dir, self.port, self.lab.config.huey_synchronous, self._password)
+        server = self.lab.spawn("redis", [executable(), str(conf)])
+        server.wait_until(lambda: answers(self.url), what="answering PING")
+
+    def stop(self) -> None:
+        self.lab.stop_process("redis")
+
+    def commands_processed(self) -> int:
+        return commands_processed(self.url)
+
+
+class UsesRedis:
+    """Mixed into a queue backend that keeps its queue in the run's Redis server."""
+
+    servers = ("redis",)
+
+    def __init__(self, lab: Lab):
+        super().__init__(lab)
+        self.redis = RedisServer(lab)
+
+    def start_servers(self) -> None:
+        self.redis.start()
+
+    def stop_servers(self) -> None:
+        self.redis.stop()
+
+    def server_commands(self) -> int:
+        return self.redis.commands_processed()
+
+    @property
+    def location(self) -> str:
+        return f"redis://{LOOPBACK}:{self.redis.port}/0"

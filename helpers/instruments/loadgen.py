@@ -31,6 +31,8 @@ import numpy as np
 import pandas as pd
 from hdrh.histogram import HdrHistogram
 
+from helpers.stack.processes import DIE_WITH_PARENT
+
 HISTOGRAM_RANGE_US = (1, 300_000_000)  # 1 µs .. 300 s
 LATE_AFTER_MS = 10.0  # a request sent this late was not sent on time (k6 would call it dropped)
 ERRORS = ["", "connect", "reset", "timeout", "protocol"]
@@ -342,9 +344,10 @@ def run_load(spec: LoadSpec, records_path: Path | None = None) -> LoadResult:
             out, errors = Path(scratch) / f"part-{part}.parquet", Path(scratch) / f"part-{part}.err"
             with open(errors, "w") as stderr:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "helpers.loadgen", "--spec", str(spec_path), "--records", str(out),
-                     "--part", str(part)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True)
+                    [sys.executable, "-m", "helpers.instruments.loadgen", "--spec", str(spec_path),
+                     "--records", str(out), "--part", str(part)],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                    preexec_fn=DIE_WITH_PARENT)
             parts.append((proc, out, errors))
         for proc, _, errors in parts:
             if proc.stdout.readline().strip() != "ready":

@@ -4,6 +4,7 @@ what was run, on what, from which commit, so a figure can always be traced back.
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import subprocess
@@ -15,7 +16,8 @@ from pathlib import Path
 
 import psutil
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from helpers import REPO_ROOT
+
 PACKAGES = ["django", "huey", "gunicorn", "aiosmtpd", "pandas", "matplotlib", "hdrhistogram", "psutil",
             "whitenoise", "playwright"]
 
@@ -98,3 +100,36 @@ def list_runs(kind: str | None = None) -> list[Path]:
     found = sorted(p for p in root.iterdir() if p.is_dir() and (root / p.name / "run.json").exists()) \
         if root.exists() else []
     return [p for p in found if kind is None or p.name.split("-", 1)[-1].startswith(kind)]
+
+
+def plain(value):
+    """Figures as plain JSON: numpy and pandas scalars become numbers, NaN becomes None, keys strings."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def record(run_dir: Path, figures: dict, parameters: dict, **extra) -> dict:
+    """The figures and parameters into the run folder's run.json (notebooks and benchmarks alike); returns the
+    figures as plain JSON."""
+    figures = plain(figures)
+    write_metadata(run_dir, {"figures": figures, "parameters": plain(parameters), **extra})
+    return figures
+
+
+def verdict(run_dir: Path, checks: dict[str, bool]) -> bool:
+    """Print each claim a notebook's prose makes with PASS or FAIL (the lines nbval compares) and record them in
+    run.json; True when every claim held."""
+    checks = {name: bool(ok) for name, ok in checks.items()}
+    for name, ok in checks.items():
+        print(f"{name}: {'PASS' if ok else 'FAIL'}")
+    write_metadata(run_dir, {"verdict": checks})
+    return all(checks.values())

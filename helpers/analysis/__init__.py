@@ -1,0 +1,1 @@
+"""What turns samples into figures: latency statistics and the queueing model."""

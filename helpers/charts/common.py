@@ -1,0 +1,91 @@
+"""The palette and the chart types several notebooks share. Every axis is labelled with its unit; sample counts go
+in the legend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+# One palette for every chart: an endpoint, a task's phase, a part of the lab, a queue backend keep their colour
+# from one notebook to the next.
+COLORS = {
+    "noop": "#7f7f7f", "deferred": "#1f77b4", "blocking": "#d62728", "ledger": "#2ca02c",  # endpoints, paths
+    "request": "#7f7f7f", "queue wait": "#ff7f0e", "run": "#2ca02c",  # a task's phases
+    "web": "#2ca02c", "consumers": "#1f77b4", "redis": "#d62728", "smtp": "#9467bd", "generator": "#7f7f7f",
+    "huey_sqlite": "#1f77b4", "huey_redis": "#d62728",  # queue backends (helpers.stack.queues)
+}
+OTHER = "#8c564b"
+
+
+def color(key: str) -> str:
+    return COLORS.get(key, OTHER)
+
+
+def backend_label(name: str) -> str:
+    """A queue backend's name as tables and charts show it."""
+    from helpers.stack.queues import backend_class
+
+    return backend_class(name).label
+
+
+def latency_cdf(timings: pd.DataFrame, value: str = "total_ms", ax=None, title: str | None = None):
+    """Empirical CDF per endpoint on a log time axis: every request is visible, tails included."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    for label, group in timings.groupby("label", sort=False):
+        values = np.sort(group[value].dropna().to_numpy())
+        ax.step(values, np.arange(1, len(values) + 1) / len(values), where="post",
+                label=f"{label} (n={len(values)})", color=COLORS.get(label))
+    ax.set_xscale("log")
+    ax.set_xlabel("response time per request (ms, log scale)")
+    ax.set_ylabel("fraction of requests at or below")
+    ax.set_title(title or "Response time distribution")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return ax
+
+
+def percentile_bars(summary: pd.DataFrame, percentiles=("p50_ms", "p95_ms"), ax=None, title: str | None = None):
+    """p50 and p95 side by side per endpoint, on a log axis so 1 ms and 300 ms both read."""
+    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    labels = list(summary.index)
+    width = 0.8 / len(percentiles)
+    x = np.arange(len(labels))
+    for k, column in enumerate(percentiles):
+        values = summary[column].to_numpy()
+        bars = ax.bar(x + k * width - 0.4 + width / 2, values, width, label=column.replace("_ms", ""))
+        ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], fontsize=8)
+    ax.set_xticks(x, [f"{label}\n(n={summary.loc[label, 'n']})" for label in labels])
+    ax.set_yscale("log")
+    ax.set_ylabel("response time (ms, log scale)")
+    ax.set_xlabel("endpoint")
+    ax.set_title(title or "Percentiles per endpoint")
+    ax.legend()
+    return ax
+
+
+def _error_bars(summary: pd.DataFrame, column: str):
+    low, high = summary[f"{column}_ci_low"], summary[f"{column}_ci_high"]
+    if low.isna().all():
+        return None
+    return np.vstack([(summary[column] - low).clip(lower=0), (high - summary[column]).clip(lower=0)])
+
+
+def show(fig, run_dir, name: str, alt: str) -> Path:
+    """Lay the figure out, save it as <run_dir>/<name>.png and show it inline, with `alt` as its text alternative
+    (in JupyterLab and in the HTML export); returns the file."""
+    import base64
+    import html
+
+    from IPython.display import display
+
+    fig.tight_layout()
+    path = Path(run_dir) / f"{name}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    encoded = base64.b64encode(path.read_bytes()).decode()
+    display({"image/png": encoded, "text/plain": alt,
+             "text/html": f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}">'}, raw=True)
+    return path

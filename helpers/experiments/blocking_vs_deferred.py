@@ -1,0 +1,79 @@
+"""Notebook 01, blocking vs deferred: what one request costs (`python -m helpers bench overhead`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from helpers import runs
+from helpers.analysis import latency
+from helpers.instruments.client import RequestSpec, time_requests
+from helpers.runs.bench import benchmark
+from helpers.stack import Lab
+from helpers.stack.processes import LOOPBACK
+
+EMAIL_LABELS = ("blocking", "deferred")
+
+
+@dataclass
+class OverheadResult:
+    timings: pd.DataFrame  # every request, warm-ups flagged
+    summary: pd.DataFrame  # per endpoint, warm-ups left out
+    emails_requested: int
+    emails_received: int
+    delivery_wait_s: float
+
+    def p50(self, label: str) -> float:
+        return float(self.summary.loc[label, "p50_ms"])
+
+
+def overhead_specs(fast_requests: int, blocking_requests: int, warmup: int = 5) -> list[RequestSpec]:
+    form = {"to": "user{i}@example.test"}
+    return [
+        RequestSpec("noop", "/noop/", fast_requests, warmup=warmup),
+        RequestSpec("deferred", "/email/deferred/", fast_requests, "POST", form, warmup=warmup),
+        RequestSpec("blocking", "/email/blocking/", blocking_requests, "POST", form, warmup=min(warmup, 2)),
+    ]
+
+
+def measure_overhead(lab: Lab, fast_requests: int, blocking_requests: int,
+                     delivery_timeout_s: float = 300.0) -> OverheadResult:
+    """Time the no-op, deferred and blocking endpoints interleaved, then wait for every email to arrive.
+
+    Every email request that was answered 2xx (warm-ups included) must reach the SMTP server."""
+    before = lab.emails_received()
+    timings = time_requests(LOOPBACK, lab.web_port, overhead_specs(fast_requests, blocking_requests),
+                            include_warmup=True)
+    answered = timings["label"].isin(EMAIL_LABELS) & timings["status"].between(200, 299)
+    requested = int(answered.sum())
+    waited = lab.wait_for_emails(before + requested, timeout=delivery_timeout_s)
+    summary = latency.summarize(timings[~timings["warmup"]])
+    return OverheadResult(timings, summary, requested, lab.emails_received() - before, waited)
+
+
+def key_figures(result: OverheadResult) -> dict:
+    """The figures notebook 01 records and `bench overhead` prints."""
+    noop, deferred, blocking = (result.p50(k) for k in ("noop", "deferred", "blocking"))
+    return {
+        "noop_p50_ms": round(noop, 3),
+        "deferred_p50_ms": round(deferred, 3),
+        "blocking_p50_ms": round(blocking, 3),
+        "ratio_deferred_noop_p50": round(deferred / noop, 3),
+        "speedup_blocking_deferred_p50": round(blocking / deferred, 1),
+        "emails_requested": result.emails_requested,
+        "emails_received": result.emails_received,
+        "samples": {k: int(result.summary.loc[k, "n"]) for k in result.summary.index},
+        "delivery_wait_s": round(result.delivery_wait_s, 2),
+    }
+
+
+@benchmark("overhead")
+def overhead(run_dir, fast_requests: int = 1000, blocking_requests: int = 60) -> dict:
+    """The cost of one enqueue over a no-op request, and what deferring buys against sending inline."""
+    with Lab(run_dir=run_dir) as lab:
+        result = measure_overhead(lab, fast_requests, blocking_requests)
+        config = lab.config
+    runs.save_table(run_dir, "requests", result.timings)
+    return {**key_figures(result), "smtp_delay_s": config.smtp_delay_s, "web_workers": config.web_workers,
+            "huey_synchronous": config.huey_synchronous}

@@ -1,0 +1,212 @@
+"""Notebook 02, under load: where the blocking view hits its ceiling (open- and closed-loop sweeps, the M/D/c
+model beside them), and `python -m helpers bench harness`, which checks the load generator against wrk."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import pandas as pd
+
+from helpers import runs
+from helpers.analysis import latency, queueing
+from helpers.instruments import wrk
+from helpers.instruments.client import time_requests
+from helpers.instruments.cpu import CpuMeter
+from helpers.instruments.endpoints import ENDPOINTS, load_spec, request_spec
+from helpers.instruments.loadgen import run_load
+from helpers.runs.bench import benchmark
+from helpers.stack import Lab
+from helpers.stack.processes import LOOPBACK
+
+
+def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, duration_s: float = 8.0,
+                     trials: int = 2) -> pd.DataFrame:
+    """Closed loop at the same connection count, the lab's generator and wrk taking turns (A B, B A...).
+
+    wrk times a request from its write to the end of the response; the lab's `service` time is the same span."""
+    path, method, form = ENDPOINTS[endpoint]
+    body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
+    # wrk has no warm-up of its own: a discarded run first, so neither tool meets a cold server.
+    wrk.run(lab.url(path), connections, 2, method=method, body=body)
+    rows = []
+    for trial in range(trials):
+        tools = ("wrk", "lab") if trial % 2 == 0 else ("lab", "wrk")
+        for tool in tools:
+            if tool == "wrk":
+                figures = wrk.run(lab.url(path), connections, duration_s, method=method, body=body)
+                rows.append({"tool": "wrk", "trial": trial, "rps": figures["rps"], "p50_ms": figures["p50_ms"],
+                             "p99_ms": figures["p99_ms"], "errors": figures["socket_errors"] + figures["non_2xx"]})
+            else:
+                result = run_load(load_spec(lab, endpoint, mode="closed", connections=connections,
+                                            duration_s=duration_s, warmup_s=1.0))
+                s = result.summary
+                rows.append({"tool": "lab", "trial": trial, "rps": s["throughput"], "p50_ms": s["service_p50_ms"],
+                             "p99_ms": s["service_p99_ms"], "errors": s["errors"] + s["non_2xx"]})
+    return pd.DataFrame(rows)
+
+
+@dataclass
+class SweepResult:
+    points: pd.DataFrame  # one row per (endpoint, rate or users, trial): summary figures and CPU
+    records: pd.DataFrame  # every request, labelled with its point
+
+
+def _point_row(result, meter: CpuMeter, **labels) -> dict:
+    row = {**labels, **{k: v for k, v in result.summary.items() if k != "histograms"}}
+    row.update(meter.usage())
+    row["cpu_generator_pct"] = 100 * result.generator_cpu_s / meter.wall_s
+    return row
+
+
+def sweep(lab: Lab, endpoint: str, mode: str, levels, trials: int = 1, duration_s: float = 10.0,
+          warmup_s: float = 2.0, max_connections: int = 512, progress=None) -> SweepResult:
+    """Open loop over arrival rates, or closed loop over user counts, each point repeated `trials` times
+    (trials outermost, so repeats are spread over time). The queue is drained before every point."""
+    rows, records = [], []
+    for trial in range(trials):
+        for level in levels:
+            lab.wait_until_drained()
+            if mode == "open":
+                spec = load_spec(lab, endpoint, mode="open", rate=float(level), arrival="poisson",
+                                 connections=max_connections, duration_s=duration_s, warmup_s=warmup_s,
+                                 seed=trial + 1)
+            else:
+                spec = load_spec(lab, endpoint, mode="closed", connections=int(level), duration_s=duration_s,
+                                 warmup_s=warmup_s, seed=trial + 1)
+            with CpuMeter(lab) as meter:
+                result = run_load(spec)
+            labels = {"endpoint": endpoint, "mode": mode, "level": level, "trial": trial}
+            rows.append(_point_row(result, meter, **labels))
+            records.append(result.records.assign(**labels))
+            if progress is not None:
+                progress.update(1)
+    lab.wait_until_drained()
+    return SweepResult(pd.DataFrame(rows), pd.concat(records, ignore_index=True))
+
+
+def summarize_points(points: pd.DataFrame, columns=("throughput", "latency_p50_ms", "latency_p99_ms")) -> pd.DataFrame:
+    """Median over trials per point, with a bootstrap CI over trials and the sample count."""
+    out = []
+    for (endpoint, level), group in points.groupby(["endpoint", "level"], sort=True):
+        row = {"endpoint": endpoint, "level": level, "trials": len(group), "requests": int(group["requests"].sum()),
+               "errors": int(group["errors"].sum() + group["non_2xx"].sum())}
+        for column in columns:
+            row[column] = float(group[column].median())
+            row[f"{column}_ci_low"], row[f"{column}_ci_high"] = latency.bootstrap_ci(group[column])
+        for cpu in [c for c in group.columns if c.startswith("cpu_")]:
+            row[cpu] = float(group[cpu].median())
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def service_time_s(lab: Lab, endpoint: str = "blocking", requests: int = 10) -> float:
+    """The endpoint's service time S at no load: median of sequential requests (the M/D/c model's S)."""
+    timings = time_requests(LOOPBACK, lab.web_port, [request_spec(endpoint, requests)])
+    return float(timings["total_ms"].median()) / 1e3
+
+
+@dataclass
+class UnderLoad:
+    """Notebook 02's measurements: the open-loop sweep of both endpoints, the closed-loop one, and S."""
+
+    open_points: pd.DataFrame
+    closed_points: pd.DataFrame
+    records: pd.DataFrame
+    service_s: float
+    web_workers: int
+
+    @property
+    def capacity(self) -> float:
+        return queueing.saturation_rate(self.service_s, self.web_workers)
+
+    @property
+    def open_summary(self) -> pd.DataFrame:
+        return summarize_points(self.open_points)
+
+    @property
+    def closed_summary(self) -> pd.DataFrame:
+        return summarize_points(self.closed_points)
+
+
+def measure_under_load(lab: Lab, rate_fractions, users, trials: int, duration_s: float, warmup_s: float,
+                       progress=None) -> UnderLoad:
+    """S at no load, then open-loop sweeps at fractions of c/S for both endpoints and a closed-loop sweep over
+    users for the blocking one."""
+    service_s = service_time_s(lab, "blocking")
+    rates = [round(f * queueing.saturation_rate(service_s, lab.config.web_workers), 1) for f in rate_fractions]
+    blocking = sweep(lab, "blocking", "open", rates, trials, duration_s, warmup_s, progress=progress)
+    deferred = sweep(lab, "deferred", "open", rates, trials, duration_s, warmup_s, progress=progress)
+    closed = sweep(lab, "blocking", "closed", users, trials, duration_s, warmup_s, progress=progress)
+    return UnderLoad(pd.concat([blocking.points, deferred.points], ignore_index=True), closed.points,
+                     pd.concat([blocking.records, deferred.records, closed.records], ignore_index=True),
+                     service_s, lab.config.web_workers)
+
+
+def key_figures(measured: UnderLoad) -> dict:
+    """The figures notebook 02 records and `bench under_load` prints: the blocking view's saturation throughput
+    against c/S, the deferred view's p99 where the blocking one is saturated, and the generator's own lag."""
+    summary, capacity = measured.open_summary, measured.capacity
+    saturated = summary[(summary["endpoint"] == "blocking") & (summary["level"] >= capacity)]
+    deferred = summary[(summary["endpoint"] == "deferred") & summary["level"].isin(saturated["level"])]
+    saturation = float(saturated["throughput"].max())
+    return {
+        "service_s": round(measured.service_s, 4),
+        "capacity_c_over_s": round(capacity, 2),
+        "saturation_throughput": round(saturation, 2),
+        "saturation_ratio": round(saturation / capacity, 3),
+        "deferred_p99_ms_at_saturation": round(float(deferred["latency_p99_ms"].max()), 2),
+        "rates_at_or_above_capacity": saturated["level"].tolist(),
+        "generator_lag_p99_ms_max": round(float(measured.open_points["lag_p99_ms"].max()), 2),
+        "requests": int(measured.open_points["requests"].sum() + measured.closed_points["requests"].sum()),
+    }
+
+
+@benchmark("under_load")
+def under_load(run_dir, smtp_delay_s: float = 0.1, web_workers: int = 4, rate_fractions=(0.25, 0.5, 0.75, 0.9,
+               1.0, 1.2), users=(1, 4, 8, 16), trials: int = 3, duration_s: float = 8.0, warmup_s: float = 2.0
+               ) -> dict:
+    """Notebook 02's sweeps with its full-mode parameters."""
+    with Lab(run_dir=run_dir, smtp_delay_s=smtp_delay_s, web_workers=web_workers) as lab:
+        measured = measure_under_load(lab, rate_fractions, users, trials, duration_s, warmup_s)
+    runs.save_table(run_dir, "points", pd.concat([measured.open_points, measured.closed_points]))
+    return key_figures(measured)
+
+
+@benchmark("harness")
+def harness(run_dir, connections: int = 16, duration_s: float = 8.0, trials: int = 3,
+            open_rate: float = 1000.0) -> dict:
+    """The lab's load generator against wrk on the same endpoint and connection count, then open loop.
+
+    gunicorn runs gthread workers here so both tools keep their connections alive: with sync workers every
+    request costs a new TCP connection, and the client's CPU for that (taken from the same 2 cores as the
+    server) dominates the comparison. The sync-worker figures are printed beside, for the record."""
+    with Lab(run_dir=run_dir, web_workers=4, web_worker_class="gthread", web_threads=4) as lab:
+        turns = compare_with_wrk(lab, "noop", connections, duration_s, trials)
+        medians = turns.groupby("tool")[["rps", "p50_ms", "p99_ms"]].median()
+        open_loop = run_load(load_spec(lab, "noop", mode="open", rate=open_rate, arrival="poisson",
+                                       connections=256, duration_s=10.0, warmup_s=2.0)).summary
+    with Lab(run_dir=run_dir / "sync", web_workers=4) as lab:
+        sync_turns = compare_with_wrk(lab, "noop", connections, duration_s, 1)
+        sync = sync_turns.set_index("tool")
+    runs.save_table(run_dir, "wrk-vs-lab", pd.concat([turns.assign(server="gthread"),
+                                                      sync_turns.assign(server="sync")]))
+    return {
+        "server": "gunicorn gthread 4 workers x 4 threads, keep-alive",
+        "lab_rps": round(medians.loc["lab", "rps"], 1),
+        "wrk_rps": round(medians.loc["wrk", "rps"], 1),
+        "rps_ratio": round(medians.loc["lab", "rps"] / medians.loc["wrk", "rps"], 3),
+        "lab_p50_ms": round(medians.loc["lab", "p50_ms"], 3),
+        "wrk_p50_ms": round(medians.loc["wrk", "p50_ms"], 3),
+        "p50_ratio": round(medians.loc["lab", "p50_ms"] / medians.loc["wrk", "p50_ms"], 3),
+        "achieved_rate": round(open_loop["achieved_rate"], 1),
+        "achieved_ratio": round(open_loop["achieved_rate"] / open_rate, 4),
+        "sched_lag_p99_ms": open_loop["lag_p99_ms"],
+        "open_loop_latency_p50_ms": open_loop["latency_p50_ms"],
+        "open_loop_latency_p99_ms": open_loop["latency_p99_ms"],
+        "open_loop_late": open_loop["late"],
+        "errors": int(turns["errors"].sum() + open_loop["errors"]),
+        "sync_workers_lab_rps": round(sync.loc["lab", "rps"], 1),
+        "sync_workers_wrk_rps": round(sync.loc["wrk", "rps"], 1),
+        "sync_workers_rps_ratio": round(sync.loc["lab", "rps"] / sync.loc["wrk", "rps"], 3),
+    }

@@ -1,0 +1,101 @@
+"""Notebook 04, what the user sees: the sign-up page in a real browser (`python -m helpers bench browser`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from helpers import runs
+from helpers.instruments import browser
+from helpers.runs.bench import benchmark
+from helpers.stack import Lab
+
+BROWSER_METRICS = ("ttfb_ms", "ttfb_request_ms", "redirect_ms", "request_ms", "server_ms", "feedback_ms",
+                   "delivered_ms", "inp_ms", "inp_input_delay_ms", "inp_processing_ms", "inp_presentation_ms")
+
+
+@dataclass
+class BrowserResult:
+    trials: pd.DataFrame  # one row per trial (variant, path), warm-ups flagged
+    emails_requested: int
+    emails_received: int
+    delivery_wait_s: float
+
+    @property
+    def timed(self) -> pd.DataFrame:
+        """The timed trials (no warm-ups), ordered by variant and path as browser.VARIANTS and PATHS list them."""
+        order = {(v, p): k for k, (v, p) in enumerate((v, p) for v in browser.VARIANTS for p in browser.PATHS)}
+        timed = self.trials[~self.trials["warmup"]]
+        rank = [order.get(key, len(order)) for key in zip(timed["variant"], timed["path"], strict=True)]
+        return timed.assign(_rank=rank).sort_values(["_rank", "trial"], kind="stable").drop(columns="_rank") \
+            .reset_index(drop=True)
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        """Trials that did not end with the email delivered on screen (warm-ups included)."""
+        return self.trials[self.trials["error"].notna() | (self.trials["state"] != "delivered")]
+
+    def medians(self) -> pd.DataFrame:
+        """The median of every metric per variant and path, warm-ups left out, with the trial count n and the
+        count of trials for which web-vitals reported an INP (none when no paint followed the click)."""
+        groups = self.timed.groupby(["variant", "path"], sort=False)
+        return groups[list(BROWSER_METRICS)].median().assign(n=groups.size(), inp_n=groups["inp_ms"].count())
+
+    def median(self, variant: str, path: str, metric: str) -> float:
+        return float(self.medians().loc[(variant, path), metric])
+
+
+def measure_browser(lab: Lab, trials: int, warmup: int = 1, variants=browser.VARIANTS,
+                    timeout_s: float = 30.0, delivery_timeout_s: float = 120.0) -> BrowserResult:
+    """Drive the sign-up page in headless Chromium, every variant and path interleaved, then wait until every
+    email the site accepted (warm-ups included) has reached the SMTP server."""
+    before = lab.emails_received()
+    frame = browser.measure(lab.base_url, variants, browser.PATHS, trials, warmup, timeout_s, include_warmup=True)
+    accepted = frame["error"].isna() & frame["state"].notna() & (frame["state"] != "refused")
+    requested = int(accepted.sum())
+    waited = lab.wait_for_emails(before + requested, timeout=delivery_timeout_s)
+    return BrowserResult(frame, requested, lab.emails_received() - before, waited)
+
+
+def key_figures(result: BrowserResult) -> dict:
+    """The figures notebook 04 records and `bench browser` prints: medians per variant and path of navigation
+    TTFB after the form post and its redirect, the time from the click until fetch()'s answer is on screen, and
+    INP as web-vitals reports it."""
+    medians = result.medians()
+
+    def median(variant: str, path: str, metric: str) -> float | None:
+        value = medians.loc[(variant, path), metric]
+        return None if pd.isna(value) else round(float(value), 1)
+
+    return {
+        "ttfb_blocking_ms": median("form", "blocking", "ttfb_ms"),
+        "ttfb_deferred_ms": median("form", "deferred", "ttfb_ms"),
+        "feedback_blocking_ms": median("fetch", "blocking", "feedback_ms"),
+        "feedback_deferred_ms": median("fetch", "deferred", "feedback_ms"),
+        "inp_blocking_ms": median("fetch", "blocking", "inp_ms"),
+        "inp_deferred_ms": median("fetch", "deferred", "inp_ms"),
+        "delivered_deferred_ms": median("fetch", "deferred", "delivered_ms"),
+        "inp_form_blocking_ms": median("form", "blocking", "inp_ms"),
+        "inp_form_deferred_ms": median("form", "deferred", "inp_ms"),
+        "inp_xhr_blocking_ms": median("xhr", "blocking", "inp_ms"),
+        "inp_xhr_deferred_ms": median("xhr", "deferred", "inp_ms"),
+        "medians": {f"{variant}/{path}": {metric.removesuffix("_ms"): median(variant, path, metric)
+                                          for metric in BROWSER_METRICS}
+                    for variant, path in medians.index},
+        "trials_per_variant": int(medians["n"].min()),
+        "inp_reported": {f"{variant}/{path}": int(count) for (variant, path), count in medians["inp_n"].items()},
+        "failed_trials": len(result.failed),
+        "emails_requested": result.emails_requested,
+        "emails_received": result.emails_received,
+        "browser": str(result.trials["browser"].iloc[0]),
+    }
+
+
+@benchmark("browser")
+def browser_bench(run_dir, trials: int = 15, warmup: int = 2, smtp_delay_s: float = 0.3) -> dict:
+    """What a person sees in a real browser (headless Chromium), every variant and path interleaved."""
+    with Lab(run_dir=run_dir, smtp_delay_s=smtp_delay_s, web_workers=4, consumer_workers=2) as lab:
+        result = measure_browser(lab, trials, warmup)
+    runs.save_table(run_dir, "browser-trials", result.trials)
+    return {**key_figures(result), "smtp_delay_s": smtp_delay_s}

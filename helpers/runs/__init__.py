@@ -1,0 +1,19 @@
+"""Run folders and their metadata (folders), the benchmark harness (bench), papermill reruns (rerun), comparison
+with the reference (compare), notebook hygiene (notebooks) and quick mode (params)."""
+
+from helpers.runs.folders import (
+    environment,
+    list_runs,
+    load_table,
+    new_run_dir,
+    plain,
+    read_metadata,
+    record,
+    runs_root,
+    save_table,
+    verdict,
+    write_metadata,
+)
+
+__all__ = ["environment", "list_runs", "load_table", "new_run_dir", "plain", "read_metadata", "record", "runs_root",
+           "save_table", "verdict", "write_metadata"]

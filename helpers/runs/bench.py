@@ -1,0 +1,65 @@
+"""The benchmark harness: `python -m helpers bench NAME`. Like pyperf's Runner, it owns the bookkeeping so each
+benchmark only defines its workload: a run folder, the parameters (the benchmark function's keyword defaults),
+the figures in run.json beside the machine and versions, and one plain-JSON object as the last line printed.
+
+A benchmark lives in the experiments module of its notebook and returns the same key_figures() the notebook
+records, so a figure has one source:
+
+    @benchmark("overhead")
+    def overhead(run_dir, fast_requests=1000, blocking_requests=60) -> dict:
+        with Lab(run_dir=run_dir) as lab:
+            return key_figures(measure_overhead(lab, fast_requests, blocking_requests))
+
+Targets are judged on these figures, never inside a timed unit test.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import pkgutil
+import time
+from collections.abc import Callable
+
+from helpers.runs import folders
+
+BENCHMARKS: dict[str, Callable[..., dict]] = {}
+
+
+def benchmark(name: str):
+    """Register `function(run_dir, **parameters) -> figures` as `python -m helpers bench name`."""
+
+    def decorator(function):
+        BENCHMARKS[name] = function
+        return function
+
+    return decorator
+
+
+def discover() -> dict[str, Callable[..., dict]]:
+    """Import every experiments module: each registers its benchmarks."""
+    from helpers import experiments
+
+    for module in pkgutil.iter_modules(experiments.__path__):
+        importlib.import_module(f"{experiments.__name__}.{module.name}")
+    return BENCHMARKS
+
+
+def parameters_of(function: Callable) -> dict:
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def run(name: str) -> dict:
+    benchmarks = discover()
+    if name not in benchmarks:
+        raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(sorted(benchmarks))}")
+    function = benchmarks[name]
+    run_dir = folders.new_run_dir(f"bench-{name}")
+    started = time.monotonic()
+    figures = function(run_dir)
+    seconds = round(time.monotonic() - started, 1)
+    figures = folders.record(run_dir, figures, parameters_of(function), benchmark=name, bench_s=seconds)
+    print(json.dumps({**figures, "bench_s": seconds, "run_dir": str(run_dir)}))
+    return figures

@@ -1,0 +1,120 @@
+"""Queue backends: one small class per backend, the same methods for each, the way Huey's storages share
+`enqueue / dequeue / queue_size`. The lab (helpers.stack.lab) and every experiment, probe and notebook talk to
+`lab.queue`, an instance of one of these, and never branch on a backend's name.
+
+A new backend is one module here (a subclass of QueueBackend, registered with @register) plus its entry in
+labsite/settings.py's QUEUE_BACKENDS table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from helpers.stack.lab import Lab
+
+BACKENDS: dict[str, type[QueueBackend]] = {}
+
+
+def register(cls: type[QueueBackend]) -> type[QueueBackend]:
+    BACKENDS[cls.name] = cls
+    return cls
+
+
+def backend_class(name: str) -> type[QueueBackend]:
+    _import_all()
+    if name not in BACKENDS:
+        raise ValueError(f"unknown queue backend {name!r}; choose from {', '.join(sorted(BACKENDS))}")
+    return BACKENDS[name]
+
+
+def names() -> list[str]:
+    _import_all()
+    return list(BACKENDS)
+
+
+def _import_all() -> None:
+    """Every module of this package registers its backend when imported."""
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{module.name}")
+
+
+class QueueBackend:
+    """What the lab needs to know of one queue: the servers it runs, the environment the site and its workers
+    get, the worker's command line, how deep the queue is, how a worker dies, and what delivery it promises."""
+
+    name: ClassVar[str]  # the LAB_QUEUE_BACKEND value, and the prefix of its figures (<name>_drain_per_s)
+    label: ClassVar[str]  # for tables and charts
+    delivery: ClassVar[str]  # the guarantee it claims when a worker dies mid-task: "at-most-once", "at-least-once"
+    servers: ClassVar[tuple[str, ...]] = ()  # servers the lab starts for it, besides the site and the SMTP server
+    blocking_pickup: ClassVar[bool] = False  # an idle worker waits in a blocking pop (no polling interval)
+    worker_ready_line: ClassVar[str]  # what a worker process logs once it takes tasks
+    worker_stop_signal: ClassVar[int] = signal.SIGTERM  # its graceful shutdown: running tasks finish
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+
+    # -- the servers it needs: started before the site migrates, stopped after the workers ----------------------
+
+    def start_servers(self) -> None:
+        """Start the servers this queue needs (none for an embedded queue)."""
+
+    def stop_servers(self) -> None:
+        """Stop them; a stopped server keeps its data in the run folder."""
+
+    # -- the site and its workers ---------------------------------------------------------------------------------
+
+    def site_env(self) -> dict[str, str]:
+        """Environment variables for every Django process of the site (web, workers, helpers)."""
+        return {"LAB_QUEUE_BACKEND": self.name}
+
+    def worker_argv(self) -> list[str]:
+        """The command line of one worker process."""
+        raise NotImplementedError
+
+    # -- what is in the queue -------------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def depth_reader(self) -> Iterator[Callable[[], int]]:
+        """A function that reads the number of tasks waiting, over one open connection (for fast sampling)."""
+        raise NotImplementedError
+        yield
+
+    def depth(self) -> int:
+        """Tasks waiting to be picked up."""
+        with self.depth_reader() as read:
+            return read()
+
+    def scheduled(self) -> int:
+        """Tasks held for later (retries waiting out their delay)."""
+        return 0
+
+    def counts(self) -> dict[str, int | None]:
+        """Pending and scheduled tasks; running is None where the queue does not know (the task lives only in the
+        worker's memory once picked up)."""
+        return {"pending": self.depth(), "scheduled": self.scheduled(), "running": None}
+
+    def server_commands(self) -> int | None:
+        """Commands the queue's server has run since it started (round trips per task), None without a server."""
+        return None
+
+    @property
+    def location(self) -> str:
+        """Where the queue lives, for a reader of the notebook (no password)."""
+        raise NotImplementedError
+
+    # -- faults ---------------------------------------------------------------------------------------------------
+
+    def kill_workers(self) -> int:
+        """SIGKILL every worker process and its children at once, as a crash would; returns the processes killed."""
+        return self.lab.kill_workers()
+
+    def describe(self) -> dict[str, object]:
+        return {"backend": self.name, "label": self.label, "delivery": self.delivery, "servers": list(self.servers),
+                "blocking_pickup": self.blocking_pickup, "location": self.location}

@@ -1,0 +1,41 @@
+"""Huey on SQLite: one file in the run folder, no server; idle workers poll it with back-off."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable, Iterator
+
+from helpers.stack.queues import register
+from helpers.stack.queues.huey_consumer import HueyConsumer
+
+
+def read_only(path) -> sqlite3.Connection:
+    """A read-only connection: in WAL mode a reader never blocks the consumer or an enqueuer."""
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+
+
+@register
+class HueySqlite(HueyConsumer):
+    name = "huey_sqlite"
+    label = "Huey, SQLite"
+
+    @property
+    def file(self):
+        return self.lab.run_dir / "huey.sqlite3"
+
+    def site_env(self) -> dict[str, str]:
+        return {**super().site_env(), "LAB_HUEY_FILE": str(self.file)}
+
+    @contextlib.contextmanager
+    def depth_reader(self) -> Iterator[Callable[[], int]]:
+        with contextlib.closing(read_only(self.file)) as conn:
+            yield lambda: conn.execute("select count(*) from task").fetchone()[0]
+
+    def scheduled(self) -> int:
+        with contextlib.closing(read_only(self.file)) as conn:
+            return conn.execute("select count(*) from schedule").fetchone()[0]
+
+    @property
+    def location(self) -> str:
+        return str(self.file)
