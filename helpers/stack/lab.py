@@ -18,7 +18,6 @@ import secrets
 import sqlite3
 import sys
 import time
-import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -33,7 +32,8 @@ from helpers.stack.queues import backend_class
 from helpers.stack.smtp_sink import count_deliveries, read_deliveries
 
 LEDGER_STATES = ("pending", "sending", "delivered", "failed")
-_live_labs: weakref.WeakSet[Lab] = weakref.WeakSet()
+# Every started lab, by run folder, held strongly: a lab the notebook no longer references still stops at exit.
+_live_labs: dict[Path, Lab] = {}
 
 
 @dataclass
@@ -83,7 +83,10 @@ class Lab:
     # -- life cycle -------------------------------------------------------------------------------
 
     def start(self) -> Lab:
-        _live_labs.add(self)
+        previous = _live_labs.get(self.run_dir)
+        if previous is not None and previous is not self:
+            previous.stop()  # the same cell run again: one lab per run folder, whose files it owns
+        _live_labs[self.run_dir] = self
         try:
             self._start_smtp()
             self.queue.start_servers()
@@ -110,7 +113,8 @@ class Lab:
         self.queue.stop_servers()
         for name in list(self.processes):  # anything a backend started under another name
             self.stop_process(name)
-        _live_labs.discard(self)
+        if _live_labs.get(self.run_dir) is self:
+            del _live_labs[self.run_dir]
 
     def stop_process(self, name: str) -> None:
         process = self.processes.pop(name, None)
@@ -395,5 +399,5 @@ def start_lab(**kwargs) -> Lab:
 
 @atexit.register
 def _stop_live_labs() -> None:
-    for lab in list(_live_labs):
+    for lab in list(_live_labs.values()):
         lab.stop()

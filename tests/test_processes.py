@@ -1,0 +1,87 @@
+"""The lab's processes end with it: a second lab in the same run folder stops the first, a killed kernel takes its
+lab down, an orphaned grandchild is found through its session, and nothing is loaded in a forked child."""
+
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from helpers import REPO_ROOT
+from helpers.stack import Lab
+from helpers.stack.processes import ManagedProcess
+
+pytestmark = pytest.mark.stack
+
+
+def wait_gone(pids, timeout: float = 15.0) -> list[int]:
+    """The pids still alive (zombies count as gone) after up to `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [pid for pid in pids if psutil.pid_exists(pid)
+                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def test_a_second_lab_in_the_same_run_folder_stops_the_first(tmp_path):
+    first = Lab(run_dir=tmp_path, web_workers=1, consumer_workers=1, smtp_delay_s=0).start()
+    first_pids = first.pids()
+    second = Lab(run_dir=tmp_path, web_workers=1, consumer_workers=1, smtp_delay_s=0).start()
+    try:
+        assert not first.running
+        assert wait_gone(first_pids, timeout=5) == []
+        assert second.get("/noop/").status == 200
+    finally:
+        second.stop()
+        first.stop()
+
+
+def test_a_killed_kernel_takes_its_lab_down(tmp_path):
+    """SIGKILL the process that started the lab (as a notebook kernel dies): no lab process survives it."""
+    script = ("import json, sys, time\nfrom helpers.stack import Lab\n"
+              f"lab = Lab(run_dir={str(tmp_path)!r}, web_workers=1, consumer_workers=1, smtp_delay_s=0).start()\n"
+              "print(json.dumps(lab.pids()), flush=True)\ntime.sleep(300)\n")
+    kernel = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    pids = []
+    try:
+        pids = json.loads(kernel.stdout.readline())
+        assert len(pids) >= 4  # smtp, consumer, gunicorn master and worker
+        kernel.send_signal(signal.SIGKILL)
+        kernel.wait(10)
+        assert wait_gone(pids) == []
+    finally:
+        kernel.kill()
+        for pid in wait_gone(pids, timeout=0):
+            psutil.Process(pid).kill()
+
+
+def test_stop_finds_a_grandchild_whose_parent_died(tmp_path):
+    pid_file = tmp_path / "grandchild.pid"
+    process = ManagedProcess("orphaner", ["sh", "-c", f"sleep 300 & echo $! > {pid_file}; exit 0"],
+                             tmp_path / "orphaner.log").start()
+    process.popen.wait(10)
+    grandchild = int(pid_file.read_text())
+    assert psutil.pid_exists(grandchild) and process.descendants() == []  # no longer below its parent
+    process.stop()
+    assert wait_gone([grandchild], timeout=5) == []
+
+
+def test_nothing_is_loaded_in_the_forked_child(tmp_path, monkeypatch):
+    """Loading a library between fork and exec can deadlock when other threads run: the child must not."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a library was loaded in the forked child")
+
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    process = ManagedProcess("child", [sys.executable, "-c", "import os; print(os.getppid())"],
+                             tmp_path / "child.log").start()
+    assert process.popen.wait(10) == 0
+    assert process.log_text().strip() == str(os.getpid())
