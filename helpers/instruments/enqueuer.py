@@ -2,7 +2,7 @@
 
 The enqueuer is the site's code run outside the web server: it sets Django up with the lab's environment and
 calls the very task functions the views call, natively (`tasks.X(...)`, djhuey) or through Django's Tasks API
-(`djtasks.X.enqueue(...)`). Sending at precomputed offsets makes arrivals open-loop: a slow enqueue delays
+(`tasks.X_django_task.enqueue(...)`). Sending at precomputed offsets makes arrivals open-loop: a slow enqueue delays
 the next one's send, not its due time, and the lag is recorded. With `after_finish` each offset is instead an
 idle gap after the previous task finished (read from the stats recorder), so no task overlaps the one before.
 
@@ -47,16 +47,16 @@ def enqueue(env: dict[str, str], plan: EnqueuePlan, timeout: float = 600.0) -> p
 
 def task_caller(kind: str, api: str, plan: EnqueuePlan):
     """A function of the task's number that enqueues one task and returns its id (untimed set-up included)."""
-    from labsite import djtasks, tasks, thumbnails
+    from labsite import tasks, thumbnails
 
     if kind == "noop":
-        native, through_django = tasks.do_nothing, djtasks.do_nothing
+        native, through_django = tasks.do_nothing, tasks.do_nothing_django_task
         arguments = lambda i: ()  # noqa: E731
     elif kind == "email":
-        native, through_django = tasks.send_welcome_email, djtasks.send_welcome_email
+        native, through_django = tasks.send_welcome_email, tasks.send_welcome_email_django_task
         arguments = lambda i: (plan.recipient.format(i=i),)  # noqa: E731
     else:
-        native, through_django = tasks.make_thumbnail, djtasks.make_thumbnail
+        native, through_django = tasks.make_thumbnail, tasks.make_thumbnail_django_task
         suffix = "." + plan.source_image.rsplit(".", 1)[-1]
 
         def arguments(i):
