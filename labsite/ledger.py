@@ -1,8 +1,8 @@
 """The design that loses nothing: a job ledger (labsite.models.EmailJob) in front of Huey's at-most-once queue.
 
-- The request writes the job row and, in the same transaction's on-commit hook, enqueues the task (djhuey's
-  `on_commit_task`): a rolled-back request enqueues nothing, a committed one is in the ledger whatever happens
-  to the enqueue after it.
+- The request writes the job row and, in the same transaction's on-commit hook, enqueues the task
+  (labsite.tasks.deliver_email_job_on_commit, djhuey's `on_commit_task`): a rolled-back request enqueues
+  nothing, a committed one is in the ledger whatever happens to the enqueue after it.
 - The task claims the job (`pending` -> `sending`, with a lease), sends the email with the job's fixed
   Message-ID through the very same job function as every other path (labsite.jobs), then marks it `delivered`.
   A job that is `delivered` (or claimed by a live lease) is not sent again: a repeated or racing task is a no-op.
@@ -23,19 +23,15 @@ recognise, and the lab counts it from the SMTP server's record.
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F
-from django.http import JsonResponse
 from django.utils import timezone
-from huey.contrib.djhuey import HUEY, db_task, on_commit_task
 
-from labsite import jobs
-from labsite.api import json_error
+from labsite import jobs, tasks  # a module import: labsite.tasks wraps deliver_job, so either may load first
 from labsite.models import EmailJob
 
 State = EmailJob.State
@@ -94,19 +90,12 @@ def provider_accepted(message_id: str) -> bool:
         return bool(json.loads(response.read())["accepted"])
 
 
-_retry = {"retries": LEDGER["retries"], "retry_delay": LEDGER["retry_delay_s"],
-          "retry_backoff": LEDGER["retry_backoff"]}
-# The same function twice, as djhuey's docs advise: enqueued after the request's commit, or now (the reconciler).
-deliver_email_job_on_commit = on_commit_task(name="deliver_email_job_on_commit", **_retry)(deliver_job)
-deliver_email_job = db_task(name="deliver_email_job", **_retry)(deliver_job)
-
-
 def accept_email(to: str) -> EmailJob:
     """Record the job and enqueue its task once the transaction commits."""
     job_id = uuid.uuid4()
     with transaction.atomic():
         job = EmailJob.objects.create(id=job_id, to=to, message_id=f"<{job_id.hex}@tasks-lab.test>")
-        deliver_email_job_on_commit(str(job.id))
+        tasks.deliver_email_job_on_commit(str(job.id))
     return job
 
 
@@ -121,12 +110,12 @@ def reconcile(now=None) -> dict:
         if EmailJob.objects.filter(pk=pk, state=State.SENDING, attempts=attempts).update(
                 state=State.PENDING, lease_until=None, uncertain_attempts=F("uncertain_attempts") + 1,
                 reenqueued=F("reenqueued") + 1, updated_at=now):
-            deliver_email_job(str(pk))
+            tasks.deliver_email_job(str(pk))
             counts["expired_lease"] += 1
     for pk in list(EmailJob.objects.filter(state=State.PENDING, updated_at__lt=stale).values_list("pk", flat=True)):
         if EmailJob.objects.filter(pk=pk, state=State.PENDING, updated_at__lt=stale).update(
                 reenqueued=F("reenqueued") + 1, updated_at=now):
-            deliver_email_job(str(pk))
+            tasks.deliver_email_job(str(pk))
             counts["pending"] += 1
     return counts
 
@@ -138,20 +127,3 @@ def ledger_counts() -> dict[str, int]:
         found[row["state"]] = row["n"]
     return found
 
-
-# -- bounded backlog ----------------------------------------------------------------------------------------
-
-def refuse_when_backlogged() -> JsonResponse | None:
-    """With LAB_MAX_BACKLOG set, a full queue sheds the request (503 + Retry-After) instead of growing without
-    limit; None when the request may go on. Unset (0), this costs nothing: the queue is not even counted."""
-    limit = settings.LAB_MAX_BACKLOG
-    if not limit:
-        return None
-    depth = HUEY.pending_count()
-    if depth < limit:
-        return None
-    retry_after = max(1, math.ceil(settings.LAB_RETRY_AFTER_S))
-    response = json_error(503, "the queue is full; try again later", backlog=depth, limit=limit,
-                          retry_after_s=retry_after)
-    response["Retry-After"] = str(retry_after)
-    return response

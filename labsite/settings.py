@@ -8,6 +8,8 @@ import os
 import secrets
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent
 RUN_DIR = Path(os.environ.get("LAB_RUN_DIR", BASE_DIR.parent / "data" / "runs" / "dev"))
 RUN_DIR.mkdir(parents=True, exist_ok=True)
@@ -83,30 +85,35 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 
-# Huey on SQLite, in the run's own folder (the default), or on Redis (LAB_QUEUE_BACKEND=redis, the server at
-# LAB_REDIS_URL, password included). On Redis each worker waits in a blocking pop (BRPOP, up to
-# LAB_REDIS_READ_TIMEOUT s, then again) instead of polling. The consumer's options come from run_huey's command line.
-QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "sqlite")
-if QUEUE_BACKEND not in {"sqlite", "redis"}:
-    raise ValueError(f"LAB_QUEUE_BACKEND must be 'sqlite' or 'redis', not {QUEUE_BACKEND!r}")
-HUEY = {
-    "huey_class": "labsite.queue.LabSqliteHuey",
-    "name": "labsite",
-    "filename": str(Path(os.environ.get("LAB_HUEY_FILE", RUN_DIR / "huey.sqlite3"))),
-    "immediate": env_flag("LAB_HUEY_IMMEDIATE"),
-    "results": True,
-    "synchronous": os.environ.get("LAB_HUEY_SYNC", "normal"),
-}
-if QUEUE_BACKEND == "redis":
-    HUEY = {
-        "huey_class": "labsite.queue.LabRedisHuey",
-        "name": "labsite",
-        "url": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
-        "blocking": True,
-        "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1")),
-        "immediate": env_flag("LAB_HUEY_IMMEDIATE"),
-        "results": True,
-    }
+# The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND; each entry builds djhuey's
+# HUEY dict from its own LAB_* variables (a new backend is one more entry). The consumer's options come from
+# run_huey's command line. Both classes are in labsite/huey_classes.py.
+def huey_common() -> dict:
+    return {"name": "labsite", "immediate": env_flag("LAB_HUEY_IMMEDIATE"), "results": True}
+
+
+def huey_sqlite() -> dict:
+    """Huey on SQLite, in the run's own folder (LAB_HUEY_FILE); LAB_HUEY_SYNC: "off", "normal" or "full"."""
+    return {"huey_class": "labsite.huey_classes.LabSqliteHuey", **huey_common(),
+            "filename": str(Path(os.environ.get("LAB_HUEY_FILE", RUN_DIR / "huey.sqlite3"))),
+            "synchronous": os.environ.get("LAB_HUEY_SYNC", "normal")}
+
+
+def huey_redis() -> dict:
+    """Huey on Redis at LAB_REDIS_URL (password included): each worker waits in a blocking pop (BRPOP, up to
+    LAB_REDIS_READ_TIMEOUT s, then again) instead of polling."""
+    return {"huey_class": "labsite.huey_classes.LabRedisHuey", **huey_common(),
+            "url": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            "blocking": True,
+            "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1"))}
+
+
+QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis}
+QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
+if QUEUE_BACKEND not in QUEUE_BACKENDS:
+    raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
+                               f"not {QUEUE_BACKEND!r}")
+HUEY = QUEUE_BACKENDS[QUEUE_BACKEND]()
 
 # Per-task lifecycle events (enqueued, dequeued, executing, complete/error...) from Huey's own stats recorder,
 # switched on per run by LAB_HUEY_STATS. Every process (web workers, consumer, its workers) buffers events and
@@ -122,8 +129,8 @@ HUEY_STATS = {
     "retention_hours": 24 * 365,
 }
 
-# Django's Tasks API: the very same @task functions (labsite/djtasks.py) run in the request (immediate) or on
-# the Huey consumer (huey); this setting is the whole difference.
+# Django's Tasks API: the very same @task functions (the *_django_task ones in labsite/tasks.py) run in the
+# request (immediate) or on the Huey consumer (huey); this setting is the whole difference.
 TASK_BACKENDS = {
     "huey": "huey.contrib.djhuey.tasks_backend.HueyBackend",
     "immediate": "django.tasks.backends.immediate.ImmediateBackend",
@@ -142,11 +149,11 @@ LAB_LEDGER = {
     "retry_backoff": 2.0,
     "max_attempts": int(os.environ.get("LAB_LEDGER_MAX_ATTEMPTS", "50")),
 }
-# Bounded backlog: with LAB_MAX_BACKLOG > 0, the deferred and ledger endpoints answer 503 with Retry-After once
-# that many tasks wait in the queue. 0 (the default) leaves the deferred endpoint a pure enqueue.
 # The email provider's message-status API (the lab's SMTP server serves one): asked before a job whose last
 # attempt's outcome is unknown is sent again. Empty: no such API; such a job is sent again, a possible duplicate.
 LAB_PROVIDER_STATUS_URL = os.environ.get("LAB_PROVIDER_STATUS_URL", "")
+# Bounded backlog: with LAB_MAX_BACKLOG > 0, the deferred and ledger endpoints answer 503 with Retry-After once
+# that many tasks wait in the queue. 0 (the default) leaves the deferred endpoint a pure enqueue.
 LAB_MAX_BACKLOG = int(os.environ.get("LAB_MAX_BACKLOG", "0"))
 LAB_RETRY_AFTER_S = float(os.environ.get("LAB_RETRY_AFTER_S", "1"))
 

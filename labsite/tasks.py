@@ -1,28 +1,67 @@
-"""Huey tasks: thin wrappers that call the plain jobs, so both paths run one implementation."""
+"""Every background task of the site, in the module djhuey's run_huey autodiscovers. Each is a thin wrapper
+around a plain job function (labsite.jobs, labsite.thumbnails, labsite.ledger), so the blocking path and every
+queued path run one implementation.
+
+- Huey's own tasks (`send_welcome_email`, `make_thumbnail`, `do_nothing`): calling one enqueues it. Their names
+  are the task names Huey logs and its stats record.
+- The same jobs through Django's Tasks API (`*_django_task`, `.enqueue(...)`): the TASKS setting alone decides
+  whether they run on the Huey consumer or inside the request. Arguments and results must be JSON.
+- The job ledger's task (`deliver_email_job`), twice as djhuey's docs advise: enqueued once the request's
+  transaction commits, or at once (the reconciler), with retries and backoff from settings.LAB_LEDGER.
+"""
 
 import time
 
+from django.conf import settings
+from django.tasks import task as django_task
 from huey import signals
-from huey.contrib.djhuey import HUEY, signal, task
+from huey.contrib.djhuey import HUEY, db_task, on_commit_task, signal
+from huey.contrib.djhuey import task as huey_task
 
-from labsite import jobs, ledger, thumbnails  # noqa: F401 (ledger: the consumer registers its tasks from here)
+# Module imports, not names: labsite.ledger enqueues the tasks below, so each module may load first.
+from labsite import jobs, ledger, thumbnails
 
 RUNNING_KEY = "running:{}"
 
 
-@task()
+@huey_task()
 def send_welcome_email(to: str) -> dict:
     return jobs.send_welcome_email(to)
 
 
-@task()
+@huey_task()
 def make_thumbnail(source: str) -> dict:
     return thumbnails.make_thumbnail(source)
 
 
-@task()
+@huey_task()
 def do_nothing() -> None:
     return jobs.do_nothing()
+
+
+@django_task
+def send_welcome_email_django_task(to: str) -> dict:
+    return jobs.send_welcome_email(to)
+
+
+@django_task
+def make_thumbnail_django_task(source: str) -> dict:
+    return thumbnails.make_thumbnail(source)
+
+
+@django_task
+def do_nothing_django_task() -> None:
+    return jobs.do_nothing()
+
+
+def run_email_job(job_id: str) -> dict:
+    return ledger.deliver_job(job_id)
+
+
+LEDGER_RETRIES = {"retries": settings.LAB_LEDGER["retries"], "retry_delay": settings.LAB_LEDGER["retry_delay_s"],
+                  "retry_backoff": settings.LAB_LEDGER["retry_backoff"]}
+deliver_email_job_on_commit = on_commit_task(name="deliver_email_job_on_commit", **LEDGER_RETRIES)(run_email_job)
+deliver_email_job = db_task(name="deliver_email_job", **LEDGER_RETRIES)(run_email_job)
 
 
 @signal(signals.SIGNAL_EXECUTING)

@@ -1,5 +1,10 @@
-"""The project's own promises: one dependency list for pip and conda, notebooks that stay reviewable."""
+"""The project's own promises: one dependency list for pip and conda, notebooks that stay reviewable, the
+settings' queue-backend contract."""
 
+import ast
+import os
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -66,3 +71,40 @@ def test_notebook_has_a_parameters_cell_with_quick_mode_and_the_lab_kernel(path)
     assert len(parameters) == 1
     assert "quick = None" in parameters[0].source
     assert nb.metadata["kernelspec"]["name"] == "tasks-lab"
+
+
+def site_settings(tmp_path, **env) -> subprocess.CompletedProcess:
+    """labsite.settings loaded in a fresh process with these LAB_* variables; prints the HUEY it built."""
+    code = "import django; django.setup(); from django.conf import settings; print(settings.HUEY)"
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    env = {**inherited, "DJANGO_SETTINGS_MODULE": "labsite.settings", "LAB_RUN_DIR": str(tmp_path), **env}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("backend,expected", [
+    ("huey_sqlite", {"huey_class": "labsite.huey_classes.LabSqliteHuey", "filename": "/x/q.sqlite3",
+                     "synchronous": "full"}),
+    ("huey_redis", {"huey_class": "labsite.huey_classes.LabRedisHuey", "url": "redis://127.0.0.1:1/0",
+                    "blocking": True, "read_timeout": 0.5}),
+])
+def test_lab_queue_backend_picks_one_entry_of_the_queue_backends_table(tmp_path, backend, expected):
+    done = site_settings(tmp_path, LAB_QUEUE_BACKEND=backend, LAB_HUEY_FILE="/x/q.sqlite3", LAB_HUEY_SYNC="full",
+                         LAB_REDIS_URL="redis://127.0.0.1:1/0", LAB_REDIS_READ_TIMEOUT="0.5", LAB_HUEY_IMMEDIATE="1")
+    assert done.returncode == 0, done.stderr
+    assert ast.literal_eval(done.stdout) == {"name": "labsite", "immediate": True, "results": True, **expected}
+
+
+def test_without_lab_queue_backend_the_queue_is_huey_on_sqlite(tmp_path):
+    done = site_settings(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ast.literal_eval(done.stdout) == {
+        "huey_class": "labsite.huey_classes.LabSqliteHuey", "name": "labsite", "immediate": False, "results": True,
+        "filename": str(tmp_path / "huey.sqlite3"), "synchronous": "normal"}
+
+
+@pytest.mark.parametrize("value", ["redis", "sqlite", "postgres"])
+def test_an_unknown_queue_backend_is_improperly_configured_and_names_the_choices(tmp_path, value):
+    done = site_settings(tmp_path, LAB_QUEUE_BACKEND=value)
+    assert done.returncode != 0
+    assert (f"django.core.exceptions.ImproperlyConfigured: LAB_QUEUE_BACKEND must be one of huey_sqlite, "
+            f"huey_redis, not {value!r}") in done.stderr

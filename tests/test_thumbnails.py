@@ -1,5 +1,6 @@
 """The thumbnail job and its upload checks, and Django's Tasks API path, through Django's test client."""
 
+import io
 import struct
 import zlib
 
@@ -9,7 +10,7 @@ from django.tasks import task_backends
 from django.tasks.backends.immediate import ImmediateBackend
 from PIL import Image
 
-from helpers import images
+from helpers.instruments import images
 from labsite import thumbnails
 
 PATHS = ["/thumbnails/blocking/", "/thumbnails/deferred/", "/djtasks/thumbnails/"]
@@ -105,6 +106,34 @@ def test_bad_upload_is_a_json_4xx_and_nothing_is_spooled_or_queued(client, spool
     assert response.status_code == status
     assert response.json()["error"]
     assert huey_queue.pending_count() == 0
+    assert spooled(spool) == []
+
+
+def truncated_jpeg(keep: float) -> bytes:
+    """A real JPEG cut short: its header and `verify()` pass, its decode fails ("image file is truncated")."""
+    out = io.BytesIO()
+    Image.effect_noise((640, 480), 64).convert("RGB").save(out, "JPEG", quality=90)
+    data = out.getvalue()
+    return data[:int(len(data) * keep)] if keep < 1 else data[:-2]  # keep=1: all but the end-of-image marker
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.95, 1], ids=["half", "most", "all-but-EOI"])
+@pytest.mark.parametrize("path", PATHS)
+def test_a_truncated_jpeg_is_refused_in_the_request_and_leaves_no_spooled_file(client, spool, huey_queue, path,
+                                                                             keep):
+    response = client.post(path, upload(truncated_jpeg(keep)))
+    assert response.status_code == 415  # as a truncated PNG: not a readable image of the declared type
+    assert response.json() == {"error": "not a readable JPEG image"}
+    assert huey_queue.pending_count() == 0
+    assert spooled(spool) == []
+
+
+def test_a_job_that_fails_still_removes_its_spooled_upload(spool):
+    """Nothing retries a failed thumbnail job, so its upload must not stay in the spool for good."""
+    source = thumbnails.spool_dir() / "cut.jpg"
+    source.write_bytes(truncated_jpeg(0.5))
+    with pytest.raises(OSError, match="truncated"):
+        thumbnails.make_thumbnail(str(source))
     assert spooled(spool) == []
 
 

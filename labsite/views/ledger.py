@@ -1,11 +1,12 @@
-"""Endpoints of the job-ledger design: the welcome email accepted into the ledger, and a job's state."""
+"""The job-ledger design (labsite/ledger.py): the welcome email accepted into the ledger, and a job's state."""
 
 from django.http import JsonResponse
+from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from labsite import ledger
-from labsite.api import allow, email_parameter, json_error, uuid_parameter
 from labsite.models import EmailJob
+from labsite.views.common import accepted, allow, email_parameter, json_error, shed_when_backlogged, uuid_parameter
 
 
 @csrf_exempt
@@ -13,12 +14,10 @@ from labsite.models import EmailJob
 def email_ledger(request):
     """Like /email/deferred/, plus the job row, written in the transaction that answers the request."""
     to = email_parameter(request)
-    if (refusal := ledger.refuse_when_backlogged()) is not None:
-        return refusal
+    shed_when_backlogged()
     job = ledger.accept_email(to)
-    response = JsonResponse({"state": job.state, "job_id": str(job.id), "message_id": job.message_id}, status=202)
-    response["Location"] = f"/jobs/{job.id}/"
-    return response
+    return accepted({"state": job.state, "job_id": str(job.id), "message_id": job.message_id},
+                    reverse("job-status", args=[job.id]))
 
 
 @allow("GET", "HEAD")

@@ -14,12 +14,12 @@ answer; a browser's form navigation gets the redirect, or the page again with th
 
 from urllib.parse import urlencode
 
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 
 from labsite import jobs, tasks
-from labsite.api import BadRequest, allow, email_parameter, uuid_parameter
+from labsite.views.common import BadRequest, allow, delivered, email_parameter, queued, uuid_parameter
 
 PATHS = ("blocking", "deferred")
 POLL_INTERVAL_MS = 100  # how often a page asks /tasks/<id>/ whether a deferred email went out
@@ -27,13 +27,6 @@ POLL_INTERVAL_MS = 100  # how often a page asks /tasks/<id>/ whether a deferred 
 
 def wants_json(request) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
-
-
-def send(path: str, to: str) -> dict:
-    """Run the welcome email down one path: sent now (blocking) or enqueued (deferred)."""
-    if path == "blocking":
-        return {"state": "delivered", "result": jobs.send_welcome_email(to)}
-    return {"state": "queued", "task_id": tasks.send_welcome_email(to).id}
 
 
 def page_context(**extra) -> dict:
@@ -54,14 +47,17 @@ def signup(request, path: str):
             raise
         context = page_context(to=request.POST.get("to", ""), error=str(exc), error_path=path)
         return render(request, "labsite/signup.html", context, status=400)
-    outcome = send(path, to)
-    if wants_json(request):
-        return JsonResponse(outcome, status=200 if outcome["state"] == "delivered" else 202)
     query = {"path": path, "to": to}
-    if "task_id" in outcome:
-        query["task_id"] = outcome["task_id"]
+    if path == "blocking":
+        result = jobs.send_welcome_email(to)
+        if wants_json(request):
+            return delivered(result)
+        query["message_id"] = result["message_id"]
     else:
-        query["message_id"] = outcome["result"]["message_id"]
+        task_id = tasks.send_welcome_email(to).id
+        if wants_json(request):
+            return queued(task_id)
+        query["task_id"] = task_id
     response = HttpResponseRedirect(f"{reverse('signup-done')}?{urlencode(query)}")
     response.status_code = 303  # See Other: the browser follows with a GET, a reload does not post again
     return response

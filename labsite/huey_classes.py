@@ -1,10 +1,13 @@
-"""Huey on SQLite, with the durability level chosen per run.
+"""The Huey classes settings.HUEY names as its "huey_class" (one per entry of settings.QUEUE_BACKENDS).
 
-Huey's own SqliteStorage offers fsync on (synchronous=FULL, an fsync per enqueue) or off. In WAL mode
-SQLite's `synchronous=NORMAL` is the usual middle: a committed task survives the process crashing, and
-only an OS crash or power cut can lose the last commits. It makes an enqueue about five times cheaper than
-FULL on this machine (see `python -m helpers bench queue`), so it is the lab's default; LAB_HUEY_SYNC
-switches to "full" or "off" to show the trade-off.
+Named for that setting, not `queue`: a module called queue.py shadows the standard library's wherever its folder
+is on sys.path.
+
+On SQLite, the durability level is chosen per run. Huey's own SqliteStorage offers fsync on (synchronous=FULL, an
+fsync per enqueue) or off. In WAL mode SQLite's `synchronous=NORMAL` is the usual middle: a committed task
+survives the process crashing, and only an OS crash or power cut can lose the last commits. It makes an enqueue
+about five times cheaper than FULL on this machine (see `python -m helpers bench queue`), so it is the lab's
+default; LAB_HUEY_SYNC switches to "full" or "off" to show the trade-off.
 """
 
 from huey import RedisHuey, SqliteHuey
@@ -47,8 +50,10 @@ class SignalsDequeued:
 
 
 class LabSqliteHuey(SignalsDequeued, SqliteHuey):
+    """Huey on SQLite (LAB_QUEUE_BACKEND=huey_sqlite), with the `synchronous` option from HUEY."""
+
     storage_class = TunableSqliteStorage
 
 
 class LabRedisHuey(SignalsDequeued, RedisHuey):
-    """Huey on Redis (settings.QUEUE_BACKEND = "redis"): storage options (url, blocking, read_timeout) from HUEY."""
+    """Huey on Redis (LAB_QUEUE_BACKEND=huey_redis): storage options (url, blocking, read_timeout) from HUEY."""

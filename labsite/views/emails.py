@@ -1,4 +1,7 @@
-"""Endpoints: a no-op baseline, the welcome email sent blocking or deferred, and a task's status."""
+"""The welcome email sent inside the request (blocking) or enqueued as a Huey task (deferred), the no-op baseline
+both are measured against, and a Huey task's state (for the thumbnail task too).
+
+Machine endpoints take no cookies and no session, so CSRF protection has nothing to protect here."""
 
 import time
 
@@ -7,10 +10,16 @@ from django.views.decorators.csrf import csrf_exempt
 from huey.contrib.djhuey import HUEY
 from huey.utils import Error
 
-from labsite import jobs, ledger, tasks
-from labsite.api import allow, email_parameter, json_error, uuid_parameter
-
-# Machine endpoints take no cookies and no session, so CSRF protection has nothing to protect here.
+from labsite import jobs, tasks
+from labsite.views.common import (
+    allow,
+    delivered,
+    email_parameter,
+    json_error,
+    queued,
+    shed_when_backlogged,
+    uuid_parameter,
+)
 
 
 @allow("GET", "HEAD")
@@ -21,20 +30,15 @@ def noop(request):
 @csrf_exempt
 @allow("POST")
 def email_blocking(request):
-    result = jobs.send_welcome_email(email_parameter(request))
-    return JsonResponse({"state": "delivered", "result": result})
+    return delivered(jobs.send_welcome_email(email_parameter(request)))
 
 
 @csrf_exempt
 @allow("POST")
 def email_deferred(request):
     to = email_parameter(request)
-    if (refusal := ledger.refuse_when_backlogged()) is not None:
-        return refusal
-    handle = tasks.send_welcome_email(to)
-    response = JsonResponse({"state": "queued", "task_id": handle.id}, status=202)
-    response["Location"] = f"/tasks/{handle.id}/"
-    return response
+    shed_when_backlogged()
+    return queued(tasks.send_welcome_email(to).id)
 
 
 def task_state(task_id: str) -> dict | None:
@@ -64,15 +68,3 @@ def task_status(request, task_id: str):
     if state is None:
         return json_error(404, "unknown task id", task_id=task_id)
     return JsonResponse({"task_id": task_id, **state})
-
-
-def not_found(request, exception=None):
-    return json_error(404, "no such endpoint")
-
-
-def server_error(request):
-    return json_error(500, "internal error")
-
-
-def bad_request(request, exception=None):
-    return json_error(400, "bad request")
