@@ -3,7 +3,7 @@ record_task_events=True): one row per task with the wall-clock time of each stat
 
     enqueued   Huey's `enqueued` signal, in the process that enqueued it (a web worker, a helper), just before
                the SQLite insert
-    dequeued   the lab's `dequeued` signal (labsite.queue): the worker's dequeue transaction deleted the row,
+    dequeued   the lab's `dequeued` signal (labsite.huey_classes): the worker's dequeue transaction deleted the row,
                so the task has left the queue; "pickup"
     executing  Huey's `executing` signal: about to run (after unpickling and the revoke/expiry checks); "start"
     finished   the first terminal signal (complete, error, ...): "finish"
