@@ -28,7 +28,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F
+from django.db.models import F
 from django.utils import timezone
 
 from labsite import jobs, tasks  # a module import: labsite.tasks wraps deliver_job, so either may load first
@@ -118,12 +118,3 @@ def reconcile(now=None) -> dict:
             tasks.deliver_email_job(str(pk))
             counts["pending"] += 1
     return counts
-
-
-def ledger_counts() -> dict[str, int]:
-    """Jobs per state, for a notebook's exact requested-vs-delivered account."""
-    found = {state.value: 0 for state in State}
-    for row in EmailJob.objects.values("state").order_by().annotate(n=Count("pk")):
-        found[row["state"]] = row["n"]
-    return found
-
