@@ -85,27 +85,30 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 
-# The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND; each entry builds djhuey's
-# HUEY dict from its own LAB_* variables (a new backend is one more entry). The consumer's options come from
-# run_huey's command line. Both classes are in labsite/huey_classes.py.
+# The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more
+# entry). Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred
+# views enqueue through (labsite.dispatch: "huey" or "django_tasks"), and that API's own settings (HUEY, TASKS).
+# The Huey consumer's options come from run_huey's command line; both Huey classes are in labsite/huey_classes.py.
 def huey_common() -> dict:
     return {"name": "labsite", "immediate": env_flag("LAB_HUEY_IMMEDIATE"), "results": True}
 
 
 def huey_sqlite() -> dict:
     """Huey on SQLite, in the run's own folder (LAB_HUEY_FILE); LAB_HUEY_SYNC: "off", "normal" or "full"."""
-    return {"huey_class": "labsite.huey_classes.LabSqliteHuey", **huey_common(),
-            "filename": str(Path(os.environ.get("LAB_HUEY_FILE", RUN_DIR / "huey.sqlite3"))),
-            "synchronous": os.environ.get("LAB_HUEY_SYNC", "normal")}
+    return {"QUEUE_API": "huey",
+            "HUEY": {"huey_class": "labsite.huey_classes.LabSqliteHuey", **huey_common(),
+                     "filename": str(Path(os.environ.get("LAB_HUEY_FILE", RUN_DIR / "huey.sqlite3"))),
+                     "synchronous": os.environ.get("LAB_HUEY_SYNC", "normal")}}
 
 
 def huey_redis() -> dict:
     """Huey on Redis at LAB_REDIS_URL (password included): each worker waits in a blocking pop (BRPOP, up to
     LAB_REDIS_READ_TIMEOUT s, then again) instead of polling."""
-    return {"huey_class": "labsite.huey_classes.LabRedisHuey", **huey_common(),
-            "url": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
-            "blocking": True,
-            "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1"))}
+    return {"QUEUE_API": "huey",
+            "HUEY": {"huey_class": "labsite.huey_classes.LabRedisHuey", **huey_common(),
+                     "url": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                     "blocking": True,
+                     "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1"))}}
 
 
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis}
@@ -113,7 +116,11 @@ QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
                                f"not {QUEUE_BACKEND!r}")
-HUEY = QUEUE_BACKENDS[QUEUE_BACKEND]()
+# Huey stays configured on every backend (on SQLite unless the backend is Huey's own): the job ledger's tasks run
+# on it (labsite/ledger.py).
+HUEY = huey_sqlite()["HUEY"]
+QUEUE_API = "huey"
+globals().update(QUEUE_BACKENDS[QUEUE_BACKEND]())
 
 # Per-task lifecycle events (enqueued, dequeued, executing, complete/error...) from Huey's own stats recorder,
 # switched on per run by LAB_HUEY_STATS. Every process (web workers, consumer, its workers) buffers events and

@@ -18,8 +18,9 @@ def huey_queue():
 
 
 # Servers, the browser probe and its Chromium (whose profile folder is in every one of its command lines).
-LAB_SERVER_MARKERS = ("helpers.smtp_sink", "run_huey", "reconcile_jobs", "labsite.wsgi", "helpers.browser",
-                      "tasks-lab-chromium-", "redis-server")
+LAB_SERVER_MARKERS = ("helpers.stack.smtp_sink", "run_huey", "reconcile_jobs", "labsite.wsgi", "labsite.asgi",
+                      "helpers.instruments.browser", "helpers.instruments.loadgen", "helpers.instruments.client",
+                      "helpers.instruments.enqueuer", "tasks-lab-chromium-", "redis-server")
 
 
 def lab_servers_running(since: float) -> list[str]:

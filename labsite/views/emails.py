@@ -1,4 +1,4 @@
-"""The welcome email sent inside the request (blocking) or enqueued as a Huey task (deferred), the no-op baseline
+"""The welcome email sent inside the request (blocking) or enqueued on the run's queue (deferred), the no-op baseline
 both are measured against, and a Huey task's state (for the thumbnail task too).
 
 Machine endpoints take no cookies and no session, so CSRF protection has nothing to protect here."""
@@ -10,7 +10,7 @@ from django.views.decorators.csrf import csrf_exempt
 from huey.contrib.djhuey import HUEY
 from huey.utils import Error
 
-from labsite import jobs, tasks
+from labsite import dispatch, jobs, tasks
 from labsite.views.common import (
     allow,
     delivered,
@@ -38,7 +38,7 @@ def email_blocking(request):
 def email_deferred(request):
     to = email_parameter(request)
     shed_when_backlogged()
-    return queued(tasks.send_welcome_email(to).id)
+    return queued(*dispatch.enqueue_welcome_email(to))
 
 
 def task_state(task_id: str) -> dict | None:
