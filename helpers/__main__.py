@@ -11,7 +11,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m helpers")
     commands = parser.add_subparsers(dest="command", required=True)
     bench_parser = commands.add_parser("bench", help="run one benchmark on the real stack")
-    bench_parser.add_argument("name", choices=sorted(bench.BENCHMARKS))
+    bench_parser.add_argument("name", choices=sorted(bench.discover()))
     run_parser = commands.add_parser("run", help="rerun notebooks headlessly with papermill into a run folder")
     run_parser.add_argument("notebooks", nargs="*", type=Path, help="default: every numbered notebook")
     run_parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))

@@ -6,7 +6,9 @@ import time
 import psutil
 import pytest
 
-from helpers import browser, experiments
+from helpers.experiments import what_the_user_sees
+from helpers.experiments.what_the_user_sees import vitals_rating
+from helpers.instruments import browser
 from helpers.stack import Lab
 
 pytestmark = pytest.mark.stack
@@ -45,8 +47,18 @@ def lab():
 def probed(lab):
     """One trial of every variant and path, as the notebook runs them, and when it started."""
     started = time.time() - 1
-    result = experiments.measure_browser(lab, trials=1, warmup=0)
+    result = what_the_user_sees.measure_browser(lab, trials=1, warmup=0)
     return result, started
+
+
+@pytest.mark.parametrize("metric,value,rating", [
+    ("ttfb", 800, "good"), ("ttfb", 800.1, "needs improvement"), ("ttfb", 1800, "needs improvement"),
+    ("ttfb", 1800.1, "poor"), ("inp", 200, "good"), ("inp", 500, "needs improvement"), ("inp", 501, "poor"),
+    ("inp", None, "not reported"),
+])
+def test_core_web_vitals_ratings_at_their_thresholds(metric, value, rating):
+    """Good up to the first threshold, poor above the second (web.dev's definitions), as notebook 04 reports."""
+    assert vitals_rating(value, metric) == rating
 
 
 def row(result, variant, path):
@@ -151,7 +163,7 @@ def test_a_post_from_the_page_without_its_token_is_refused_in_the_browser(lab):
 
 
 def test_a_probe_against_a_site_that_is_down_reports_errors_and_leaves_no_browser():
-    from helpers.processes import free_port
+    from helpers.stack.processes import free_port
 
     started = time.time() - 1
     frame = browser.measure(f"http://127.0.0.1:{free_port()}", variants=["fetch"], paths=["deferred"], trials=1,

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from helpers import queueing
+from helpers.analysis import queueing
 
 
 @pytest.mark.parametrize("servers,load,expected", [

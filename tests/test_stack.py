@@ -6,9 +6,9 @@ import time
 import psutil
 import pytest
 
-from helpers.client import RequestSpec, time_requests
-from helpers.processes import port_is_bound
+from helpers.instruments.client import RequestSpec, time_requests
 from helpers.stack import Lab
+from helpers.stack.processes import port_is_bound
 
 pytestmark = pytest.mark.stack
 

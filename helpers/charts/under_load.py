@@ -11,10 +11,10 @@ from helpers.charts.common import COLORS, _error_bars
 
 
 def latency_vs_rate(summary: pd.DataFrame, model: pd.DataFrame | None = None, capacity: float | None = None,
-                    ax=None, title: str | None = None):
+                    title: str | None = None):
     """Measured p50/p99 per endpoint against arrival rate (error bars: bootstrap CI over trials), with the
-    queueing model's curves for the blocking endpoint."""
-    ax = ax or plt.subplots(figsize=(7, 4.5))[1]
+    queueing model's curves for the blocking endpoint; returns the figure."""
+    fig, ax = plt.subplots(figsize=(9, 5))
     for endpoint, group in summary.groupby("endpoint"):
         color = COLORS.get(endpoint)
         for column, style in (("latency_p50_ms", "o-"), ("latency_p99_ms", "s--")):
@@ -35,11 +35,19 @@ def latency_vs_rate(summary: pd.DataFrame, model: pd.DataFrame | None = None, ca
     ax.set_title(title or "Latency against arrival rate")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
-    return ax
+    return fig
 
 
-def throughput_vs_rate(summary: pd.DataFrame, capacity: float | None = None, ax=None):
-    ax = ax or plt.subplots(figsize=(6, 4))[1]
+def throughput_and_errors(summary: pd.DataFrame, capacity: float | None = None):
+    """Left, throughput against arrival rate beside the line throughput = rate and c/S; right, the error rate.
+    Returns the figure."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4))
+    _throughput_vs_rate(summary, capacity, left)
+    _errors_vs_rate(summary, right)
+    return fig
+
+
+def _throughput_vs_rate(summary: pd.DataFrame, capacity: float | None, ax):
     for endpoint, group in summary.groupby("endpoint"):
         ax.errorbar(group["level"], group["throughput"], yerr=_error_bars(group, "throughput"), fmt="o-",
                     capsize=3, color=COLORS.get(endpoint), label=endpoint)
@@ -55,8 +63,7 @@ def throughput_vs_rate(summary: pd.DataFrame, capacity: float | None = None, ax=
     return ax
 
 
-def errors_vs_rate(summary: pd.DataFrame, ax=None):
-    ax = ax or plt.subplots(figsize=(6, 4))[1]
+def _errors_vs_rate(summary: pd.DataFrame, ax):
     for endpoint, group in summary.groupby("endpoint"):
         rate = 100 * group["errors"] / group["requests"].clip(lower=1)
         ax.plot(group["level"], rate, "o-", color=COLORS.get(endpoint), label=endpoint)
@@ -73,9 +80,9 @@ CPU_PARTS = {"cpu_web_pct": "web (gunicorn)", "cpu_consumer_pct": "Huey consumer
              "cpu_generator_pct": "load generator"}
 
 
-def cpu_by_point(summary: pd.DataFrame, ax=None):
-    """Where the 2 cores went at each point (200% = both cores busy)."""
-    ax = ax or plt.subplots(figsize=(10, 4))[1]
+def cpu_by_point(summary: pd.DataFrame):
+    """Where the 2 cores went at each point (200% = both cores busy); returns the figure."""
+    fig, ax = plt.subplots(figsize=(12, 4))
     labels = [f"{e}\n{lvl:g}" for e, lvl in zip(summary["endpoint"], summary["level"], strict=True)]
     bottom = np.zeros(len(summary))
     for column, name in CPU_PARTS.items():
@@ -88,13 +95,12 @@ def cpu_by_point(summary: pd.DataFrame, ax=None):
     ax.set_title("CPU use per part of the lab")
     ax.tick_params(axis="x", labelsize=7)
     ax.legend(fontsize=8, ncols=5, loc="upper left")
-    return ax
+    return fig
 
 
-def closed_loop_chart(summary: pd.DataFrame, capacity: float | None = None, axes=None):
-    """Closed loop: throughput and median latency against the number of concurrent users."""
-    if axes is None:
-        axes = plt.subplots(1, 2, figsize=(12, 4))[1]
+def closed_loop_chart(summary: pd.DataFrame, capacity: float | None = None):
+    """Closed loop: throughput and median latency against the number of concurrent users; returns the figure."""
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
     left, right = axes
     for endpoint, group in summary.groupby("endpoint"):
         left.plot(group["level"], group["throughput"], "o-", color=COLORS.get(endpoint), label=endpoint)
@@ -110,4 +116,4 @@ def closed_loop_chart(summary: pd.DataFrame, capacity: float | None = None, axes
     for ax in axes:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    return axes
+    return fig

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from helpers.charts.common import COLORS
+from helpers.instruments.browser import THRESHOLDS_MS
 
 
 def vitals_strip(trials: pd.DataFrame, value: str, thresholds: tuple[float, float], ax=None,
@@ -48,3 +49,38 @@ def vitals_strip(trials: pd.DataFrame, value: str, thresholds: tuple[float, floa
     ax.set_title(title or value)
     ax.grid(True, axis="y", which="both", alpha=0.2)
     return ax
+
+
+def ttfb_chart(timed: pd.DataFrame):
+    """Left, TTFB as Core Web Vitals define it (responseStart - startTime: a form post's navigation includes the
+    POST and its redirect); right, responseStart - requestStart, the last request alone. Returns the figure."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(14, 4.8))
+    vitals_strip(timed, "ttfb_ms", THRESHOLDS_MS["ttfb"], ax=left,
+                 title="TTFB = responseStart − startTime (Core Web Vitals)", ylabel="TTFB (milliseconds, log scale)")
+    vitals_strip(timed, "ttfb_request_ms", THRESHOLDS_MS["ttfb"], ax=right,
+                 title="responseStart − requestStart (the last request alone)",
+                 ylabel="time to first byte of the last request (milliseconds, log scale)")
+    return fig
+
+
+def inp_chart(timed: pd.DataFrame):
+    """INP per trial as web-vitals reports it, over its Core Web Vitals bands. Returns the figure."""
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    vitals_strip(timed, "inp_ms", THRESHOLDS_MS["inp"], ax=ax,
+                 title="INP of the sign-up page, as web-vitals reports it", ylabel="INP (milliseconds, log scale)")
+    return fig
+
+
+def feedback_chart(timed: pd.DataFrame):
+    """What the person waits for: the POST by fetch() or XHR (Resource Timing), the click until the answer is
+    painted, the click until "sent" is painted. No Core Web Vital covers these; thresholds drawn for reference.
+    Returns the figure."""
+    fig, axes = plt.subplots(1, 3, figsize=(18, 4.8))
+    vitals_strip(timed[timed["variant"] != "form"], "request_ms", THRESHOLDS_MS["ttfb"], ax=axes[0],
+                 title="The POST by fetch() or XHR (Resource Timing)",
+                 ylabel="request duration (milliseconds, log scale)", threshold_name="TTFB thresholds (reference)")
+    vitals_strip(timed, "feedback_ms", THRESHOLDS_MS["inp"], ax=axes[1], title="Click until the answer is painted",
+                 ylabel="feedback time (milliseconds, log scale)", threshold_name="INP thresholds (reference)")
+    vitals_strip(timed, "delivered_ms", THRESHOLDS_MS["inp"], ax=axes[2], title="Click until 'sent' is painted",
+                 ylabel="time until delivered (milliseconds, log scale)", threshold_name="INP thresholds (reference)")
+    return fig

@@ -4,8 +4,11 @@ model beside them), and `python -m helpers bench harness`, which checks the load
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from math import nan
 from urllib.parse import urlencode
 
+import numpy as np
 import pandas as pd
 
 from helpers import runs
@@ -120,13 +123,33 @@ class UnderLoad:
     def capacity(self) -> float:
         return queueing.saturation_rate(self.service_s, self.web_workers)
 
-    @property
+    @cached_property
     def open_summary(self) -> pd.DataFrame:
         return summarize_points(self.open_points)
 
-    @property
+    @cached_property
     def closed_summary(self) -> pd.DataFrame:
         return summarize_points(self.closed_points)
+
+    @property
+    def rates(self) -> list[float]:
+        return sorted(float(rate) for rate in self.open_points["level"].unique())
+
+    def model(self, points: int = 12) -> pd.DataFrame:
+        """M/D/c and M/M/c from the lowest rate to just below c/S, where both diverge (no steady state)."""
+        return queueing.predict(np.linspace(self.rates[0], 0.98 * self.capacity, points), self.service_s,
+                                self.web_workers)
+
+    def littles_law(self) -> pd.DataFrame:
+        """Closed loop, per user count N: throughput X, mean latency W and X * W, which Little's law says is N
+        (the requests in flight), and its relative error."""
+        records = self.records[(self.records["mode"] == "closed") & ~self.records["warmup"]
+                               & self.records["error"].isna()]
+        table = self.closed_summary[["level", "throughput"]].copy()
+        table["mean_latency_ms"] = table["level"].map(records.groupby("level")["latency_ms"].mean())
+        table["in_flight"] = table["throughput"] * table["mean_latency_ms"] / 1e3
+        table["error"] = table["in_flight"] / table["level"] - 1
+        return table
 
 
 def measure_under_load(lab: Lab, rate_fractions, users, trials: int, duration_s: float, warmup_s: float,
@@ -143,20 +166,46 @@ def measure_under_load(lab: Lab, rate_fractions, users, trials: int, duration_s:
                      service_s, lab.config.web_workers)
 
 
+def _at(summary: pd.DataFrame, endpoint: str, level: float, column: str) -> float:
+    """One point's median over trials; NaN where the sweep has no such point."""
+    row = summary[(summary["endpoint"] == endpoint) & (summary["level"] == level)]
+    return float(row[column].iloc[0]) if len(row) else float("nan")
+
+
 def key_figures(measured: UnderLoad) -> dict:
-    """The figures notebook 02 records and `bench under_load` prints: the blocking view's saturation throughput
-    against c/S, the deferred view's p99 where the blocking one is saturated, and the generator's own lag."""
-    summary, capacity = measured.open_summary, measured.capacity
+    """The figures notebook 02 records and `bench under_load` prints, one for each claim the notebook makes:
+    the blocking view near S at low load, its tail climbing below c/S and growing past it, its saturation
+    throughput against c/S and its CPU there; the deferred view's latency at every rate and the consumer's CPU;
+    the closed loop levelling off at c/S, obeying Little's law, with a shorter tail than the open loop past c/S;
+    the generator's own lag."""
+    summary, capacity, rates = measured.open_summary, measured.capacity, measured.rates
     saturated = summary[(summary["endpoint"] == "blocking") & (summary["level"] >= capacity)]
-    deferred = summary[(summary["endpoint"] == "deferred") & summary["level"].isin(saturated["level"])]
+    deferred = summary[summary["endpoint"] == "deferred"]
     saturation = float(saturated["throughput"].max())
+    lowest, highest = rates[0], rates[-1]
+    below = [rate for rate in rates if rate < capacity]
+    most_users = float(measured.closed_summary["level"].max())
     return {
         "service_s": round(measured.service_s, 4),
         "capacity_c_over_s": round(capacity, 2),
         "saturation_throughput": round(saturation, 2),
         "saturation_ratio": round(saturation / capacity, 3),
-        "deferred_p99_ms_at_saturation": round(float(deferred["latency_p99_ms"].max()), 2),
+        "deferred_p99_ms_at_saturation": round(float(
+            deferred.loc[deferred["level"].isin(saturated["level"]), "latency_p99_ms"].max()), 2),
         "rates_at_or_above_capacity": saturated["level"].tolist(),
+        "blocking_p50_ms_lowest_rate": round(_at(summary, "blocking", lowest, "latency_p50_ms"), 2),
+        "blocking_p99_ms_lowest_rate": round(_at(summary, "blocking", lowest, "latency_p99_ms"), 2),
+        "blocking_p99_ms_below_capacity": round(_at(summary, "blocking", max(below, default=nan),
+                                                    "latency_p99_ms"), 2),
+        "blocking_p99_ms_highest_rate": round(_at(summary, "blocking", highest, "latency_p99_ms"), 2),
+        "deferred_p50_ms_max": round(float(deferred["latency_p50_ms"].max()), 2),
+        "blocking_cpu_web_pct_highest_rate": round(_at(summary, "blocking", highest, "cpu_web_pct"), 1),
+        "consumer_cpu_pct_blocking_highest_rate": round(_at(summary, "blocking", highest, "cpu_consumer_pct"), 2),
+        "consumer_cpu_pct_deferred_highest_rate": round(_at(summary, "deferred", highest, "cpu_consumer_pct"), 2),
+        "closed_users_max": int(most_users),
+        "closed_throughput_max": round(float(measured.closed_summary["throughput"].max()), 2),
+        "closed_p99_ms_most_users": round(_at(measured.closed_summary, "blocking", most_users, "latency_p99_ms"), 2),
+        "closed_littles_law_max_error": round(float(measured.littles_law()["error"].abs().max()), 3),
         "generator_lag_p99_ms_max": round(float(measured.open_points["lag_p99_ms"].max()), 2),
         "requests": int(measured.open_points["requests"].sum() + measured.closed_points["requests"].sum()),
     }

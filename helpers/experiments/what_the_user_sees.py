@@ -42,9 +42,6 @@ class BrowserResult:
         groups = self.timed.groupby(["variant", "path"], sort=False)
         return groups[list(BROWSER_METRICS)].median().assign(n=groups.size(), inp_n=groups["inp_ms"].count())
 
-    def median(self, variant: str, path: str, metric: str) -> float:
-        return float(self.medians().loc[(variant, path), metric])
-
 
 def measure_browser(lab: Lab, trials: int, warmup: int = 1, variants=browser.VARIANTS,
                     timeout_s: float = 30.0, delivery_timeout_s: float = 120.0) -> BrowserResult:
@@ -59,22 +56,28 @@ def measure_browser(lab: Lab, trials: int, warmup: int = 1, variants=browser.VAR
 
 
 def key_figures(result: BrowserResult) -> dict:
-    """The figures notebook 04 records and `bench browser` prints: medians per variant and path of navigation
-    TTFB after the form post and its redirect, the time from the click until fetch()'s answer is on screen, and
-    INP as web-vitals reports it."""
+    """The figures notebook 04 records and `bench browser` prints, medians per variant and path: navigation TTFB
+    after the form post and its redirect (and responseStart - requestStart, which leaves the POST out), the page's
+    own TTFB with fetch(), the time from the click until fetch()'s answer and then "sent" are on screen, and INP
+    as web-vitals reports it for each variant."""
     medians = result.medians()
 
     def median(variant: str, path: str, metric: str) -> float | None:
-        value = medians.loc[(variant, path), metric]
-        return None if pd.isna(value) else round(float(value), 1)
+        """None where no trial had a value, or the variant was not run."""
+        value = medians[metric].get((variant, path))
+        return None if value is None or pd.isna(value) else round(float(value), 1)
 
     return {
         "ttfb_blocking_ms": median("form", "blocking", "ttfb_ms"),
         "ttfb_deferred_ms": median("form", "deferred", "ttfb_ms"),
+        "ttfb_request_blocking_ms": median("form", "blocking", "ttfb_request_ms"),
+        "ttfb_fetch_blocking_ms": median("fetch", "blocking", "ttfb_ms"),
+        "ttfb_fetch_deferred_ms": median("fetch", "deferred", "ttfb_ms"),
         "feedback_blocking_ms": median("fetch", "blocking", "feedback_ms"),
         "feedback_deferred_ms": median("fetch", "deferred", "feedback_ms"),
         "inp_blocking_ms": median("fetch", "blocking", "inp_ms"),
         "inp_deferred_ms": median("fetch", "deferred", "inp_ms"),
+        "delivered_blocking_ms": median("fetch", "blocking", "delivered_ms"),
         "delivered_deferred_ms": median("fetch", "deferred", "delivered_ms"),
         "inp_form_blocking_ms": median("form", "blocking", "inp_ms"),
         "inp_form_deferred_ms": median("form", "deferred", "inp_ms"),
@@ -92,10 +95,19 @@ def key_figures(result: BrowserResult) -> dict:
     }
 
 
+def vitals_rating(value_ms: float | None, metric: str) -> str:
+    """How Core Web Vitals rate a value of `metric` ("ttfb" or "inp"): good, needs improvement or poor."""
+    if value_ms is None:
+        return "not reported"
+    good, poor = browser.THRESHOLDS_MS[metric]
+    return "good" if value_ms <= good else "poor" if value_ms > poor else "needs improvement"
+
+
 @benchmark("browser")
 def browser_bench(run_dir, trials: int = 15, warmup: int = 2, smtp_delay_s: float = 0.3) -> dict:
-    """What a person sees in a real browser (headless Chromium), every variant and path interleaved."""
+    """What a person sees in a real browser (headless Chromium), every variant and path interleaved. Returns
+    key_figures() and nothing else: the same names as notebook 04 (the parameters are in run.json)."""
     with Lab(run_dir=run_dir, smtp_delay_s=smtp_delay_s, web_workers=4, consumer_workers=2) as lab:
         result = measure_browser(lab, trials, warmup)
     runs.save_table(run_dir, "browser-trials", result.trials)
-    return {**key_figures(result), "smtp_delay_s": smtp_delay_s}
+    return key_figures(result)

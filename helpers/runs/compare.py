@@ -12,8 +12,10 @@ import pandas as pd
 
 from helpers import REPO_ROOT
 from helpers.runs import notebooks
+from helpers.runs.folders import runs_root
 
 REFERENCE = REPO_ROOT / "data" / "reference" / "summary.json"
+BAND = (0.8, 1.25)  # a ratio inside it reads as "about the same as the reference" (symmetric on a log scale)
 
 
 def load_summary(path: Path) -> dict:
@@ -45,3 +47,44 @@ def notebook_index() -> pd.DataFrame:
         heading = next((c.source.splitlines()[0].lstrip("# ") for c in nb.cells if c.cell_type == "markdown"), "")
         rows.append({"notebook": path.name, "question": heading})
     return pd.DataFrame(rows)
+
+
+def latest_rerun_summary() -> Path | None:
+    """The newest rerun's summary.json. A rerun folder (`<time>-rerun`) holds summary.json and no run.json, so
+    folders.list_runs, which lists experiment folders by their run.json, does not see it."""
+    found = sorted(runs_root().glob("*-rerun*/summary.json"))
+    return found[-1] if found else None
+
+
+def summary_to_compare(path: str | Path | None = None, quick: bool = False) -> Path:
+    """The summary.json to compare: the one named, else the latest rerun's, else a rerun of notebook 01 made now
+    (quick when asked), so the comparison always shows a measurement of this machine."""
+    from helpers.runs import rerun
+
+    if path:
+        return Path(path)
+    latest = latest_rerun_summary()
+    if latest is not None:
+        return latest
+    first = next(p for p in notebooks.notebooks() if p.name.startswith("01-"))
+    return rerun.rerun([first], quick=quick) / "summary.json"
+
+
+def comparison_figures(reference: dict, latest: dict, table: pd.DataFrame) -> dict:
+    """What notebook 00 records and checks: how many figures were compared, how many sit inside BAND, the spread
+    of the ratios, and whether each summary is complete (every notebook with figures, every run finished)."""
+    ratios = table["ratio"]
+    low, high = BAND
+    return {
+        "figures_compared": len(table),
+        "notebooks_compared": int(table["notebook"].nunique()),
+        "ratios_finite": int(ratios.notna().sum()),
+        "ratios_in_band": int(ratios.between(low, high).sum()),
+        "ratio_median": float(ratios.median()) if len(table) else None,
+        "ratio_min": float(ratios.min()) if len(table) else None,
+        "ratio_max": float(ratios.max()) if len(table) else None,
+        "reference_notebooks_without_figures": sorted(
+            name for name, entry in reference.get("notebooks", {}).items() if not entry.get("figures")),
+        "compared_notebooks_not_ok": sorted(
+            name for name, entry in latest.get("notebooks", {}).items() if entry.get("status") != "ok"),
+    }

@@ -130,8 +130,3 @@ def print_summary(run_dir: Path, summary: dict) -> None:
             print(f"      {key} = {shown}")
         if entry["status"] != "ok":
             print(f"      error: {entry.get('error')}")
-
-
-def latest_summary(root: Path | None = None) -> Path | None:
-    found = [p / "summary.json" for p in runs.list_runs("rerun") if (p / "summary.json").exists()]
-    return found[-1] if found else None
