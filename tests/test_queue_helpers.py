@@ -1,4 +1,5 @@
-"""The instruments' arithmetic on hand-made inputs: lifecycle table, backlog model, drain rate, polling model."""
+"""The instruments' arithmetic on hand-made inputs: lifecycle table, backlog model, drain rate, polling model, and
+the figures notebook 03's verdict compares (paired worker-type ratios, task integrity, status codes)."""
 
 import io
 
@@ -8,9 +9,9 @@ import pytest
 from django.core.files.uploadhandler import MemoryFileUploadHandler
 from django.http.multipartparser import MultiPartParser
 
-from helpers import lifecycle, queue_probe
-from helpers import queue_experiments as qe
-from helpers.client import multipart_body
+from helpers.experiments import work_still_happens as qe
+from helpers.instruments import lifecycle, queue_probe
+from helpers.instruments.client import multipart_body
 
 
 def events(*rows):
@@ -71,3 +72,41 @@ def test_multipart_body_is_what_django_parses_as_one_file(tmp_path):
     assert post["note"] == "hi"
     assert files["image"].read() == b"\x89PNG fake bytes"
     assert (files["image"].name, files["image"].content_type) == ("shot.png", "image/png")
+
+
+def sweep_rows(ratios_by_repeat):
+    """A worker sweep at 4 workers: thread workers at 10 tasks/s, process workers at 10 x the given ratio."""
+    rows = []
+    for repeat, ratio in enumerate(ratios_by_repeat):
+        for worker_type, rate in (("thread", 10.0), ("process", 10.0 * ratio)):
+            rows.append({"job": "thumbnail", "worker_type": worker_type, "workers": 4, "repeat": repeat,
+                         "tasks": 16, "tasks_per_s": rate, "completed": 16, "states_once": 16})
+    rows.append({"job": "thumbnail", "worker_type": "thread", "workers": 1, "repeat": 0, "tasks": 16,
+                 "tasks_per_s": 99.0, "completed": 16, "states_once": 16})  # not at the most workers: left out
+    return pd.DataFrame(rows)
+
+
+def test_process_over_thread_is_the_median_of_the_paired_ratios_at_the_most_workers():
+    sweep = sweep_rows([1.6, 0.7, 1.4])
+    assert list(qe.paired_ratios(sweep)["process_over_thread"].round(3)) == [1.6, 0.7, 1.4]
+    figures = qe.key_figures(sweep=sweep)
+    assert figures["process_over_thread_thumbnail"] == pytest.approx(1.4)  # one slow pair does not decide
+    assert (figures["sweep_workers"], figures["sweep_pairs"]) == (4, 3)
+
+
+def test_task_integrity_counts_unfinished_tasks_and_states_not_recorded_once():
+    followed = lifecycle.lifecycles(events(
+        (1.0, "a", "enqueued"), (1.1, "a", "dequeued"), (1.2, "a", "executing"), (1.3, "a", "complete"),
+        (2.0, "b", "enqueued"), (2.1, "b", "dequeued"), (2.2, "b", "executing"), (2.3, "b", "error"),
+        (3.0, "c", "enqueued"), (3.0, "c", "enqueued"), (3.1, "c", "dequeued"), (3.2, "c", "executing"),
+        (3.3, "c", "complete"),
+    ))
+    sweep = sweep_rows([1.0]).assign(completed=[16, 15, 16], states_once=[16, 16, 14])
+    assert qe.task_integrity([followed], sweep) == {"tasks_followed": 3 + 48, "tasks_not_completed": 1 + 1,
+                                                    "tasks_with_a_state_not_once": 1 + 2}
+    assert qe.task_integrity([followed], None)["tasks_not_completed"] == 1
+
+
+def test_status_codes_per_tasks_backend():
+    frame = pd.DataFrame({"backend": ["huey", "huey", "immediate"], "status": [202, 202, 200]})
+    assert qe.status_codes(frame) == {"huey": [202], "immediate": [200]}

@@ -8,14 +8,17 @@ import os
 import subprocess
 import sys
 import time
+from urllib.parse import unquote, urlsplit
 
 import psutil
 import pytest
 import redis
 
-from helpers import queue_probe, redis_server
-from helpers.processes import port_is_bound
-from helpers.stack import REPO_ROOT, Lab
+from helpers import REPO_ROOT
+from helpers.instruments import queue_probe
+from helpers.stack import Lab, redis_server
+from helpers.stack.processes import port_is_bound
+from helpers.stack.queues import huey_redis
 
 pytestmark = pytest.mark.stack
 
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.stack
 @pytest.fixture(scope="module")
 def lab():
     """Redis, two consumer processes of one worker each, a slow SMTP server so a task stays in flight."""
-    with Lab(queue_backend="redis", consumer_processes=2, consumer_workers=1, smtp_delay_s=0.3, web_workers=2,
+    with Lab(queue_backend="huey_redis", consumer_processes=2, consumer_workers=1, smtp_delay_s=0.3, web_workers=2,
              redis_read_timeout_s=0.2) as running:
         yield running
 
@@ -58,12 +61,12 @@ def recipients(lab):
 def test_the_setting_switches_huey_to_redis_with_a_blocking_pop():
     code = ("import django; django.setup(); from huey.contrib.djhuey import HUEY; "
             "print(type(HUEY).__name__, HUEY.storage.blocking, HUEY.storage.read_timeout)")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "labsite.settings", "LAB_QUEUE_BACKEND": "redis",
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "labsite.settings", "LAB_QUEUE_BACKEND": "huey_redis",
            "LAB_REDIS_URL": "redis://127.0.0.1:1/0", "LAB_REDIS_READ_TIMEOUT": "0.5"}
     out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["LabRedisHuey", "True", "0.5"]
-    env["LAB_QUEUE_BACKEND"] = "postgres"
+    env["LAB_QUEUE_BACKEND"] = "no_such_backend"
     failed = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True)
     assert failed.returncode != 0 and "LAB_QUEUE_BACKEND" in failed.stderr
 
@@ -72,17 +75,19 @@ def test_redis_listens_on_loopback_only_with_a_password_and_an_append_only_file(
     server = psutil.Process(lab.processes["redis"].pid)
     listening = {(c.laddr.ip, c.laddr.port) for c in server.net_connections(kind="inet")
                  if c.status == psutil.CONN_LISTEN}
-    assert listening == {("127.0.0.1", lab.redis_port)}
+    assert listening == {("127.0.0.1", lab.queue.redis.port)}
     with pytest.raises(redis.AuthenticationError), \
-            redis.Redis(host="127.0.0.1", port=lab.redis_port, socket_timeout=2) as anonymous:
+            redis.Redis(host="127.0.0.1", port=lab.queue.redis.port, socket_timeout=2) as anonymous:
         anonymous.ping()
-    with redis_server.client(lab.redis_url) as conn:
+    with redis_server.client(lab.queue.redis.url) as conn:
         assert conn.config_get("appendonly") == {"appendonly": "yes"}
         assert conn.config_get("save") == {"save": ""}
         assert conn.config_get("dir") == {"dir": str(lab.run_dir)}
     assert (lab.run_dir / "appendonlydir").is_dir()
     assert oct((lab.run_dir / "redis.conf").stat().st_mode & 0o777) == "0o600"
-    assert lab._redis_password not in " ".join(server.cmdline())
+    password = unquote(urlsplit(lab.queue.redis.url).password)
+    assert len(password) >= 20 and password not in " ".join(server.cmdline())
+    assert password not in lab.queue.location  # what a notebook prints
 
 
 def test_both_consumer_processes_take_tasks_and_every_email_arrives(lab):
@@ -117,23 +122,27 @@ def test_queued_tasks_survive_a_killed_redis_server_through_its_append_only_file
     ids = post_emails(lab, 5, "aof")
     time.sleep(1.2)  # appendfsync everysec: the lab's "normal" durability is on disk within a second
     lab.processes["redis"].kill()  # SIGKILL: no shutdown, no final fsync
-    lab.start_redis()  # same port, same folder: replays the AOF
+    lab.queue.start_servers()  # same port, same folder: replays the AOF
     assert lab.queue_depth() == 5
-    with queue_probe.depth_reader(lab.queue_location) as read_depth:
-        assert read_depth() == 5
+    with lab.queue.redis.client() as conn:  # Huey's own list, read without the backend class
+        assert conn.llen(huey_redis.QUEUE_KEY) == 5
+    with queue_probe.QueueDepthSampler(lab.queue, 0.01) as sampler:  # the notebooks' sampler, on its own connection
+        time.sleep(0.1)
+    assert set(sampler.frame()["depth"]) == {5}
     lab.start_consumer()
     wait_for(lambda: all(state(lab, task_id) == "delivered" for task_id in ids), timeout=30,
              what="the tasks queued before the crash to be delivered")
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+@pytest.mark.parametrize("backend", ["huey_sqlite", "huey_redis"])
 def test_stopping_leaves_no_process_and_no_bound_port_with_several_consumers(backend):
     lab = Lab(queue_backend=backend, consumer_processes=2, consumer_workers=1, web_workers=1, smtp_delay_s=0,
               redis_read_timeout_s=0.2).start()
     assert lab.consumer_names() == ["consumer", "consumer-2"]
+    assert all(server in lab.processes for server in lab.queue.servers)  # redis-server, for Redis only
     pids = lab.pids()
-    ports = [lab.web_port, lab.smtp_port] + ([lab.redis_port] if backend == "redis" else [])
-    assert ("redis" in lab.processes) == (backend == "redis")
+    ports = list(lab.listening_sockets())  # web, SMTP (and its status port), the queue's servers
+    assert {lab.web_port, lab.smtp_port} <= set(ports) and len(ports) >= 2 + len(lab.queue.servers)
     lab.stop()
     assert [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
     assert not any(port_is_bound(port) for port in ports)

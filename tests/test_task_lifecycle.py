@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from helpers import enqueuer, images, lifecycle
-from helpers import queue_experiments as qe
-from helpers.client import RequestSpec, time_requests
+from helpers.experiments import work_still_happens as qe
+from helpers.instruments import enqueuer, images, lifecycle
+from helpers.instruments.client import RequestSpec, time_requests
 from helpers.stack import Lab
 
 pytestmark = pytest.mark.stack
@@ -71,6 +71,14 @@ def test_queue_refills_while_the_consumer_is_stopped_and_drains_on_process_worke
     assert len(tasks) == 20 and (tasks["outcome"] == "complete").all()
     assert (tasks["n_dequeued"] == 1).all()  # recorded from forked worker processes too
     assert lab.queue_depth() == 0
+    lab.start_consumer(consumer_workers=2, consumer_worker_type="thread")
+
+
+def test_the_worker_sweep_alternates_the_types_and_pairs_each_repeat(lab):
+    sweep = qe.worker_sweep(lab, {"noop": 12}, [2], ["thread", "process"], repeats=2)
+    assert list(sweep["worker_type"]) == ["thread", "process", "process", "thread"]  # A B, then B A
+    assert (sweep["completed"] == 12).all() and (sweep["states_once"] == 12).all()
+    assert len(qe.paired_ratios(sweep)) == 2 and (sweep["tasks_per_s"] > 0).all()
     lab.start_consumer(consumer_workers=2, consumer_worker_type="thread")
 
 

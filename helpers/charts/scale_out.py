@@ -1,4 +1,5 @@
-"""Charts of notebook 06 (SQLite against Redis): every axis labelled with its unit, sample counts in legends."""
+"""Charts of notebook 06 (queue backends side by side): every axis labelled with its unit, sample counts in legends.
+Each function returns its figure, for helpers.charts.common.show."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from helpers.charts.common import backend_label, color
 
 
 def view_latency(summary: pd.DataFrame, ax=None):
-    """p50 and p99 of the no-op and deferred views per backend (helpers.backends.view_summary)."""
+    """p50 and p99 of the no-op and deferred views per backend (helpers.experiments.scale_out.view_summary)."""
     flat = summary.copy()
     flat.index = [f"{backend_label(b)} {e}" for b, e in flat.index]
     flat["n"] = flat["n"].astype(int)
     ax = charts.percentile_bars(flat, percentiles=("p50_ms", "p99_ms"), ax=ax,
                                 title="The view's response time: no-op and deferred (one enqueue)")
-    return ax
+    return ax.figure
 
 
 def pickups(frame: pd.DataFrame, ax=None):
@@ -32,12 +33,13 @@ def pickups(frame: pd.DataFrame, ax=None):
                    label=f"{setting} (n={len(values)})")
         ax.hlines(np.median(values), k - 0.3, k + 0.3, color="black")
     ax.set_xticks(range(len(settings)), [s.replace(", ", ",\n") for s in settings])
+    ax.set_xlabel("queue backend and idle workers' wait")
     ax.set_yscale("log")
     ax.set_ylabel("pickup delay: enqueue to start (ms, log scale)")
     ax.set_title("Pickup after an idle period (bar: median)")
     ax.grid(True, which="both", axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return ax
+    return ax.figure
 
 
 def drain_vs_processes(drains: pd.DataFrame, ax=None):
@@ -61,7 +63,7 @@ def drain_vs_processes(drains: pd.DataFrame, ax=None):
     ax.set_title("Draining a full queue")
     ax.grid(True, alpha=0.3)
     ax.legend()
-    return ax
+    return ax.figure
 
 
 def contention(summary: pd.DataFrame, ax=None):
@@ -86,11 +88,11 @@ def contention(summary: pd.DataFrame, ax=None):
     ax.set_title("Enqueue latency while producers and consumers share the queue")
     ax.grid(True, which="both", axis="y", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    return ax
+    return ax.figure
 
 
 CPU_PARTS = [("cpu_web_pct", "web server", color("web")), ("cpu_consumers_pct", "consumers", color("consumers")),
-             ("cpu_redis_pct", "redis-server", color("redis")), ("cpu_smtp_pct", "SMTP server", color("smtp")),
+             ("cpu_servers_pct", "the queue's servers", color("redis")), ("cpu_smtp_pct", "SMTP server", color("smtp")),
              ("cpu_generator_pct", "load generator", color("generator"))]
 
 
@@ -107,8 +109,9 @@ def cpu_split(cpu: pd.DataFrame, ax=None):
     ax.axhline(200, color="black", linestyle="--", linewidth=1, label="both cores (200 %)")
     rate = cpu["rate"].iloc[0]
     ax.set_xticks(x, [backend_label(b) for b in medians.index])
+    ax.set_xlabel("queue backend")
     ax.set_ylabel("CPU (% of one core)")
     ax.set_ylim(0, 210)
     ax.set_title(f"CPU under {rate:g} deferred requests/s")
     ax.legend(fontsize=8, loc="upper right")
-    return ax
+    return ax.figure

@@ -1,5 +1,6 @@
 """Charts of the work after the response: where each task's time went, queue depth, pickup delay, workers.
-Every axis says its unit; sample counts go in legends or labels."""
+Every axis says its unit; sample counts go in legends or labels. Each function returns its figure, for
+helpers.charts.common.show."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.charts.common import COLORS
+from helpers.charts.common import COLORS, latency_cdf
 
 TYPE_STYLES = {"thread": {"marker": "o", "linestyle": "-"}, "process": {"marker": "s", "linestyle": "--"}}
 
@@ -33,7 +34,7 @@ def response_vs_completion(summary: pd.DataFrame, ax=None):
     ax.set_ylabel("p50 time (ms, log scale)")
     ax.set_title("The response is fast; the work still takes its time")
     ax.legend(fontsize=8)
-    return ax
+    return ax.figure
 
 
 def timeline(tasks: pd.DataFrame, timings: pd.DataFrame, ax=None, max_rows: int = 24):
@@ -63,7 +64,7 @@ def timeline(tasks: pd.DataFrame, timings: pd.DataFrame, ax=None, max_rows: int 
     ax.legend(handles, ["blocking request (work inside)", "deferred request", "task: queue wait", "task: run"],
               fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(True, axis="x", alpha=0.3)
-    return ax
+    return ax.figure
 
 
 def queue_depth(result, arrivals_s: float, ax=None):
@@ -79,7 +80,7 @@ def queue_depth(result, arrivals_s: float, ax=None):
     ax.set_title(f"Backlog: {len(result.tasks)} tasks arriving faster than the consumer serves them")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return ax
+    return ax.figure
 
 
 def pickup_vs_idle(pickups: pd.DataFrame, ax=None):
@@ -100,21 +101,33 @@ def pickup_vs_idle(pickups: pd.DataFrame, ax=None):
     ax.set_title("Pickup delay after an idle period")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    return ax
+    return ax.figure
 
 
 def worker_sweep(sweep: pd.DataFrame, axes=None):
-    """Throughput against consumer workers, thread and process workers, one panel per job."""
+    """Throughput against consumer workers, thread and process workers, one panel per job: every drain as a dot,
+    the median over repeats as the line."""
     jobs = list(dict.fromkeys(sweep["job"]))
     axes = axes if axes is not None else plt.subplots(1, len(jobs), figsize=(6 * len(jobs), 4.2))[1]
     for ax, job in zip(np.atleast_1d(axes), jobs, strict=True):
-        for worker_type, group in sweep[sweep["job"] == job].groupby("worker_type"):
-            ax.plot(group["workers"], group["tasks_per_s"], label=f"{worker_type} workers "
-                    f"(n={int(group['tasks'].iloc[0])} tasks per point)", **TYPE_STYLES.get(worker_type, {}))
+        for k, (worker_type, group) in enumerate(sweep[sweep["job"] == job].groupby("worker_type")):
+            style = {"color": f"C{k}", **TYPE_STYLES.get(worker_type, {})}
+            medians = group.groupby("workers")["tasks_per_s"].median()
+            ax.scatter(group["workers"], group["tasks_per_s"], alpha=0.35, color=style["color"], s=14)
+            ax.plot(medians.index, medians.to_numpy(), label=f"{worker_type} workers: median of "
+                    f"{group['repeat'].nunique()} drain(s) of {int(group['tasks'].iloc[0])} tasks", **style)
+        ax.set_xticks(sorted(sweep["workers"].unique()))
         ax.set_xlabel("consumer workers")
         ax.set_ylabel("throughput (tasks/s)")
         ax.set_title(f"{job}: throughput by workers and worker type")
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    return axes
+    return np.atleast_1d(axes)[0].figure
+
+
+def djtasks_backends(frame: pd.DataFrame, ax=None):
+    """Response time of the Tasks API endpoint per TASKS backend (tasks_api_backends), as distributions."""
+    ax = latency_cdf(frame.assign(label="TASKS = " + frame["backend"]), ax=ax,
+                     title="POST /djtasks/email/: the same view and task, two backends")
+    return ax.figure

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +45,8 @@ QUIET = {"record_task_events": False, "huey_log_level": "WARNING"}
 @contextlib.contextmanager
 def side_by_side(run_dir: Path, backends=BACKENDS, **config) -> Iterator[dict[str, Lab]]:
     """One lab per backend, running at once with the same settings (each in its own sub-folder); stopped
-    together."""
+    together. Started one after the other, from this thread: every server dies with the thread that started it
+    (helpers.stack.processes.DIE_WITH_PARENT), so a pool thread must not start them."""
     labs = {}
     try:
         for backend in backends:
@@ -56,11 +57,15 @@ def side_by_side(run_dir: Path, backends=BACKENDS, **config) -> Iterator[dict[st
             lab.stop()
 
 
-def ensure_consumers(lab: Lab, **changes) -> None:
-    """Restart the lab's consumers with `changes` to its config, unless they already run with exactly those."""
-    running = lab.consumer_names() and all(lab.processes[name].alive() for name in lab.consumer_names())
-    if not running or any(getattr(lab.config, key) != value for key, value in changes.items()):
-        lab.start_consumer(**changes)
+def roles(labs: dict[str, Lab]) -> dict[str, str]:
+    """Which backend plays which part in the comparisons, read off the backends' attributes (never their names):
+    "embedded" (no server of its own), "server" (a queue server), "polled" (idle workers poll), "blocking" (idle
+    workers wait in a blocking pop). Notebook 06's claims compare these."""
+    found = {}
+    for backend, lab in labs.items():
+        found.setdefault("server" if lab.queue.servers else "embedded", backend)
+        found.setdefault("blocking" if lab.queue.blocking_pickup else "polled", backend)
+    return found
 
 
 def turn_order(labs: dict[str, Lab], turn: int) -> list[str]:
@@ -78,21 +83,36 @@ def _interleaved(labs: dict[str, Lab], turns: int = 1):
 
 # -- 1. enqueue latency in the view ----------------------------------------------------------------------------
 
-def view_enqueue(labs: dict[str, Lab], requests: int, turns: int = 2, warmup: int = 5) -> pd.DataFrame:
+@dataclass
+class ViewResult:
+    timings: pd.DataFrame  # one row per request, with its backend and turn
+    deliveries: pd.DataFrame  # per backend: deferred requests sent, answered 202, emails that arrived
+
+
+def view_enqueue(labs: dict[str, Lab], requests: int, turns: int = 2, warmup: int = 5,
+                 timeout_s: float = 60.0) -> ViewResult:
     """The deferred email view (validate, enqueue, answer 202) and the no-op view, `requests` each per backend,
-    in `turns` rounds; every requested email must still arrive. One row per request, with its backend."""
+    in `turns` rounds; then, per backend, how many of the emails its 202s promised reached its SMTP server (waiting
+    up to `timeout_s` for the last ones: a shortfall is a result, not an error)."""
     per_turn = max(1, requests // turns)
     specs = [request_spec("noop", per_turn, warmup=warmup),
              request_spec("deferred", per_turn, form={"to": "scale{i}@example.test"}, warmup=warmup)]
-    frames, expected = [], {}
+    frames, before = [], {}
     for turn, backend, lab in _interleaved(labs, turns):
-        expected.setdefault(backend, lab.emails_received())
+        before.setdefault(backend, lab.emails_received())
         timings = time_requests(LOOPBACK, lab.web_port, specs, include_warmup=True)
-        expected[backend] += int(((timings["label"] == "deferred") & (timings["status"] == 202)).sum())
         frames.append(timings.assign(backend=backend, turn=turn))
+    timings = pd.concat(frames, ignore_index=True)
+    deferred = timings[timings["label"] == "deferred"]
+    rows = []
     for backend, lab in labs.items():
-        lab.wait_for_emails(expected[backend], timeout=120)
-    return pd.concat(frames, ignore_index=True)
+        own = deferred[deferred["backend"] == backend]
+        accepted = int((own["status"] == 202).sum())
+        with contextlib.suppress(TimeoutError):
+            lab.wait_for_emails(before[backend] + accepted, timeout=timeout_s)
+        rows.append({"backend": backend, "requested": len(own), "accepted": accepted,
+                     "emails_arrived": lab.emails_received() - before[backend]})
+    return ViewResult(timings, pd.DataFrame(rows).set_index("backend"))
 
 
 def view_summary(timings: pd.DataFrame) -> pd.DataFrame:
@@ -153,13 +173,18 @@ def pickup_summary(pickups_frame: pd.DataFrame) -> pd.DataFrame:
 def drain_sweep(labs: dict[str, Lab], count: int, processes=(1, 2, 4), workers: int = 4,
                 worker_type: str = "thread", turns: int = 1) -> pd.DataFrame:
     """Fill each queue with `count` no-op tasks (timing every direct enqueue), then let `processes` consumer
-    processes of `workers` workers each empty it (helpers.queue_experiments.enqueue_and_drain); every point
+    processes of `workers` workers each empty it (work_still_happens.enqueue_and_drain); every point
     `turns` times (turns outermost, so repeats are spread over the run). One row per drain."""
     rows = []
     for turn in range(turns):
         for n in sorted(processes, reverse=True):  # ends on one process each, where the next experiment starts
             rows.extend(_drain_point(labs, count, n, workers, worker_type, turn))
     return pd.DataFrame(rows)
+
+
+def speedup_text(value: float | None) -> str:
+    """A drain speed-up for the notebook's prose: "1.73 ×", or why there is none."""
+    return "(not measured: the queue was empty before every process was up)" if value is None else f"{value:.2f} ×"
 
 
 def drain_medians(drains: pd.DataFrame) -> pd.DataFrame:
@@ -175,14 +200,14 @@ def _drain_point(labs: dict[str, Lab], count: int, n: int, workers: int, worker_
         commands = lab.queue.server_commands()
         measured = qe.enqueue_and_drain(lab, count, workers, worker_type, consumer_processes=n, **QUIET)
         rows.append({"backend": backend, "processes": n, "turn": turn, "workers_per_process": workers,
-                     "tasks": count, "tasks_per_s": measured.drain_tasks_per_s,
+                     "tasks": len(measured.enqueue_us), "tasks_per_s": measured.drain_tasks_per_s,
                      "enqueue_p50_us": measured.enqueue_us.median(),
                      "enqueue_p99_us": measured.enqueue_us.quantile(0.99),
-                     "left_in_queue": lab.queue_depth(),
+                     "queued_when_all_up": measured.queued_when_all_up,
                      # every command the queue's server ran from the first enqueue to the empty queue, per task
                      # (idle pops and the depth sampler's LLENs included: an upper bound)
                      "server_commands_per_task": None if commands is None else
-                     (lab.queue.server_commands() - commands) / count})
+                     (lab.queue.server_commands() - commands) / measured.enqueued_total})
     return rows
 
 
@@ -212,7 +237,7 @@ def contention(labs: dict[str, Lab], levels, rate_per_producer: float, seconds: 
     rows, frames = [], []
     for producers, consumers in levels:
         for _, backend, lab in _interleaved(labs):
-            ensure_consumers(lab, consumer_processes=consumers, consumer_workers=workers,
+            qe.ensure_consumers(lab, consumer_processes=consumers, consumer_workers=workers,
                              consumer_worker_type=worker_type, **QUIET)
             enqueues = produce(lab, producers, rate_per_producer, seconds)
             lab.wait_until_drained(timeout=120)
@@ -247,7 +272,7 @@ def cpu_share(labs: dict[str, Lab], rate: float, seconds: float, consumers: int 
     the web."""
     rows = []
     for turn, backend, lab in _interleaved(labs, turns):
-        ensure_consumers(lab, consumer_processes=consumers, **QUIET)
+        qe.ensure_consumers(lab, consumer_processes=consumers, **QUIET)
         lab.wait_until_drained()
         with CpuMeter(lab) as meter:
             result = run_load(load_spec(lab, "deferred", mode="open", rate=rate, arrival="poisson",
@@ -295,9 +320,10 @@ def multi_host_projection(drains: pd.DataFrame, pickup: pd.DataFrame, cpu: pd.Da
 # -- the key figures, flat (notebook 06's run.json, which notebook 00 compares, and `bench backends`) -----------
 
 def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, contention_rows: pd.DataFrame,
-                cpu: pd.DataFrame) -> dict[str, float | int | None]:
+                cpu: pd.DataFrame, deliveries: pd.DataFrame | None = None) -> dict[str, float | int | None]:
     """One number per figure, named <backend>_<what>_<unit>: from view_summary, pickup_summary, drain_sweep,
-    contention and cpu_share (the figures notebook 06 records and `bench backends` prints)."""
+    contention, cpu_share and view_enqueue's deliveries (the figures notebook 06 records and `bench backends`
+    prints)."""
 
     def r(value, digits=1):
         return None if value is None or pd.isna(value) else round(float(value), digits)
@@ -313,9 +339,15 @@ def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, 
         figures[f"{backend}_view_deferred_p50_ms"] = r(deferred, 3)
         figures[f"{backend}_view_noop_p50_ms"] = r(noop, 3)
         figures[f"{backend}_drain_tasks_per_s"] = r(drain.loc[(backend, fewest), "tasks_per_s"], 0)
+        one = drain.loc[(backend, fewest), "tasks_per_s"]
         for n in sorted(drains["processes"].unique()):
             if n != fewest:
-                figures[f"{backend}_drain_{n}_consumers_tasks_per_s"] = r(drain.loc[(backend, n), "tasks_per_s"], 0)
+                rate = drain.loc[(backend, n), "tasks_per_s"]
+                figures[f"{backend}_drain_{n}_consumers_tasks_per_s"] = r(rate, 0)
+                figures[f"{backend}_drain_{n}_consumers_speedup"] = r(rate / one, 2)
+                # the fewest tasks left once all n processes were up, over the turns (0: the rate was not measurable)
+                figures[f"{backend}_drain_{n}_consumers_queued_when_up"] = int(
+                    drains.loc[(drains["backend"] == backend) & (drains["processes"] == n), "queued_when_all_up"].min())
         contended = busiest[busiest["backend"] == backend].iloc[0]
         figures[f"{backend}_contended_enqueue_p99_us"] = r(contended["p99_us"])
         figures[f"{backend}_contended_enqueue_max_us"] = r(contended["max_us"])
@@ -323,6 +355,7 @@ def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, 
                                                                        "errors"].sum())
         own_cpu = cpu.loc[cpu["backend"] == backend]
         figures[f"{backend}_cpu_left_for_web_pct"] = r(own_cpu["cpu_left_for_web_pct"].median())
+        figures[f"{backend}_load_errors"] = int(own_cpu["errors"].sum())
         figures[f"{backend}_server_cpu_pct"] = r(own_cpu["cpu_servers_pct"].median())
         figures[f"{backend}_server_commands_per_task"] = r(
             drains.loc[drains["backend"] == backend, "server_commands_per_task"].median())
@@ -332,6 +365,11 @@ def key_figures(view: pd.DataFrame, pickup: pd.DataFrame, drains: pd.DataFrame, 
         figures[f"{backend}_pickup_max_ms"] = r(own_pickups["max_ms"].iloc[0], 2)
         if len(own_pickups) > 1:
             figures[f"{backend}_tuned_pickup_p50_ms"] = r(own_pickups["p50_ms"].iloc[1], 2)
+        figures[f"{backend}_consumers_cpu_pct"] = r(own_cpu["cpu_consumers_pct"].median())
+        if deliveries is not None:
+            figures[f"{backend}_view_deferred_sent"] = int(deliveries.loc[backend, "requested"])
+            figures[f"{backend}_view_accepted"] = int(deliveries.loc[backend, "accepted"])
+            figures[f"{backend}_view_emails_arrived"] = int(deliveries.loc[backend, "emails_arrived"])
     figures["pickups_per_setting"] = int(pickup["n"].min())
     figures["contention_producers"] = int(busiest["producers"].iloc[0])
     figures["contention_consumers"] = int(busiest["consumers"].iloc[0])
@@ -348,10 +386,10 @@ def backends(run_dir, enqueues: int = 5000, view_requests: int = 400, idle_s: fl
     with side_by_side(run_dir, web_workers=2, smtp_delay_s=0.0, consumer_workers=4, huey_log_level="WARNING",
                       **qe.TUNED_POLLING) as labs:
         drains = drain_sweep(labs, enqueues, (1, 2, 4), workers=4, turns=3)
-        view = view_summary(view_enqueue(labs, view_requests, turns=2))
+        view = view_enqueue(labs, view_requests, turns=2)
         pickup = pickup_summary(pickups(labs, [idle_s], pickups_per_setting))
         contended, _ = contention(labs, [(1, 1), (producers, producers)], rate_per_producer, 3.0)
         cpu = cpu_share(labs, load_rate, 5.0, consumers=2, turns=2)
     for name, frame in (("drains", drains), ("contention", contended), ("cpu", cpu)):
         runs.save_table(run_dir, name, frame)
-    return key_figures(view, pickup, drains, contended, cpu)
+    return key_figures(view_summary(view.timings), pickup, drains, contended, cpu, view.deliveries)

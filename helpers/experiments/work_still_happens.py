@@ -8,7 +8,7 @@ Each needs a running Lab with record_task_events=True (except `enqueue_and_drain
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ from helpers.stack import Lab
 DEFAULT_POLLING = {"consumer_initial_delay_s": 0.1, "consumer_max_delay_s": 10.0, "consumer_backoff": 1.15}
 # Tuned: every worker polls at least every 20 ms, whatever the idle time (the idle CPU cost is measured).
 TUNED_POLLING = {"consumer_initial_delay_s": 0.005, "consumer_max_delay_s": 0.02, "consumer_backoff": 1.15}
+POLLING_SETTINGS = {"default": DEFAULT_POLLING, "tuned": TUNED_POLLING}
 
 
 def poll_interval_after_idle(idle_s: float, initial_delay_s: float, max_delay_s: float, backoff: float) -> float:
@@ -169,11 +170,30 @@ def polling_values(polling: dict) -> tuple[float, float, float]:
     return (polling["consumer_initial_delay_s"], polling["consumer_max_delay_s"], polling["consumer_backoff"])
 
 
+def ensure_consumers(lab: Lab, **changes) -> None:
+    """Restart the lab's consumers with `changes` to its config, unless they already run with exactly those."""
+    running = lab.consumer_names() and all(lab.processes[name].alive() for name in lab.consumer_names())
+    if not running or any(getattr(lab.config, key) != value for key, value in changes.items()):
+        lab.start_consumer(**changes)
+
+
 def consumer_idle_cpu(lab: Lab, polling: dict, seconds: float) -> float:
-    """CPU the idle consumer (all its workers) burns with these polling settings, in % of one core."""
-    lab.start_consumer(**polling)
-    time.sleep(min(2.0, seconds))  # past the start-up, and past Huey's first back-off steps
+    """CPU the idle consumer (all its workers) burns with these polling settings, in % of one core (its consumers
+    restarted only if they poll otherwise)."""
+    ensure_consumers(lab, **polling)
+    time.sleep(1.0)  # past a start-up, the last task's bookkeeping and Huey's first back-off steps
     return cpu.idle_cpu_percent([lab.processes[name].pid for name in lab.consumer_names()], seconds)
+
+
+def polling_costs(lab: Lab, idle_s: list[float], repeats: int, cpu_window_s: float,
+                  settings: dict[str, dict] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Per polling setting (name -> consumer settings; default POLLING_SETTINGS): the pickup delays after idle
+    periods (pickup_after_idle), then the idle consumer's CPU with the same consumers, still running."""
+    frames, idle_cpu = [], {}
+    for name, polling in (settings or POLLING_SETTINGS).items():
+        frames.append(pickup_after_idle(lab, idle_s, repeats, polling, name))
+        idle_cpu[name] = consumer_idle_cpu(lab, polling, cpu_window_s)
+    return pd.concat(frames, ignore_index=True), idle_cpu
 
 
 # -- 4. consumer workers and worker type, per job -------------------------------------------------------------
@@ -193,17 +213,36 @@ def throughput(tasks: pd.DataFrame) -> float:
     return len(tasks) / (tasks["finished"].max() - tasks["dequeued"].min())
 
 
-def worker_sweep(lab: Lab, kinds: dict[str, int], worker_counts, worker_types, source_image=None) -> pd.DataFrame:
-    """Throughput of each job (kind -> tasks per run) for every worker count and type."""
+def worker_sweep(lab: Lab, kinds: dict[str, int], worker_counts, worker_types, source_image=None,
+                 repeats: int = 1) -> pd.DataFrame:
+    """Throughput of each job (kind -> tasks per run) for every worker count and type, `repeats` times. The types
+    take turns in alternating order (A B, then B A), so a change in the machine's load weighs on both alike and
+    each repeat gives one paired ratio."""
     rows = []
-    for kind, count in kinds.items():
-        for worker_type in worker_types:
+    for repeat in range(repeats):
+        for kind, count in kinds.items():
             for workers in worker_counts:
-                tasks = drain(lab, kind, count, workers, worker_type, source_image)
-                rows.append({"job": kind, "worker_type": worker_type, "workers": workers, "tasks": len(tasks),
-                             "tasks_per_s": throughput(tasks), "run_p50_ms": tasks["run_ms"].median(),
-                             "completed": int((tasks["outcome"] == "complete").sum())})
+                for worker_type in worker_types if repeat % 2 == 0 else worker_types[::-1]:
+                    tasks = drain(lab, kind, count, workers, worker_type, source_image)
+                    rows.append({"job": kind, "worker_type": worker_type, "workers": workers, "repeat": repeat,
+                                 "tasks": len(tasks), "tasks_per_s": throughput(tasks),
+                                 "run_p50_ms": tasks["run_ms"].median(),
+                                 "completed": int((tasks["outcome"] == "complete").sum()),
+                                 "states_once": int(states_once(tasks).sum())})
     return pd.DataFrame(rows)
+
+
+def states_once(tasks: pd.DataFrame) -> pd.Series:
+    """Per task: each of its states (enqueued, picked up, started, finished) recorded exactly once."""
+    return (tasks[[f"n_{state}" for state in lifecycle.STATES]] == 1).all(axis=1)
+
+
+def paired_ratios(sweep: pd.DataFrame, workers: int | None = None) -> pd.DataFrame:
+    """Process over thread throughput per job and repeat, at `workers` (default: the most tried)."""
+    workers = workers or int(sweep["workers"].max())
+    rates = sweep[sweep["workers"] == workers].pivot_table(index=["job", "repeat"], columns="worker_type",
+                                                            values="tasks_per_s")
+    return (rates["process"] / rates["thread"]).rename("process_over_thread").reset_index()
 
 
 # -- the bench's figures: enqueue cost and drain rate, reading the queue alone ---------------------------------
@@ -211,14 +250,20 @@ def worker_sweep(lab: Lab, kinds: dict[str, int], worker_counts, worker_types, s
 @dataclass
 class EnqueueDrain:
     enqueue_us: pd.Series
-    drain_tasks_per_s: float
+    drain_tasks_per_s: float  # read once every consumer process is up (NaN if the queue was empty by then)
     depth: pd.DataFrame
+    queued_when_all_up: int  # what was left to measure the rate on
+    enqueued_total: int  # tasks enqueued, over every attempt
 
 
 def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api: str = "huey",
-                      **consumer_changes) -> EnqueueDrain:
+                      retries: int = 2, **consumer_changes) -> EnqueueDrain:
     """Enqueue `count` no-op tasks back to back with the consumer stopped (the enqueue alone), then start the
-    consumer (with `consumer_changes` to the lab's config) and time the queue emptying, from the sampled depth."""
+    consumer (with `consumer_changes` to the lab's config) and time the queue emptying, from the sampled depth.
+
+    Several consumer processes start side by side, not at one instant, and on a busy machine the first ones up can
+    empty the queue before the last is ready: the rate counts only once all are up, and when less than a quarter of
+    the tasks was left by then, the drain is made again with twice as many (up to `retries` times)."""
     lab.stop_consumer()
     enqueued = enqueuer.enqueue(lab.django_env(), enqueue_plan("noop", [0.0] * count, api))
     with queue_probe.QueueDepthSampler(lab.queue, 0.005) as sampler:
@@ -226,10 +271,13 @@ def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api:
         lab.wait_until_drained(timeout=120)
         time.sleep(0.05)
     depth = sampler.frame()
-    # Several consumer processes start side by side, not at one instant: the rate counts once all of them are up.
     all_up = depth[depth["t"] >= lab.consumers_ready_at]
+    left = int(all_up["depth"].iloc[0]) if len(all_up) else 0
+    if left < count / 4 and retries > 0:
+        again = enqueue_and_drain(lab, 2 * count, workers, worker_type, api, retries - 1, **consumer_changes)
+        return replace(again, enqueued_total=again.enqueued_total + count)
     return EnqueueDrain(enqueued["enqueue_us"], queue_probe.drain_rate(all_up) if len(all_up) else float("nan"),
-                        depth)
+                        depth, left, count)
 
 
 # -- 5. Django's Tasks API: the backend setting is the whole difference --------------------------------------
@@ -269,15 +317,24 @@ def key_figures(completion: CompletionResult | None = None, backlog_result: Back
     if completion is not None:
         summary = completion.summary
         for job in ("email", "thumbnail"):
-            figures[f"{job}_blocking_p50_ms"] = round(summary.loc[f"{job} blocking", "p50_ms"], 2)
+            blocking = summary.loc[f"{job} blocking", "p50_ms"]
+            end_to_end = summary.loc[f"{job} deferred", "end_to_end_p50_ms"]
+            figures[f"{job}_blocking_p50_ms"] = round(blocking, 2)
             figures[f"{job}_deferred_p50_ms"] = round(summary.loc[f"{job} deferred", "p50_ms"], 2)
-            figures[f"{job}_end_to_end_p50_ms"] = round(summary.loc[f"{job} deferred", "end_to_end_p50_ms"], 2)
+            figures[f"{job}_end_to_end_p50_ms"] = round(end_to_end, 2)
+            figures[f"{job}_end_to_end_over_blocking"] = round(end_to_end / blocking, 3)
+        figures["requests_per_endpoint"] = int(summary["n"].min())
     if backlog_result is not None:
+        waits = backlog_result.tasks.sort_values("enqueued")["queue_wait_ms"]
         figures.update({
+            "backlog_arrival_rate": backlog_result.arrival_rate,
+            "backlog_capacity_per_s": round(backlog_result.capacity, 1),
             "backlog_peak_sampled": float(backlog_result.depth["depth"].max()),
             "backlog_peak_predicted": round(float(backlog_result.depth["predicted"].max()), 1),
             "littles_law_depth": round(backlog_result.littles_law_depth, 2),
             "sampled_mean_depth": round(backlog_result.sampled_mean_depth, 2),
+            "backlog_first_wait_ms": round(waits.iloc[0], 1),
+            "backlog_last_wait_ms": round(waits.iloc[-1], 1),
         })
     if pickups is not None:
         by_setting = pickups.groupby("setting")["pickup_ms"]
@@ -285,13 +342,19 @@ def key_figures(completion: CompletionResult | None = None, backlog_result: Back
             figures[f"pickup_p50_ms_{setting}"] = round(p50, 1)
             figures[f"pickup_max_ms_{setting}"] = round(by_setting.max()[setting], 1)
         figures["pickups_per_setting"] = int(by_setting.size().min())
+        figures["pickup_idle_max_s"] = round(float(pickups["idle_nominal_s"].max()), 2)
     for setting, cpu_pct in (idle_cpu or {}).items():
         figures[f"idle_cpu_pct_{setting}"] = round(cpu_pct, 2)
     if sweep is not None:
-        top = sweep[sweep["workers"] == sweep["workers"].max()].set_index(["job", "worker_type"])["tasks_per_s"]
-        for job in sweep["job"].unique():
-            figures[f"process_over_thread_{job}"] = round(top[job, "process"] / top[job, "thread"], 3)
+        ratios = paired_ratios(sweep).groupby("job")["process_over_thread"]
+        for job, ratio in ratios.median().items():
+            figures[f"process_over_thread_{job}"] = round(ratio, 3)  # the median of the paired ratios
         figures["sweep_workers"] = int(sweep["workers"].max())
+        figures["sweep_pairs"] = int(ratios.size().min())
+    followed = [result.tasks for result in (completion, backlog_result) if result is not None]
+    followed += [pickups] if pickups is not None else []
+    if followed or sweep is not None:
+        figures.update(task_integrity(followed, sweep))
     if djtasks is not None:
         p50 = djtasks.groupby("backend")["total_ms"].median()
         for backend, value in p50.items():
@@ -310,7 +373,20 @@ def key_figures(completion: CompletionResult | None = None, backlog_result: Back
     return figures
 
 
-POLLING_SETTINGS = {"default": DEFAULT_POLLING, "tuned": TUNED_POLLING}
+def task_integrity(followed: list[pd.DataFrame], sweep: pd.DataFrame | None) -> dict[str, int]:
+    """How many tasks were followed (lifecycle frames, and the sweep's drains as they ran), how many did not
+    complete, and how many had a state recorded other than exactly once."""
+    counts = [(len(tasks), (tasks["outcome"] != "complete").sum(), (~states_once(tasks)).sum()) for tasks in followed]
+    if sweep is not None:
+        counts.append((sweep["tasks"].sum(), (sweep["tasks"] - sweep["completed"]).sum(),
+                       (sweep["tasks"] - sweep["states_once"]).sum()))
+    total, not_completed, not_once = (int(sum(column)) for column in zip(*counts, strict=True))
+    return {"tasks_followed": total, "tasks_not_completed": not_completed, "tasks_with_a_state_not_once": not_once}
+
+
+def status_codes(djtasks: pd.DataFrame) -> dict[str, list[int]]:
+    """The HTTP status codes each TASKS backend answered (tasks_api_backends), sorted."""
+    return {backend: sorted(int(s) for s in group.unique()) for backend, group in djtasks.groupby("backend")["status"]}
 
 
 @benchmark("queue")
@@ -329,9 +405,7 @@ def queue_bench(run_dir, enqueues: int = 5000, idle_s: float = 5.0, pickups_per_
                                                                       huey_log_level="INFO")
         lab.start_consumer(consumer_workers=4, consumer_worker_type="thread", record_task_events=True,
                            huey_log_level="WARNING")
-        pickups = pd.concat([pickup_after_idle(lab, [idle_s], pickups_per_setting, polling, name)
-                             for name, polling in POLLING_SETTINGS.items()])
-        idle_cpu = {name: consumer_idle_cpu(lab, polling, cpu_window_s) for name, polling in POLLING_SETTINGS.items()}
+        pickups, idle_cpu = polling_costs(lab, [idle_s], pickups_per_setting, cpu_window_s)
     runs.save_table(run_dir, "pickups", pickups)
     return {**key_figures(pickups=pickups, idle_cpu=idle_cpu, by_api=by_api, drains=drains),
             "pickup_idle_s": idle_s, "polling": POLLING_SETTINGS, "consumer_workers_pickup": 4}
