@@ -3,12 +3,19 @@ duplicated, for the plain deferred design (`/email/deferred/`: Huey alone) and t
 (`/email/ledger/`, labsite/ledger.py), under the very same fault at the very same moment.
 
 An episode runs two open-loop loads side by side (one per design, each request to its own recipient
-`<tag>-<endpoint>-<i>@example.test`), injects one fault while they run, ends it, waits until each design has
-settled, then counts from the SMTP server's own record:
+`<tag>-<endpoint>-<i>@example.test`), injects one fault while they run, ends it, waits until the lab has
+settled (flagged, not hidden, when it does not within the timeout), then counts from the SMTP server's own
+record, read again `late_check_s` after settling so that a copy still on its way is counted too:
 - requested: requests the site answered 202 (a request the client saw fail was never promised);
 - delivered: requested recipients the SMTP server accepted at least once;
 - lost: requested - delivered;
-- duplicated: accepted copies beyond the first, per recipient (the same Message-ID twice, for the ledger).
+- duplicated: accepted copies beyond the first, per recipient, for every request sent: one the client saw fail
+  can be delivered twice all the same (the same Message-ID twice, for the ledger);
+- late_copies: copies accepted after the lab looked settled (whatever settling waited for missed them);
+- delivered_unacknowledged: delivered although the client got no 202 (work a client would wrongly retry);
+- with the ledger, message by message (never in totals, where one loss and one unacknowledged delivery cancel
+  out): ledger_missed, answered 202 yet not `delivered` in the ledger, and ledger_disagreements, messages whose
+  ledger state and SMTP record disagree on whether they were delivered.
 
 Faults:
 - consumer_kill: SIGKILL every consumer process (tasks in flight die with it), restart it `fault_for_s` later
@@ -16,6 +23,9 @@ Faults:
 - smtp_4xx / smtp_5xx: the SMTP server refuses every message (451 / 554) for `fault_for_s`, then recovers;
 - smtp_drop: the SMTP server cuts each connection when the message arrives, for `fault_for_s`;
 - web_restart: SIGKILL gunicorn's master and workers mid-request, start it again on the same port.
+
+These are process crashes and a misbehaving provider. The ledger's SQLite database (like Huey's) runs in WAL mode
+with synchronous=NORMAL: a commit survives a process crash, not necessarily a power cut or a kernel crash.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -36,11 +47,14 @@ from helpers.instruments.loadgen import run_load
 from helpers.instruments.queue_probe import QueueDepthSampler
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
+from helpers.stack.lab import LEDGER_STATES
 from helpers.stack.smtp_sink import set_fault
 
 FAULTS = ("consumer_kill", "smtp_4xx", "smtp_5xx", "smtp_drop", "web_restart")
+SMTP_FAULTS = ("smtp_4xx", "smtp_5xx", "smtp_drop")
 DESIGNS = {"deferred": "without ledger", "ledger": "with ledger"}
 GENERATOR_START_S = 1.0  # about when run_load's generator processes are ready and the load starts
+LATE_CHECK_S = 1.0  # how long after settling the SMTP record is read again for copies still on their way
 
 
 @dataclass
@@ -48,7 +62,7 @@ class FaultPlan:
     fault: str
     rate: float = 20.0  # requests/s to each design
     duration_s: float = 6.0  # load per design
-    fault_at_s: float = 1.5  # first injection, from the load's start
+    fault_at_s: float = 1.5  # first injection, from when both designs' loads are seen running
     fault_for_s: float = 1.5  # how long the fault lasts (consumer: how long it stays dead)
     kills: int = 1  # consumer_kill: injections, spread over the load
     smtp_delay_s: float | None = None  # the SMTP server's delay during the episode (None: the lab's own)
@@ -80,8 +94,9 @@ def recover(lab: Lab, fault: str, smtp_delay_s: float | None = None) -> None:
         set_fault(lab.smtp_control, "ok", delay_s=smtp_delay_s)
 
 
-def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: list) -> None:
-    """Inject the fault (plan.kills times for consumer_kill) and end it, at times counted from the load's start."""
+def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: list, loads=()) -> None:
+    """Inject the fault (plan.kills times for consumer_kill) and end it, at times counted from the load's start;
+    the log says whether every load (futures of run_load) was still running when the fault began."""
     times = [plan.fault_at_s]
     if plan.fault == "consumer_kill" and plan.kills > 1:
         spacing = max(plan.fault_for_s + 2.5, (plan.duration_s - plan.fault_at_s - 1.0) / plan.kills)
@@ -89,157 +104,283 @@ def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: l
     for at in times:
         time.sleep(max(0.0, load_starts_at + at - time.monotonic()))
         started = time.monotonic() - load_starts_at
+        loads_running = not any(load.done() for load in loads)
         inject(lab, plan.fault, plan.smtp_delay_s)
         if plan.fault != "web_restart":  # a restart is its own recovery
             time.sleep(plan.fault_for_s)
             recover(lab, plan.fault, plan.smtp_delay_s)
-        log.append({"fault": plan.fault, "injected_at_s": started, "recovered_at_s": time.monotonic() - load_starts_at})
+        log.append({"fault": plan.fault, "injected_at_s": started, "recovered_at_s": time.monotonic() - load_starts_at,
+                    "loads_running": loads_running})
 
 
 # -- counting -------------------------------------------------------------------------------------------------
 
-def _recipient_pattern(tag: str, endpoint: str) -> re.Pattern:
-    return re.compile(rf"^{re.escape(tag)}-{endpoint}-(\d+)@example\.test$")
+_episodes = iter(range(1, 10**9))
+
+
+def new_tag(kind: str) -> str:
+    """A prefix no other episode of this or an earlier run shares: every recipient of the episode starts with it."""
+    return f"{kind}{next(_episodes)}t{int(time.time()) % 100000}"
+
+
+def recipient(tag: str, endpoint: str, i: int | str = "{i}") -> str:
+    """Request i's recipient; the default "{i}" is the load generator's placeholder, "%" matches all (SQL LIKE)."""
+    return f"{tag}-{endpoint}-{i}@example.test"
 
 
 def received_by_request(lab: Lab, tag: str, endpoint: str) -> pd.Series:
     """Copies the SMTP server accepted per request number i of this episode and design."""
-    deliveries = lab.deliveries()
-    pattern = _recipient_pattern(tag, endpoint)
-    numbers = deliveries["rcpt_tos"].map(lambda r: (m := pattern.match(r[0] if r else "")) and int(m.group(1)))
+    pattern = re.compile(rf"^{re.escape(tag)}-{endpoint}-(\d+)@example\.test$")
+    numbers = lab.deliveries()["rcpt_tos"].map(lambda r: (m := pattern.match(r[0] if r else "")) and int(m.group(1)))
     return numbers.dropna().astype(int).value_counts()
 
 
-def ledger_jobs(lab: Lab, tag: str) -> dict:
-    """The ledger's account of this episode's jobs (helpers.stack.lab.Lab.ledger_jobs)."""
-    return lab.ledger_jobs(f"{tag}-ledger-%")
+def ledger_jobs(lab: Lab, tag: str, i: int | str = "%") -> dict:
+    """The ledger's account of this episode's jobs, or of request i's (helpers.stack.lab.Lab.ledger_jobs)."""
+    return lab.ledger_jobs(recipient(tag, "ledger", i))
 
 
-def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.0) -> float:
+def ledger_states(lab: Lab, tag: str, numbers: Iterable[int]) -> pd.Series:
+    """Each request's job state in the ledger ("none": the request left no job), one read per recipient, so that
+    the ledger is held against the SMTP record message by message."""
+    states = {}
+    for i in sorted(numbers):
+        jobs = ledger_jobs(lab, tag, i)
+        states[i] = next((state for state in LEDGER_STATES if jobs[state]), "none")
+    return pd.Series(states, dtype=object)
+
+
+def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.0) -> dict:
     """Until the ledger has no job of the episode left pending or sending, the queue (and Huey's schedule of
     retries) is empty and the SMTP server has accepted nothing new for `quiet_s`: whatever is not delivered
-    then, is lost."""
+    then, is lost. Returns {"settled": False when `timeout_s` ran out first, "settle_s": seconds waited}: an
+    episode that did not settle has work under way, and its account is not final."""
     started = time.monotonic()
-    last_count, last_change = lab.emails_received(), time.monotonic()
-    while time.monotonic() - started < timeout_s:
+    last_count, last_change = lab.emails_received(), started
+    while True:
         time.sleep(0.2)
+        now = time.monotonic()
         count = lab.emails_received()
         if count != last_count:
-            last_count, last_change = count, time.monotonic()
+            last_count, last_change = count, now
         jobs = ledger_jobs(lab, tag)
         if (jobs["pending"] + jobs["sending"] == 0 and lab.queue_depth() == 0 and lab.queue.scheduled() == 0
-                and time.monotonic() - last_change >= quiet_s):
-            return time.monotonic() - started
-    return time.monotonic() - started
+                and now - last_change >= quiet_s):
+            return {"settled": True, "settle_s": now - started}
+        if now - started >= timeout_s:
+            return {"settled": False, "settle_s": now - started}
 
 
-def account(records: pd.DataFrame, received: pd.Series) -> dict:
-    """requested / delivered / lost / duplicated from the client's records and the SMTP server's."""
-    accepted = set(records.loc[records["status"] == 202, "i"].astype(int))
-    copies = received.reindex(sorted(accepted), fill_value=0)
-    return {
+def settle_and_read(lab: Lab, tag: str, endpoints: Iterable[str], timeout_s: float, quiet_s: float = 1.0
+                    ) -> tuple[dict, dict[str, pd.Series]]:
+    """Wait until settled; return that outcome and the copies per request of each design at that moment, the
+    baseline of late_copies."""
+    settle = wait_until_settled(lab, tag, timeout_s, quiet_s)
+    return settle, {endpoint: received_by_request(lab, tag, endpoint) for endpoint in endpoints}
+
+
+def account(records: pd.DataFrame, received: pd.Series, received_at_settle: pd.Series,
+            ledger: pd.Series | None = None) -> dict:
+    """requested / delivered / lost / duplicated from the client's records and the SMTP server's: `received` the
+    copies per request number read late, `received_at_settle` those read when the lab settled, `ledger` each
+    request number's job state in the ledger (the ledger design only; see the module's docstring)."""
+    accepted = sorted(set(records.loc[records["status"] == 202, "i"].astype(int)))
+    copies = received.reindex(accepted, fill_value=0)
+    late = received - received_at_settle.reindex(received.index, fill_value=0)
+    counts = {
         "sent": len(records),
         "requested": len(accepted),
         "delivered": int((copies > 0).sum()),
         "lost": int((copies == 0).sum()),
-        "duplicated": int((copies - 1).clip(lower=0).sum()),
+        "duplicated": int((received - 1).clip(lower=0).sum()),
+        "late_copies": int(late.clip(lower=0).sum()),
         "refused_503": int((records["status"] == 503).sum()),
         "server_5xx": int(((records["status"] >= 500) & (records["status"] != 503)).sum()),
         "client_errors": int(records["error"].notna().sum()),
-        # answered with an error or never answered, yet delivered: work the client would wrongly retry
-        "delivered_unacknowledged": int(sum(1 for i in received.index if i not in accepted)),
+        "delivered_unacknowledged": len(set(received.index[received > 0]) - set(accepted)),
     }
+    if ledger is not None:
+        messages = sorted(set(records["i"].astype(int)) | set(received.index))
+        in_ledger = ledger.reindex(messages, fill_value="none").eq("delivered")
+        counts["ledger_missed"] = int((~in_ledger.reindex(accepted)).sum())
+        counts["ledger_disagreements"] = int((in_ledger != received.reindex(messages, fill_value=0).gt(0)).sum())
+    return counts
 
 
 # -- one episode ----------------------------------------------------------------------------------------------
 
-_episodes = iter(range(1, 10**9))
+@dataclass
+class Episode:
+    """One fault played on both designs: what the clients saw, and what the SMTP server held when it settled."""
+    plan: FaultPlan
+    tag: str
+    records: dict[str, pd.DataFrame]  # per endpoint, the load generator's records
+    timeline: pd.DataFrame
+    settle: dict  # settled, settle_s
+    at_settle: dict[str, pd.Series]  # per endpoint, copies per request when the lab settled
+    consumer_workers: int  # workers (all processes) that could hold a task when the consumer was killed
+    replays: int = 0  # times it was played again because the fault missed a design's load
+
+    @property
+    def met_both_loads(self) -> bool:
+        """Whether the fault reached the loads: both designs' were still running when it began, and a web server
+        crash made requests fail (it refuses connections for a fraction of a second only, in which a generator
+        starved of CPU may send nothing). Exposure only, never the outcome counted (lost, duplicated)."""
+        if not self.timeline["loads_running"].all():
+            return False
+        return self.plan.fault != "web_restart" or any(
+            (records["error"].notna() | (records["status"] >= 500)).any() for records in self.records.values())
 
 
-def run_episode(lab: Lab, plan: FaultPlan) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One fault under load, both designs side by side. Returns (one row per design, the fault's timeline)."""
-    tag = f"{plan.fault.replace('_', '')}{next(_episodes)}t{int(time.time()) % 100000}"
+def _loads_started(lab: Lab, tag: str, loads, timeout_s: float = 30.0) -> float:
+    """When both designs' loads run: the ledger's first job of the episode is written and the plain design's first
+    email has arrived (its send takes the SMTP delay: the fault comes that much later, never before a load began).
+    Each load's generator process picks its own start, later on a busy machine and not together: a fault timed
+    from a guess can miss one design's load, or both. Falls back to the guess when a load ends first."""
+    began = time.monotonic()
+    offset = lab.smtp_record.stat().st_size if lab.smtp_record.exists() else 0
+    plain_design = f"{tag}-deferred-".encode()  # in the recipient of every email of the plain design
+    while time.monotonic() - began < timeout_s and not any(load.done() for load in loads):
+        if ledger_jobs(lab, tag)["jobs"] and lab.smtp_record.exists():
+            with open(lab.smtp_record, "rb") as record:
+                record.seek(offset)
+                if plain_design in record.read():
+                    return time.monotonic()
+        time.sleep(0.02)
+    return began + GENERATOR_START_S
+
+
+def play(lab: Lab, plan: FaultPlan, replays: int = 2) -> Episode:
+    """One fault under load, both designs side by side, until the lab settles (counted later: tally). Each
+    design's generator process picks its own start: on an overloaded machine they can start seconds apart, or one
+    can be starved of CPU while the web server restarts, and a fault can miss one design's load. Such an episode
+    is played again (up to `replays` times, with a new tag): see Episode.met_both_loads."""
+    for replay in range(replays + 1):
+        episode = replace(_play_once(lab, plan), replays=replay)
+        if episode.met_both_loads:
+            break
+        lab.wait_until_drained()
+    return episode
+
+
+def _play_once(lab: Lab, plan: FaultPlan) -> Episode:
+    """One attempt of play()."""
+    tag = new_tag(plan.fault.replace("_", ""))
     specs = {endpoint: replace(load_spec(lab, endpoint, mode="open", rate=plan.rate, arrival="poisson",
                                          connections=64, duration_s=plan.duration_s, warmup_s=0.0, timeout_s=15.0,
                                          processes=1, seed=len(tag)),
-                               form={"to": f"{tag}-{endpoint}-{{i}}@example.test"})
+                               form={"to": recipient(tag, endpoint)})
              for endpoint in DESIGNS}
     timeline: list[dict] = []
     set_fault(lab.smtp_control, "ok", delay_s=plan.smtp_delay_s)
     with ThreadPoolExecutor(len(specs)) as pool:
         futures = {endpoint: pool.submit(run_load, spec) for endpoint, spec in specs.items()}
-        load_starts_at = time.monotonic() + GENERATOR_START_S
+        load_starts_at = _loads_started(lab, tag, futures.values())
         # In this (the lab's) thread: a process restarted from a thread that then ends would get the parent-death
         # signal the lab arms for every child (PR_SET_PDEATHSIG follows the thread that forked it).
-        _inject_on_schedule(lab, plan, load_starts_at, timeline)
-        results = {endpoint: future.result() for endpoint, future in futures.items()}
-    settle_s = wait_until_settled(lab, tag, plan.settle_timeout_s)
+        _inject_on_schedule(lab, plan, load_starts_at, timeline, futures.values())
+        records = {endpoint: future.result().records for endpoint, future in futures.items()}
+    settle, at_settle = settle_and_read(lab, tag, DESIGNS, plan.settle_timeout_s)
     set_fault(lab.smtp_control, "ok")
+    workers = lab.config.consumer_workers * lab.config.consumer_processes
+    return Episode(plan, tag, records, pd.DataFrame(timeline), settle, at_settle, workers)
+
+
+def tally(lab: Lab, episode: Episode) -> pd.DataFrame:
+    """One row per design: the episode's account from the SMTP record and the ledger as they are now."""
     rows = []
     for endpoint, design in DESIGNS.items():
-        row = {"fault": plan.fault, "design": design, "endpoint": endpoint, "tag": tag, "rate": plan.rate,
-               "duration_s": plan.duration_s, "injections": len(timeline), "settle_s": settle_s,
-               **account(results[endpoint].records, received_by_request(lab, tag, endpoint))}
+        records = episode.records[endpoint]
+        received = received_by_request(lab, episode.tag, endpoint)
+        ledger = (ledger_states(lab, episode.tag, set(records["i"].astype(int)) | set(received.index))
+                  if endpoint == "ledger" else None)
+        row = {"fault": episode.plan.fault, "design": design, "endpoint": endpoint, "tag": episode.tag,
+               "rate": episode.plan.rate, "duration_s": episode.plan.duration_s, "injections": len(episode.timeline),
+               "consumer_workers": episode.consumer_workers, "replays": episode.replays,
+               "met_both_loads": episode.met_both_loads, **episode.settle,
+               **account(records, received, episode.at_settle[endpoint], ledger)}
         if endpoint == "ledger":
-            jobs = ledger_jobs(lab, tag)
-            row.update({f"ledger_{k}": v for k, v in jobs.items()})
+            row.update({f"ledger_{k}": v for k, v in ledger_jobs(lab, episode.tag).items()})
         rows.append(row)
-    return pd.DataFrame(rows), pd.DataFrame(timeline)
+    return pd.DataFrame(rows)
 
 
-def run_faults(lab: Lab, plans: list[FaultPlan], progress=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Every plan in turn; the queue is drained and the SMTP server healthy between them."""
-    rows, timelines = [], []
+def run_faults(lab: Lab, plans: list[FaultPlan], late_check_s: float = LATE_CHECK_S, progress=None
+               ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every plan in turn (the queue drained and the SMTP server healthy between them), then, `late_check_s`
+    after the last one settled, every episode's account: an earlier episode's late copies had the episodes
+    after it to arrive as well. Returns (one row per episode and design, the faults' timeline)."""
+    episodes = []
     for plan in plans:
         set_fault(lab.smtp_control, "ok")
         lab.wait_until_drained()
-        table, timeline = run_episode(lab, plan)
-        rows.append(table)
-        timelines.append(timeline)
+        episodes.append(play(lab, plan))
         if progress is not None:
             progress.update(1)
-    return pd.concat(rows, ignore_index=True), pd.concat(timelines, ignore_index=True)
+    time.sleep(late_check_s)
+    return (pd.concat([tally(lab, episode) for episode in episodes], ignore_index=True),
+            pd.concat([episode.timeline for episode in episodes], ignore_index=True))
 
 
-def verdict(table: pd.DataFrame) -> dict[str, bool]:
-    with_ledger = table[table["endpoint"] == "ledger"]
-    without = table[table["endpoint"] == "deferred"]
-    return {
-        "with ledger: lost 0 under every fault": bool((with_ledger["lost"] == 0).all()),
-        "with ledger: duplicated 0 under every fault": bool((with_ledger["duplicated"] == 0).all()),
-        "with ledger: the ledger saw every accepted job delivered": bool(
-            (with_ledger["ledger_delivered"] == with_ledger["requested"]).all()),
-        # The SMTP faults lose every send they refuse (no retries): the problem shows whatever the kill's timing.
-        "without ledger: the faults lost accepted emails": bool(without["lost"].sum() > 0),
-    }
+def run_episode(lab: Lab, plan: FaultPlan, late_check_s: float = LATE_CHECK_S) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One fault under load, both designs side by side. Returns (one row per design, the fault's timeline)."""
+    return run_faults(lab, [plan], late_check_s)
 
 
 # -- overload: a bounded backlog ------------------------------------------------------------------------------
 
-def measure_backlog(lab: Lab, max_backlog: int, rate: float, duration_s: float, drain_timeout_s: float = 300.0
+def probe_shedding(lab: Lab, tag: str, bound: int, done: threading.Event) -> dict:
+    """While an overload runs: once the queue holds `bound` tasks, requests of our own until one is shed, for its
+    Retry-After header (the load generator keeps status codes only). Returns the probes sent and the header's
+    seconds (0: a 503 without a valid header, None: no 503 came)."""
+    found: dict = {"probes": 0, "retry_after_s": None}
+    with lab.queue.depth_reader() as depth:
+        while found["retry_after_s"] is None and not done.is_set():
+            if depth() < bound:
+                done.wait(0.01)
+                continue
+            response = lab.post("/email/deferred/", {"to": recipient(tag, "probe", found["probes"])})
+            found["probes"] += 1
+            if response.status == 503:
+                header = response.getheader("Retry-After") or ""
+                found["retry_after_s"] = int(header) if header.isdigit() else 0
+    return found
+
+
+def measure_backlog(lab: Lab, max_backlog: int, rate: float, duration_s: float, drain_timeout_s: float = 300.0,
+                    settle_timeout_s: float = 60.0, late_check_s: float = LATE_CHECK_S
                     ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """Open-loop load on /email/deferred/ faster than the consumer drains, with the web server restarted with
     LAB_MAX_BACKLOG = max_backlog (0: unbounded). Returns (figures, queue depth over time, request records)."""
     lab.wait_until_drained()
     if lab.config.max_backlog != max_backlog:
         lab.restart_web(max_backlog=max_backlog)
-    tag = f"overload{next(_episodes)}t{int(time.time()) % 100000}"
+    tag = new_tag("overload")
     spec = replace(load_spec(lab, "deferred", mode="open", rate=rate, arrival="constant", connections=128,
                              duration_s=duration_s, warmup_s=0.0, timeout_s=30.0),
-                   form={"to": f"{tag}-deferred-{{i}}@example.test"})
+                   form={"to": recipient(tag, "deferred")})
+    done, probe = threading.Event(), {"probes": 0, "retry_after_s": None}
+    prober = threading.Thread(target=lambda: probe.update(probe_shedding(lab, tag, max_backlog, done)))
     with QueueDepthSampler(lab.queue, interval_s=0.05) as sampler:
         started = time.time()
+        if max_backlog:
+            prober.start()
         result = run_load(spec)
+        done.set()
+        if max_backlog:
+            prober.join()
         load_done = time.time()
         lab.wait_until_drained(timeout=drain_timeout_s)
         drained = time.time()
     depth = sampler.frame().assign(t_s=lambda f: f["t"] - started, max_backlog=max_backlog)
-    wait_until_settled(lab, tag, 60.0, quiet_s=1.0)
+    settle, at_settle = settle_and_read(lab, tag, ["deferred"], settle_timeout_s)
+    time.sleep(late_check_s)
     records = result.records.assign(max_backlog=max_backlog)
-    counts = account(records, received_by_request(lab, tag, "deferred"))
+    counts = account(records, received_by_request(lab, tag, "deferred"), at_settle["deferred"])
     ok = records[records["status"] == 202]
     shed = records[records["status"] == 503]
-    figures = {"max_backlog": max_backlog, "rate": rate, "duration_s": duration_s, **counts,
+    figures = {"max_backlog": max_backlog, "rate": rate, "duration_s": duration_s, **counts, **settle,
+               "web_workers": lab.config.web_workers, **probe,
                "max_depth": int(depth["depth"].max()) if len(depth) else 0,
                "accepted_p99_ms": float(ok["latency_ms"].quantile(0.99)) if len(ok) else None,
                "refused_p99_ms": float(shed["latency_ms"].quantile(0.99)) if len(shed) else None,
@@ -247,16 +388,15 @@ def measure_backlog(lab: Lab, max_backlog: int, rate: float, duration_s: float, 
     return figures, depth, records
 
 
-def backlog_verdict(bounded: dict, unbounded: dict, web_workers: int) -> dict[str, bool]:
-    """The bound holds (give or take one request per web worker racing between count and enqueue), the
-    overflow was shed with 503, and nothing accepted was lost either way."""
-    return {
-        "bounded: queue depth stayed within the bound": bounded["max_depth"] <= bounded["max_backlog"] + web_workers,
-        "bounded: the overflow was answered 503 with Retry-After": bounded["refused_503"] > 0,
-        "unbounded: the queue grew past the bound": unbounded["max_depth"] > bounded["max_backlog"] + web_workers,
-        "no accepted email lost, bounded or not": bounded["lost"] == 0 and unbounded["lost"] == 0,
-        "no server error but the 503s": bounded["server_5xx"] == 0 and unbounded["server_5xx"] == 0,
-    }
+def run_overload(lab: Lab, max_backlog: int, rate: float, duration_s: float, late_check_s: float = LATE_CHECK_S
+                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The same overload unbounded, then bounded at `max_backlog`. Returns (one row each, queue depth over time)."""
+    rows, depths = [], []
+    for bound in (0, max_backlog):
+        figures, depth, _ = measure_backlog(lab, bound, rate, duration_s, late_check_s=late_check_s)
+        rows.append(figures)
+        depths.append(depth)
+    return pd.DataFrame(rows), pd.concat(depths, ignore_index=True)
 
 
 # -- soak -----------------------------------------------------------------------------------------------------
@@ -270,10 +410,10 @@ def measure_capacity(lab: Lab, jobs: int = 200) -> dict:
     """What the ledger path sustains end to end: the consumer is stopped, `jobs` are accepted as fast as a
     closed loop can, then the consumer is started and the drain timed (jobs/s from the first delivery to
     the last). The web side's own rate is reported beside; the capacity is the smaller."""
-    tag = f"capacity{next(_episodes)}t{int(time.time()) % 100000}"
+    tag = new_tag("capacity")
     lab.stop_consumer()
     spec = replace(load_spec(lab, "ledger", mode="closed", connections=8, duration_s=3.0, warmup_s=0.0),
-                   form={"to": f"{tag}-ledger-{{i}}@example.test"})
+                   form={"to": recipient(tag, "ledger")})
     web = run_load(spec).summary
     lab.start_consumer()
     before = lab.emails_received()
@@ -287,13 +427,13 @@ def measure_capacity(lab: Lab, jobs: int = 200) -> dict:
             "capacity_jobs": accepted}
 
 
-def soak(lab: Lab, rate: float, duration_s: float, warmup_s: float = 10.0) -> dict:
+def soak(lab: Lab, rate: float, duration_s: float, warmup_s: float = 10.0, late_check_s: float = LATE_CHECK_S) -> dict:
     """The ledger path at `rate` for `duration_s`: errors, 5xx, memory growth of every lab process (measured
     from the end of the warm-up), and the episode's own requested/delivered/lost/duplicated."""
-    tag = f"soak{next(_episodes)}t{int(time.time()) % 100000}"
+    tag = new_tag("soak")
     spec = replace(load_spec(lab, "ledger", mode="open", rate=rate, arrival="poisson", connections=128,
                              duration_s=duration_s, warmup_s=warmup_s, timeout_s=30.0),
-                   form={"to": f"{tag}-ledger-{{i}}@example.test"})
+                   form={"to": recipient(tag, "ledger")})
     rss: dict[str, float] = {}
 
     def sample_rss():
@@ -305,48 +445,139 @@ def soak(lab: Lab, rate: float, duration_s: float, warmup_s: float = 10.0) -> di
     result = run_load(spec)
     sampler.join()
     rss["end"] = lab_rss_mb(lab)
-    wait_until_settled(lab, tag, 120.0)
+    settle, at_settle = settle_and_read(lab, tag, ["ledger"], 120.0)
+    time.sleep(late_check_s)
     records = result.records
-    counts = account(records, received_by_request(lab, tag, "ledger"))
+    counts = account(records, received_by_request(lab, tag, "ledger"), at_settle["ledger"])
     s = result.summary
     return {"soak_s": duration_s, "soak_rate": rate, "soak_requests": int(len(records)),
             "soak_5xx": int((records["status"] >= 500).sum()), "soak_errors": int(records["error"].notna().sum()),
             "soak_rss_start_mb": round(rss["start"], 1), "soak_rss_end_mb": round(rss["end"], 1),
             "soak_rss_growth_mb": round(rss["end"] - rss["start"], 1),
             "soak_latency_p50_ms": s["latency_p50_ms"], "soak_latency_p99_ms": s["latency_p99_ms"],
-            "soak_lost": counts["lost"], "soak_duplicated": counts["duplicated"]}
+            "soak_lost": counts["lost"], "soak_duplicated": counts["duplicated"],
+            "soak_late_copies": counts["late_copies"], "soak_settled": settle["settled"]}
 
 
-# -- the figures notebook 05 records and `bench faults` prints -----------------------------------------------
+# -- the figures notebook 05 records and `bench faults` prints, and the claims they must bear -----------------
+
+def _sum(rows: pd.DataFrame, column: str) -> int:
+    return int(rows[column].sum())
+
 
 def key_figures(table: pd.DataFrame, timeline: pd.DataFrame, overload: pd.DataFrame | None = None,
                 capacity: dict | None = None, soak_figures: dict | None = None) -> dict:
-    """From run_faults' table and timeline, and (when measured) the overload runs, the capacity and the soak."""
+    """From run_faults' table and timeline, and (when measured) run_overload's table, the capacity and the soak:
+    the totals with the ledger under their plain names, without it suffixed `_without_ledger`, and every number
+    verdict() and backlog_verdict() compare."""
     with_ledger, without = table[table["endpoint"] == "ledger"], table[table["endpoint"] == "deferred"]
+    killed = without[without["fault"] == "consumer_kill"]
+    smtp_with, smtp_without = (rows[rows["fault"].isin(SMTP_FAULTS)] for rows in (with_ledger, without))
+    episodes = table.drop_duplicates("tag")
     lost = table.pivot_table(index="fault", columns="endpoint", values="lost", aggfunc="sum")
     figures = {
         "faults_injected": int(timeline["fault"].count()),
         "consumer_kills": int((timeline["fault"] == "consumer_kill").sum()),
-        "requested": int(with_ledger["requested"].sum()),
-        "delivered": int(with_ledger["delivered"].sum()),
-        "lost": int(with_ledger["lost"].sum()),
-        "duplicated": int(with_ledger["duplicated"].sum()),
-        "uncertain_attempts": int(with_ledger["ledger_uncertain_attempts"].sum()),
-        "confirmed_by_provider": int(with_ledger["ledger_confirmed_by_provider"].sum()),
-        "requested_without_ledger": int(without["requested"].sum()),
-        "lost_without_ledger": int(without["lost"].sum()),
-        "duplicated_without_ledger": int(without["duplicated"].sum()),
+        "episodes": len(episodes),
+        "episodes_settled": _sum(episodes, "settled"),
+        "episode_replays": _sum(episodes, "replays"),
+        "episodes_missing_a_load": len(episodes) - _sum(episodes, "met_both_loads"),
+        "settle_s_max": round(float(episodes["settle_s"].max()), 1),
+    }
+    for suffix, rows in (("", with_ledger), ("_without_ledger", without)):
+        for column in ("requested", "delivered", "lost", "duplicated", "late_copies", "delivered_unacknowledged"):
+            figures[column + suffix] = _sum(rows, column)
+        restarted = rows[rows["fault"] == "web_restart"]
+        figures[f"web_restart_failed_requests{suffix}"] = int((restarted["client_errors"]
+                                                               + restarted["server_5xx"]).sum())
+    figures.update({
+        "uncertain_attempts": _sum(with_ledger, "ledger_uncertain_attempts"),
+        "confirmed_by_provider": _sum(with_ledger, "ledger_confirmed_by_provider"),
+        "ledger_reenqueued": _sum(with_ledger, "ledger_reenqueued"),
+        "ledger_missed": _sum(with_ledger, "ledger_missed"),
+        "ledger_disagreements": _sum(with_ledger, "ledger_disagreements"),
+        # attempts beyond each job's first, under the SMTP faults: Huey's retries of the ledger's task
+        "smtp_retries": _sum(smtp_with, "ledger_attempts") - _sum(smtp_with, "ledger_jobs"),
+        "smtp_lost_without_ledger": _sum(smtp_without, "lost"),
+        "kill_lost_without_ledger": _sum(killed, "lost"),
+        # a killed worker holds one task: no kill can take more than the workers held
+        "kill_loss_bound": int((killed["injections"] * killed["consumer_workers"]).sum()),
+        "web_restart_lost": _sum(table[table["fault"] == "web_restart"], "lost"),
         "lost_by_fault": {fault: {"with_ledger": int(row.get("ledger", 0)),
                                   "without_ledger": int(row.get("deferred", 0))} for fault, row in lost.iterrows()},
-    }
+    })
     if overload is not None:
-        figures["overload"] = overload.to_dict("records")
+        bounded, unbounded = (overload[overload["max_backlog"] > 0].iloc[0],
+                              overload[overload["max_backlog"] == 0].iloc[0])
+        figures.update({
+            "overload": overload.to_dict("records"),
+            "overload_bound": int(bounded["max_backlog"]),
+            "overload_web_workers": int(bounded["web_workers"]),
+            "overload_max_depth_bounded": int(bounded["max_depth"]),
+            "overload_max_depth_unbounded": int(unbounded["max_depth"]),
+            "overload_shed_503": int(bounded["refused_503"]),
+            "overload_retry_after_s": int(bounded["retry_after_s"]) if pd.notna(bounded["retry_after_s"]) else None,
+            "overload_requested": _sum(overload, "requested"),
+            "overload_lost": _sum(overload, "lost"),
+            "overload_duplicated": _sum(overload, "duplicated"),
+            "overload_late_copies": _sum(overload, "late_copies"),
+            "overload_settled": int(overload["settled"].sum()),
+            "overload_runs": len(overload),
+            "overload_server_5xx": _sum(overload, "server_5xx"),
+            "overload_drain_s_bounded": round(float(bounded["drain_after_load_s"]), 2),
+            "overload_drain_s_unbounded": round(float(unbounded["drain_after_load_s"]), 2),
+        })
     if capacity is not None:
         figures.update({"capacity_per_s": round(capacity["capacity"], 1),
                         "capacity_web_per_s": round(capacity["web_rate"], 1),
                         "capacity_drain_per_s": round(capacity["drain_rate"], 1)})
     figures.update(soak_figures or {})
     return figures
+
+
+def verdict(figures: dict, full: bool = True) -> dict[str, bool]:
+    """The faults' claims, from key_figures(): the ledger's own account is held against the SMTP record message by
+    message, and no account counts unless its episode settled and nothing came after. That the kills lost some
+    tasks is checked only when `full`: a quick run's single kill finds no task of the plain design in flight about
+    one time in five (1.5 on average at notebook 05's rates), three kills about one time in a hundred. That they
+    lost no more than the workers held is checked always."""
+    killed = figures["kill_lost_without_ledger"]
+    return {
+        "every fault met both designs' loads": figures["episodes_missing_a_load"] == 0,
+        "every episode settled before its timeout": figures["episodes_settled"] == figures["episodes"],
+        "no copy arrived after an episode settled": figures["late_copies"] + figures["late_copies_without_ledger"] == 0,
+        "with ledger: lost 0 under every fault": figures["lost"] == 0,
+        "with ledger: duplicated 0 under every fault, unacknowledged requests included": figures["duplicated"] == 0,
+        "with ledger: every accepted job delivered in the ledger, message by message": figures["ledger_missed"] == 0,
+        "with ledger: the ledger agrees with the SMTP record on every message": figures["ledger_disagreements"] == 0,
+        "with ledger: the SMTP faults were retried": figures["smtp_retries"] > 0,
+        # A refused send is a failed task, never retried: the problem shows whatever the kill's timing.
+        "without ledger: the SMTP faults lost accepted emails": figures["smtp_lost_without_ledger"] > 0,
+        "without ledger: the consumer kills lost the tasks the workers held (some: full mode) and no more": (
+            (killed > 0 or not full) and killed <= figures["kill_loss_bound"]),
+        "web restart: requests failed, yet neither design lost an accepted email": (
+            figures["web_restart_failed_requests"] + figures["web_restart_failed_requests_without_ledger"] > 0
+            and figures["web_restart_lost"] == 0),
+    }
+
+
+def backlog_verdict(figures: dict) -> dict[str, bool]:
+    """The bound holds (give or take one request per web worker racing between count and enqueue), the overflow
+    was shed with 503 + Retry-After, the unbounded backlog grew past the bound and took longer to drain, and
+    nothing accepted was lost either way, in runs that settled."""
+    slack = figures["overload_bound"] + figures["overload_web_workers"]
+    return {
+        "bounded: queue depth stayed within the bound": figures["overload_max_depth_bounded"] <= slack,
+        "bounded: the overflow was answered 503 with Retry-After": (
+            figures["overload_shed_503"] > 0 and (figures["overload_retry_after_s"] or 0) >= 1),
+        "unbounded: the queue grew past the bound": figures["overload_max_depth_unbounded"] > slack,
+        "unbounded: the backlog took longer to drain after the load": (
+            figures["overload_drain_s_unbounded"] > figures["overload_drain_s_bounded"]),
+        "both overload runs settled, nothing arriving after": (
+            figures["overload_settled"] == figures["overload_runs"] and figures["overload_late_copies"] == 0),
+        "no accepted email lost, bounded or not": figures["overload_lost"] == 0,
+        "no server error but the 503s": figures["overload_server_5xx"] == 0,
+    }
 
 
 FAULT_LAB = dict(ledger=True, smtp_delay_s=0.1, smtp_timeout_s=1.0, ledger_deadline_s=2.0, ledger_retry_delay_s=0.25,
