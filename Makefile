@@ -30,10 +30,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # Debian packages the experiments drive: installed only where missing (needs root, as CI has). Each is
-# checked by its command, named like the package (chromium: /usr/bin/chromium, which the browser probe drives).
-SYSTEM_PACKAGES := wrk chromium redis-server
+# checked by its command, named like the package (chromium: /usr/bin/chromium, which the browser probe drives),
+# but postgresql, whose programs are off the PATH: by /usr/lib/postgresql/<major>/bin/initdb.
+SYSTEM_PACKAGES := wrk chromium redis-server postgresql
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do command -v $$p >/dev/null || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  if [ "$$p" = postgresql ]; then compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing="$$missing $$p"; \
+	  else command -v $$p >/dev/null || missing="$$missing $$p"; fi; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "Missing:$$missing (run 'sudo apt-get install$$missing')" >&2; exit 1; fi; fi

@@ -14,7 +14,11 @@ def through_django_tasks(to: str) -> tuple[str, str]:
     return tasks.send_welcome_email_django_task.enqueue(to).id, "djtask-status"
 
 
-WELCOME_EMAIL = {"huey": through_huey, "django_tasks": through_django_tasks}
+def through_celery(to: str) -> tuple[str, str]:
+    return tasks.send_email_task.delay(to).id, "celery-status"
+
+
+WELCOME_EMAIL = {"huey": through_huey, "django_tasks": through_django_tasks, "celery": through_celery}
 
 
 def enqueue_welcome_email(to: str) -> tuple[str, str]:

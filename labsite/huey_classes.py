@@ -10,7 +10,7 @@ about five times cheaper than FULL on this machine (see `python -m helpers bench
 default; LAB_HUEY_SYNC switches to "full" or "off" to show the trade-off.
 """
 
-from huey import RedisHuey, SqliteHuey
+from huey import PostgresHuey, RedisHuey, SqliteHuey
 from huey.storage import SqliteStorage
 
 SYNCHRONOUS_LEVELS = {"off": 0, "normal": 1, "full": 2}
@@ -57,3 +57,9 @@ class LabSqliteHuey(SignalsDequeued, SqliteHuey):
 
 class LabRedisHuey(SignalsDequeued, RedisHuey):
     """Huey on Redis (LAB_QUEUE_BACKEND=huey_redis): storage options (url, blocking, read_timeout) from HUEY."""
+
+
+class LabPostgresHuey(SignalsDequeued, PostgresHuey):
+    """Huey on PostgreSQL (LAB_QUEUE_BACKEND=huey_postgres): its dequeue deletes the row (`delete ... returning`,
+    `for update skip locked`) as it returns the task, so `dequeued` means what it means on SQLite and Redis.
+    Storage options (dsn, blocking, read_timeout) from HUEY."""

@@ -85,10 +85,21 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 
+# Django's Tasks API: the very same @task functions (the *_django_task ones in labsite/tasks.py) run in the
+# request (immediate) or on the Huey consumer (huey); this setting is the whole difference.
+# A queue backend of the Tasks API (QUEUE_API "django_tasks") sets TASKS in its QUEUE_BACKENDS entry instead.
+TASK_BACKENDS = {
+    "huey": "huey.contrib.djhuey.tasks_backend.HueyBackend",
+    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
+}
+TASKS = {"default": {"BACKEND": TASK_BACKENDS[os.environ.get("LAB_TASKS_BACKEND", "huey")]}}
+
 # The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more
 # entry). Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred
-# views enqueue through (labsite.dispatch: "huey" or "django_tasks"), and that API's own settings (HUEY, TASKS).
-# The Huey consumer's options come from run_huey's command line; both Huey classes are in labsite/huey_classes.py.
+# views enqueue through (labsite.dispatch: "huey", "django_tasks" or "celery"), and that API's own settings (HUEY,
+# TASKS, RQ_QUEUES, CELERY_*), plus INSTALLED_APPS and DATABASES where the backend needs them (on PostgreSQL,
+# Django's database moves to the run's server). The Huey consumer's options come from run_huey's command line; the
+# Huey classes are in labsite/huey_classes.py.
 def huey_common() -> dict:
     return {"name": "labsite", "immediate": env_flag("LAB_HUEY_IMMEDIATE"), "results": True}
 
@@ -111,7 +122,89 @@ def huey_redis() -> dict:
                      "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1"))}}
 
 
-QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis}
+def postgres_database() -> dict:
+    """Django's database on the run's PostgreSQL server (LAB_PG_*; libpq reads the password from LAB_PG_PASSFILE,
+    so it is in no variable): a backend on PostgreSQL moves the site's tables there, and a task row written through
+    the database shares the request's transaction. Connections persist: a new one per request would add a
+    scram-sha-256 handshake to every request."""
+    return {"ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ.get("LAB_PG_HOST", "127.0.0.1"), "PORT": os.environ.get("LAB_PG_PORT", "5432"),
+            "NAME": os.environ.get("LAB_PG_NAME", "lab"), "USER": os.environ.get("LAB_PG_USER", "lab"),
+            "OPTIONS": {"passfile": os.environ.get("LAB_PG_PASSFILE", "")},
+            "CONN_MAX_AGE": 600, "CONN_HEALTH_CHECKS": True}
+
+
+def postgres_dsn() -> str:
+    """The same server as postgres_database, as a libpq connection string (for Huey's PostgresStorage)."""
+    db = postgres_database()
+    return (f"host={db['HOST']} port={db['PORT']} dbname={db['NAME']} user={db['USER']} "
+            f"passfile={db['OPTIONS']['passfile']}")
+
+
+def huey_postgres() -> dict:
+    """Huey on PostgreSQL (PostgresHuey): each worker waits on LISTEN for the NOTIFY an enqueue sends (up to
+    LAB_PG_READ_TIMEOUT s, then again) instead of polling. Django's database is the same server."""
+    return {"QUEUE_API": "huey", "DATABASES": {"default": postgres_database()},
+            "HUEY": {"huey_class": "labsite.huey_classes.LabPostgresHuey", **huey_common(),
+                     "dsn": postgres_dsn(), "blocking": True,
+                     "read_timeout": float(os.environ.get("LAB_PG_READ_TIMEOUT", "1"))}}
+
+
+def djtasks_immediate() -> dict:
+    """Django's ImmediateBackend through the Tasks API: the task runs inside the request, no queue, no worker."""
+    return {"QUEUE_API": "django_tasks",
+            "TASKS": {"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}}}
+
+
+def djtasks_db_sqlite() -> dict:
+    """django-tasks-db's DatabaseBackend through Django's own Tasks API: each task a row of Django's database (here
+    the run's SQLite file), which `manage.py db_worker` polls."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_tasks_db"],
+            "TASKS": {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}}
+
+
+def djtasks_db_postgres() -> dict:
+    """The same on the run's PostgreSQL, Django's database too: the task row is written in the request's
+    transaction."""
+    return {**djtasks_db_sqlite(), "DATABASES": {"default": postgres_database()}}
+
+
+def rq_redis() -> dict:
+    """RQ on Redis (LAB_REDIS_URL) through django-tasks-rq, enqueued with Django's Tasks API. django-tasks-rq builds
+    on the django-tasks backport: its RQBackend's task_class is the backport's Task, and django.tasks.task hands
+    out the task_class of the configured backend, so the @task functions of labsite/tasks.py become backport Tasks
+    here, with no change to them. That holds because RQBackend is the only Tasks backend of this configuration:
+    beside it, django-tasks-db would refuse those Tasks (one process's settings hold one of them, never both)."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_rq", "django_tasks_rq"],
+            "RQ_QUEUES": {"default": {"URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                                      "DEFAULT_TIMEOUT": 360}},
+            "TASKS": {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}}
+
+
+def celery_redis() -> dict:
+    """Celery on Redis (LAB_REDIS_URL) with its defaults, as the seed article uses it: the app (labsite/celery.py)
+    reads the CELERY_ settings. A worker acknowledges a task as it starts it (acks early), holds up to 4 prefetched
+    tasks per process, and keeps no results."""
+    return {"QUEUE_API": "celery", "CELERY_BROKER_URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")}
+
+
+def celery_redis_acks_late() -> dict:
+    """Celery's at-least-once settings: a task is acknowledged when it has finished (acks_late), a task whose worker
+    process died is given back (reject_on_worker_lost), and the Redis transport hands an unacknowledged task to a
+    worker again after LAB_CELERY_VISIBILITY_TIMEOUT s (an hour by default: short here, so the lab can measure it;
+    a task that runs longer than that is handed out twice). Kombu looks for such tasks only every
+    unacked_restore_interval x unacked_restore_throttle s (10 x 10 by default): once a second here, so the timeout
+    is what the lab measures."""
+    return {**celery_redis(), "CELERY_TASK_ACKS_LATE": True, "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
+            "CELERY_BROKER_TRANSPORT_OPTIONS": {
+                "visibility_timeout": float(os.environ.get("LAB_CELERY_VISIBILITY_TIMEOUT", "10")),
+                "unacked_restore_interval": 1, "unacked_restore_throttle": 1}}
+
+
+QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
+                  "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
+                  "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
+                  "celery_redis_acks_late": celery_redis_acks_late}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
@@ -135,14 +228,6 @@ HUEY_STATS = {
     "max_events": 10_000_000,
     "retention_hours": 24 * 365,
 }
-
-# Django's Tasks API: the very same @task functions (the *_django_task ones in labsite/tasks.py) run in the
-# request (immediate) or on the Huey consumer (huey); this setting is the whole difference.
-TASK_BACKENDS = {
-    "huey": "huey.contrib.djhuey.tasks_backend.HueyBackend",
-    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
-}
-TASKS = {"default": {"BACKEND": TASK_BACKENDS[os.environ.get("LAB_TASKS_BACKEND", "huey")]}}
 
 # The job ledger (labsite/ledger.py, POST /email/ledger/): a job left pending past `deadline_s`, or claimed by a
 # worker whose lease ran out, is enqueued again by the reconciler; SMTP errors are retried with backoff

@@ -6,12 +6,15 @@ queued path run one implementation.
   are the task names Huey logs and its stats record.
 - The same jobs through Django's Tasks API (`*_django_task`, `.enqueue(...)`): the TASKS setting alone decides
   whether they run on the Huey consumer or inside the request. Arguments and results must be JSON.
+- The same email as a Celery task (`send_email_task`, `@shared_task`, `.delay(...)`), as the seed article writes it:
+  the app (labsite/celery.py) sends it to the broker of the CELERY_ settings.
 - The job ledger's task (`deliver_email_job`), twice as djhuey's docs advise: enqueued once the request's
   transaction commits, or at once (the reconciler), with retries and backoff from settings.LAB_LEDGER.
 """
 
 import time
 
+from celery import shared_task
 from django.conf import settings
 from django.tasks import task as django_task
 from huey import signals
@@ -52,6 +55,12 @@ def make_thumbnail_django_task(source: str) -> dict:
 @django_task
 def do_nothing_django_task() -> None:
     return jobs.do_nothing()
+
+
+@shared_task
+def send_email_task(to: str) -> dict:
+    """The welcome email as the seed article's Celery code has it (`send_email_task.delay(...)`)."""
+    return jobs.send_welcome_email(to)
 
 
 def run_email_job(job_id: str) -> dict:

@@ -1,12 +1,17 @@
 from django.urls import path
 
-from labsite.views import djtasks, emails, errors, ledger, pages, thumbnails
+from labsite.views import async_email, celery_tasks, djtasks, emails, errors, ledger, pages, thumbnails
 
 urlpatterns = [
     path("noop/", emails.noop, name="noop"),
     path("email/blocking/", emails.email_blocking, name="email-blocking"),
     path("email/deferred/", emails.email_deferred, name="email-deferred"),
     path("tasks/<str:task_id>/", emails.task_status, name="task-status"),
+    # The same email from async views (labsite/views/async_email.py), for an ASGI server: aiosmtplib, or the blocking
+    # send through sync_to_async, thread-sensitive (Django's default) or on the loop's thread pool.
+    path("email/async/", async_email.email_async, name="email-async"),
+    path("email/async/thread-sensitive/", async_email.email_thread_sensitive, name="email-async-thread-sensitive"),
+    path("email/async/thread-pool/", async_email.email_thread_pool, name="email-async-thread-pool"),
     # The job ledger design (labsite/ledger.py): nothing accepted is lost.
     path("email/ledger/", ledger.email_ledger, name="email-ledger"),
     path("jobs/<str:job_id>/", ledger.job_status, name="job-status"),
@@ -15,6 +20,7 @@ urlpatterns = [
     path("djtasks/email/", djtasks.email_djtask, name="djtask-email"),
     path("djtasks/thumbnails/", djtasks.thumbnail_djtask, name="djtask-thumbnail"),
     path("djtasks/<str:result_id>/", djtasks.djtask_status, name="djtask-status"),
+    path("celery/<str:task_id>/", celery_tasks.celery_status, name="celery-status"),
     # The sign-up page a person sees (CSRF-protected form posts).
     path("signup/", pages.signup_page, name="signup"),
     path("signup/blocking/", pages.signup_blocking, name="signup-blocking"),

@@ -20,7 +20,9 @@ def huey_queue():
 # Servers, the browser probe and its Chromium (whose profile folder is in every one of its command lines).
 LAB_SERVER_MARKERS = ("helpers.stack.smtp_sink", "run_huey", "reconcile_jobs", "labsite.wsgi", "labsite.asgi",
                       "helpers.instruments.browser", "helpers.instruments.loadgen", "helpers.instruments.client",
-                      "helpers.instruments.enqueuer", "tasks-lab-chromium-", "redis-server")
+                      "helpers.instruments.enqueuer", "tasks-lab-chromium-", "redis-server",
+                      # the queue backends' servers and workers (helpers.stack.queues)
+                      "/bin/postgres -D", "db_worker", "rqworker", "celery -A labsite", "worker_pool.py")
 
 
 def lab_servers_running(since: float) -> list[str]:

@@ -100,3 +100,26 @@ def predict(rates, service_s: float, servers: int, models=("M/D/c", "M/M/c")) ->
     """One row per (model, rate): the curves the notebooks overlay on the measurements."""
     solve = {"M/M/c": mmc, "M/D/c": mdc}
     return pd.DataFrame([asdict(solve[m](float(r), service_s, servers)) for m in models for r in rates])
+
+
+# -- Past c/S: what bounds a server that holds no worker per request (notebook 08) ----------------------------------
+# c/S is one case of the utilisation law: a resource k that serves s_k requests at once, each for D_k seconds,
+# completes at most s_k / D_k per second. Worker slots are such a resource (s = c, D = S); so are the cores (D = CPU
+# seconds per request) and the SMTP server's one event-loop thread. Whichever bound is lowest is the capacity.
+
+
+def executor_threads() -> int:
+    """How many threads asyncio's default executor runs in a process on this machine: ThreadPoolExecutor's default
+    size, min(32, CPUs + 4). sync_to_async(thread_sensitive=False) sends there: per process, that many at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor() as pool:
+        return pool._max_workers
+
+
+def bottleneck(resources: dict[str, tuple[float, float]]) -> tuple[float, str]:
+    """`resources`: name -> (seconds of it one request takes, how many requests it serves at once). Returns the
+    lowest bound s/D and the resource that sets it (the utilisation law); resources with no demand are left out."""
+    bounds = {name: servers / demand for name, (demand, servers) in resources.items() if demand > 0}
+    name = min(bounds, key=bounds.get)
+    return bounds[name], name

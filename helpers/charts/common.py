@@ -16,6 +16,10 @@ COLORS = {
     "request": "#7f7f7f", "queue wait": "#ff7f0e", "run": "#2ca02c",  # a task's phases
     "web": "#2ca02c", "consumers": "#1f77b4", "redis": "#d62728", "smtp": "#9467bd", "generator": "#7f7f7f",
     "huey_sqlite": "#1f77b4", "huey_redis": "#d62728",  # queue backends (helpers.stack.queues)
+    "huey_postgres": "#17becf", "djtasks_immediate": "#7f7f7f", "djtasks_db_sqlite": "#aec7e8",
+    "djtasks_db_postgres": "#9edae5", "rq_redis": "#ff7f0e", "celery_redis": "#2ca02c",
+    "celery_redis_acks_late": "#98df8a",
+    "postgres": "#bcbd22",  # the PostgreSQL server, a part of the lab beside redis
 }
 OTHER = "#8c564b"
 

@@ -1,5 +1,5 @@
-"""The lab: a real SMTP server, the site under gunicorn, a queue backend's servers and workers, started and
-stopped as one.
+"""The lab: a real SMTP server, the site under gunicorn (or uvicorn: LabConfig.web_server), a queue backend's servers
+and workers, started and stopped as one.
 
     with Lab(web_workers=4, consumer_workers=4) as lab:
         lab.url("/noop/")
@@ -16,6 +16,7 @@ import http.client
 import os
 import secrets
 import sqlite3
+import stat
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,15 +33,19 @@ from helpers.stack.queues import backend_class
 from helpers.stack.smtp_sink import count_deliveries, read_deliveries
 
 LEDGER_STATES = ("pending", "sending", "delivered", "failed")
+WEB_SERVERS = ("gunicorn", "uvicorn")
+UVICORN_STARTED = "Started server process ["  # what each uvicorn worker logs once it has loaded the site
 # Every started lab, by run folder, held strongly: a lab the notebook no longer references still stops at exit.
 _live_labs: dict[Path, Lab] = {}
 
 
 @dataclass
 class LabConfig:
-    web_workers: int = 4
-    web_worker_class: str = "sync"  # "gthread" keeps connections alive
-    web_threads: int = 1
+    web_server: str = "gunicorn"  # WSGI, or "uvicorn": ASGI (labsite.asgi), async views on an event loop
+    web_workers: int = 4  # processes serving requests, under either server
+    web_worker_class: str = "sync"  # gunicorn's: "gthread" keeps connections alive
+    web_threads: int = 1  # gunicorn gthread's threads per worker
+    web_limit_concurrency: int | None = None  # uvicorn's --limit-concurrency per worker (503 beyond); None: none
     consumer_workers: int = 4
     consumer_worker_type: str = "thread"  # or "process"
     consumer_initial_delay_s: float = 0.1  # Huey's defaults: the consumer polls SQLite and backs off
@@ -62,6 +67,12 @@ class LabConfig:
     consumer_processes: int = 1  # separate worker processes, each with consumer_workers workers
     redis_read_timeout_s: float = 1.0  # a worker's blocking pop returns empty after this (Huey's default): a stop
     # waits up to this long
+    poll_interval_s: float | None = None  # a polling worker's one knob, its wait between looks at an empty queue
+    # (django-tasks-db's db_worker --interval); None: the library's default
+
+    def __post_init__(self):
+        if self.web_server not in WEB_SERVERS:
+            raise ValueError(f"web_server must be one of {', '.join(WEB_SERVERS)}, not {self.web_server!r}")
 
 
 class Lab:
@@ -95,12 +106,12 @@ class Lab:
             if self.config.ledger:
                 self._start_reconciler()
             self._start_web()
-            self.secure_files()
         except BaseException:
             self.stop()
             raise
         runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config), "web_port": self.web_port,
                                            "smtp_port": self.smtp_port, "queue": self.queue.describe()})
+        self.secure_files()
         return self
 
     def stop(self) -> None:
@@ -146,7 +157,11 @@ class Lab:
 
         listening = {}
         for pid in self.pids():
-            for conn in psutil.Process(pid).net_connections(kind="inet"):
+            try:  # a short-lived child (a PostgreSQL backend) may be gone already
+                connections = psutil.Process(pid).net_connections(kind="inet")
+            except psutil.NoSuchProcess:
+                continue
+            for conn in connections:
                 if conn.status == psutil.CONN_LISTEN:
                     listening[conn.laddr.port] = conn.laddr.ip
         return listening
@@ -202,12 +217,14 @@ class Lab:
         ready_line = self.queue.worker_ready_line
         started = []
         for index in range(self.config.consumer_processes):
+            argv = self.queue.worker_argv()
+            if argv is None:  # a backend without workers (its tasks run in the request)
+                break
             name = self.consumer_name(index)
             log = self.run_dir / f"{name}.log"
             # a restarted consumer appends to the same log
             starts_before = log.read_text(errors="replace").count(ready_line) if log.exists() else 0
-            consumer = self.spawn(name, self.queue.worker_argv(), stop_signal=self.queue.worker_stop_signal,
-                                  stop_timeout=15.0)
+            consumer = self.spawn(name, argv, stop_signal=self.queue.worker_stop_signal, stop_timeout=15.0)
             started.append((consumer, starts_before))
         for consumer, starts_before in started:  # they start side by side; wait for each
             consumer.wait_until(lambda c=consumer, n=starts_before: c.log_text().count(ready_line) > n,
@@ -249,28 +266,45 @@ class Lab:
         """The environment the lab's Django processes run with, for a helper process of the same site."""
         return {**os.environ, **self._env()}
 
-    def _start_web(self, port: int | None = None) -> None:
+    def web_argv(self) -> list:
+        """The web server's command line (LabConfig.web_server), on the lab's loopback port: gunicorn serving
+        labsite.wsgi with sync or gthread workers, or uvicorn serving labsite.asgi on uvloop, `web_workers`
+        processes either way (uvicorn with one worker serves in its own process)."""
         c = self.config
-        self.web_port = port or free_port()
-        web = self.spawn(
-            "web",
-            [sys.executable, "-m", "gunicorn", "labsite.wsgi:application",
-             "--bind", f"{LOOPBACK}:{self.web_port}", "--workers", c.web_workers,
-             "--worker-class", c.web_worker_class, "--threads", c.web_threads,
-             "--graceful-timeout", "5", "--timeout", "120", "--log-level", "warning"],
-        )
-        web.wait_until(lambda: self._all_web_workers_answer(), timeout=60, what="serving on every worker")
+        if c.web_server == "uvicorn":
+            limit = ["--limit-concurrency", c.web_limit_concurrency] if c.web_limit_concurrency else []
+            return [sys.executable, "-m", "uvicorn", "labsite.asgi:application", "--host", LOOPBACK,
+                    "--port", self.web_port, "--workers", c.web_workers, "--loop", "uvloop", "--lifespan", "off",
+                    "--timeout-graceful-shutdown", "5", "--no-access-log", "--log-level", "info", *limit]
+        return [sys.executable, "-m", "gunicorn", "labsite.wsgi:application",
+                "--bind", f"{LOOPBACK}:{self.web_port}", "--workers", c.web_workers,
+                "--worker-class", c.web_worker_class, "--threads", c.web_threads,
+                "--graceful-timeout", "5", "--timeout", "120", "--log-level", "warning"]
 
-    def _all_web_workers_answer(self) -> bool:
+    def _start_web(self, port: int | None = None) -> None:
+        self.web_port = port or free_port()
+        log = self.run_dir / "web.log"
+        # a restarted server appends to the same log
+        starts_before = log.read_text(errors="replace").count(UVICORN_STARTED) if log.exists() else 0
+        web = self.spawn("web", self.web_argv())
+        web.wait_until(lambda: self._all_web_workers_answer(starts_before), timeout=60,
+                       what="serving on every worker")
+
+    def _all_web_workers_answer(self, starts_before: int = 0) -> bool:
+        """Every worker process is up (gunicorn: forked; uvicorn: logged that it loaded the site), and one answers."""
         web = self.processes["web"]
-        if len(web.descendants()) < self.config.web_workers:
+        if self.config.web_server == "uvicorn":
+            started = web.log_text().count(UVICORN_STARTED) - starts_before
+        else:
+            started = len(web.descendants())
+        if started < self.config.web_workers:
             return False
         return self.get("/noop/").status == 200
 
     def restart_web(self, crash: bool = False, **changes) -> float:
-        """Stop gunicorn and start it again on the same port, with `changes` to its LabConfig fields (e.g.
-        max_backlog). crash=False: SIGTERM, in-flight requests finish; crash=True: SIGKILL the master and every
-        worker at once, mid-request. Returns the seconds the port was not serving."""
+        """Stop the web server and start it again on the same port, with `changes` to its LabConfig fields (e.g.
+        max_backlog, or web_server="uvicorn"). crash=False: SIGTERM, in-flight requests finish; crash=True:
+        SIGKILL the master and every worker at once, mid-request. Returns the seconds the port was not serving."""
         web = self.processes.pop("web")
         started = time.monotonic()
         if crash:
@@ -321,12 +355,16 @@ class Lab:
         return found
 
     def secure_files(self) -> list[Path]:
-        """Make the run folder's SQLite files (the pickle queue, the ledger) readable by their owner only.
-        The lab's processes create files with umask 077 already; this covers any made before."""
+        """Make the run folder's files (the pickle queue, the ledger, logs, run.json) readable by their owner only.
+        The lab's processes create files with umask 077 already; this covers those this process made (logs,
+        run.json). It matters once a backend opens the run folder for passage (PostgreSQL's, as root: 0711)."""
         secured = []
-        for path in self.run_dir.glob("*.sqlite3*"):
-            path.chmod(0o600)
-            secured.append(path)
+        owner = os.geteuid()
+        for path in self.run_dir.iterdir():
+            info = path.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_uid == owner:
+                path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+                secured.append(path)
         return secured
 
     # -- what the notebooks and tests use ---------------------------------------------------------

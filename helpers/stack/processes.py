@@ -82,7 +82,8 @@ class ManagedProcess:
 
     def start(self) -> ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
+        # the owner's alone, like every file of the run folder (a backend may open the folder for passage)
+        with open(os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
             self.popen = subprocess.Popen(
                 self.argv,
                 stdout=log,

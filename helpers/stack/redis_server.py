@@ -15,14 +15,17 @@ Stopped with SIGTERM, Redis finishes and fsyncs the AOF before it exits.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
 from helpers.stack.processes import LOOPBACK, free_port
+from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
     from helpers.stack.lab import Lab
@@ -129,20 +132,32 @@ class RedisServer:
         return commands_processed(self.url)
 
 
-class UsesRedis:
-    """Mixed into a queue backend that keeps its queue in the run's Redis server."""
+class UsesRedis(UsesServer):
+    """Mixed into a queue backend that keeps its queue in the run's Redis server: a list (`queue_key`, its depth)
+    and, where the library schedules tasks for later, a sorted set (`schedule_key`)."""
 
     servers = ("redis",)
+    server_class = RedisServer
+    queue_key: ClassVar[str]
+    schedule_key: ClassVar[str | None] = None
 
-    def __init__(self, lab: Lab):
-        super().__init__(lab)
-        self.redis = RedisServer(lab)
+    @property
+    def redis(self) -> RedisServer:
+        return self.server
 
-    def start_servers(self) -> None:
-        self.redis.start()
+    def site_env(self) -> dict[str, str]:
+        return {**super().site_env(), "LAB_REDIS_URL": self.redis.url}
 
-    def stop_servers(self) -> None:
-        self.redis.stop()
+    @contextlib.contextmanager
+    def depth_reader(self) -> Iterator[Callable[[], int]]:
+        with self.redis.client() as conn:
+            yield lambda: int(conn.llen(self.queue_key))
+
+    def scheduled(self) -> int:
+        if self.schedule_key is None:
+            return 0
+        with self.redis.client() as conn:
+            return int(conn.zcard(self.schedule_key))
 
     def server_commands(self) -> int:
         return self.redis.commands_processed()

@@ -5,6 +5,7 @@ import math
 import uuid
 from functools import wraps
 
+from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
@@ -38,17 +39,31 @@ def json_error(status: int, message: str, **extra) -> JsonResponse:
 
 
 def allow(*methods: str):
-    """Like require_http_methods, but refuses with a JSON 405, and answers a Refused (BadRequest...) as it says."""
+    """Like require_http_methods, but refuses with a JSON 405, and answers a Refused (BadRequest...) as it says.
+    Wraps a sync view or an async one (then the wrapper is async too, so Django runs it on the event loop)."""
+
+    def wrong_method(request) -> JsonResponse | None:
+        if request.method in methods:
+            return None
+        response = json_error(405, f"method {request.method} not allowed", allowed=list(methods))
+        response["Allow"] = ", ".join(methods)
+        return response
 
     def decorator(view):
+        if iscoroutinefunction(view):
+            @wraps(view)
+            async def async_wrapper(request, *args, **kwargs):
+                try:
+                    return wrong_method(request) or await view(request, *args, **kwargs)
+                except Refused as exc:
+                    return exc.response()
+
+            return async_wrapper
+
         @wraps(view)
         def wrapper(request, *args, **kwargs):
-            if request.method not in methods:
-                response = json_error(405, f"method {request.method} not allowed", allowed=list(methods))
-                response["Allow"] = ", ".join(methods)
-                return response
             try:
-                return view(request, *args, **kwargs)
+                return wrong_method(request) or view(request, *args, **kwargs)
             except Refused as exc:
                 return exc.response()
 

@@ -74,8 +74,9 @@ class QueueBackend:
         """Environment variables for every Django process of the site (web, workers, helpers)."""
         return {"LAB_QUEUE_BACKEND": self.name}
 
-    def worker_argv(self) -> list[str]:
-        """The command line of one worker process."""
+    def worker_argv(self) -> list[str] | None:
+        """The command line of one worker process; None when the backend has no worker (its tasks run inside the
+        request): the lab then starts no consumer."""
         raise NotImplementedError
 
     # -- what is in the queue -------------------------------------------------------------------------------------
@@ -118,3 +119,20 @@ class QueueBackend:
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "label": self.label, "delivery": self.delivery, "servers": list(self.servers),
                 "blocking_pickup": self.blocking_pickup, "location": self.location}
+
+
+class UsesServer:
+    """Mixed into a queue backend whose queue lives in a server the lab runs for it (one object of `server_class`,
+    with start() and stop(), created with the lab): started before the site migrates, stopped after the workers."""
+
+    server_class: ClassVar[type]
+
+    def __init__(self, lab: Lab):
+        super().__init__(lab)
+        self.server = self.server_class(lab)
+
+    def start_servers(self) -> None:
+        self.server.start()
+
+    def stop_servers(self) -> None:
+        self.server.stop()

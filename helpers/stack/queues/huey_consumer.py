@@ -1,9 +1,11 @@
-"""What both Huey backends share: the consumer (djhuey's run_huey) and its polling options."""
+"""What the Huey backends share: the consumer (djhuey's run_huey) and its polling options, or the blocking wait
+of a storage that has one."""
 
 from __future__ import annotations
 
 import signal
 import sys
+from typing import ClassVar
 
 from helpers.stack.queues import QueueBackend
 
@@ -27,3 +29,15 @@ class HueyConsumer(QueueBackend):
                 "--workers", str(c.consumer_workers), "--worker-type", c.consumer_worker_type,
                 "--delay", str(c.consumer_initial_delay_s), "--max-delay", str(c.consumer_max_delay_s),
                 "--backoff", str(c.consumer_backoff)]
+
+
+class BlockingHueyConsumer(HueyConsumer):
+    """Huey on a storage whose dequeue blocks (Redis: BRPOP; PostgreSQL: LISTEN for the enqueue's NOTIFY): an idle
+    worker waits there up to the lab's redis_read_timeout_s, then again, instead of polling; a stop waits up to
+    that long. The site's settings read the timeout from `read_timeout_variable`."""
+
+    blocking_pickup = True
+    read_timeout_variable: ClassVar[str]
+
+    def site_env(self) -> dict[str, str]:
+        return {**super().site_env(), self.read_timeout_variable: str(self.lab.config.redis_read_timeout_s)}

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-
 from helpers.stack import redis_server
 from helpers.stack.queues import register
-from helpers.stack.queues.huey_consumer import HueyConsumer
+from helpers.stack.queues.huey_consumer import BlockingHueyConsumer
 
 # Huey's Redis storage keeps the queue in one list, huey.redis.<name> (settings.HUEY["name"]), and its
 # scheduled tasks in a sorted set, huey.schedule.<name>.
@@ -16,20 +13,9 @@ SCHEDULE_KEY = "huey.schedule.labsite"
 
 
 @register
-class HueyRedis(redis_server.UsesRedis, HueyConsumer):
+class HueyRedis(redis_server.UsesRedis, BlockingHueyConsumer):
     name = "huey_redis"
     label = "Huey, Redis"
-    blocking_pickup = True
-
-    def site_env(self) -> dict[str, str]:
-        return {**super().site_env(), "LAB_REDIS_URL": self.redis.url,
-                "LAB_REDIS_READ_TIMEOUT": str(self.lab.config.redis_read_timeout_s)}
-
-    @contextlib.contextmanager
-    def depth_reader(self) -> Iterator[Callable[[], int]]:
-        with self.redis.client() as conn:
-            yield lambda: int(conn.llen(QUEUE_KEY))
-
-    def scheduled(self) -> int:
-        with self.redis.client() as conn:
-            return int(conn.zcard(SCHEDULE_KEY))
+    read_timeout_variable = "LAB_REDIS_READ_TIMEOUT"
+    queue_key = QUEUE_KEY
+    schedule_key = SCHEDULE_KEY

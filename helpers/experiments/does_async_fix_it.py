@@ -1,0 +1,570 @@
+"""Notebook 08, does async fix it: the article's "server blocking" and "response time" columns, measured apart.
+
+The same welcome email, the same SMTP server and delay, the same open-loop load generator, seven ways:
+
+    sync view, gunicorn sync workers       (/email/blocking/)  a send holds a worker process
+    sync view, gunicorn gthread            (/email/blocking/)  a send holds one of the worker's threads
+    async view + aiosmtplib, uvicorn       (/email/async/)     the coroutine waits on the socket
+    async view + sync_to_async, uvicorn    (thread-sensitive, Django's default; and thread_sensitive=False)
+    deferred to Huey, gunicorn and uvicorn (/email/deferred/)  the request only enqueues
+
+Per variant: the saturation throughput (the open-loop rate where answers fall behind arrivals), p50/p99 below it,
+memory per request in flight, what the user is told when the SMTP server fails mid-request, and the capacity the
+utilisation law predicts (helpers.analysis.queueing.bottleneck). `python -m helpers bench async`."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import resource
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import psutil
+
+from helpers import runs
+from helpers.analysis import queueing
+from helpers.instruments.cpu import CpuMeter, tree
+from helpers.instruments.loadgen import LoadSpec, run_load
+from helpers.runs.bench import benchmark
+from helpers.stack import Lab
+from helpers.stack.processes import LOOPBACK
+from helpers.stack.smtp_sink import set_fault
+
+SERVERS = ("gunicorn sync", "gunicorn gthread", "uvicorn")  # the lab restarts its web server between them
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # the prefix of its figures
+    label: str
+    path: str
+    server: str  # a key of SERVERS
+    holds: str  # what one send in the request holds, bounding how many run at once: "worker", "thread",
+    # "pool thread" (a bounded pool) or "" (nothing bounded)
+    deferred: bool = False
+
+
+VARIANTS = (
+    Variant("sync", "sync view, gunicorn sync workers", "/email/blocking/", "gunicorn sync", "worker"),
+    Variant("deferred_gunicorn", "deferred to Huey, gunicorn sync workers", "/email/deferred/", "gunicorn sync", "",
+            deferred=True),
+    Variant("gthread", "sync view, gunicorn gthread", "/email/blocking/", "gunicorn gthread", "thread"),
+    Variant("async", "async view + aiosmtplib, uvicorn", "/email/async/", "uvicorn", ""),
+    Variant("thread_sensitive", "async view + sync_to_async (thread_sensitive=True), uvicorn",
+            "/email/async/thread-sensitive/", "uvicorn", ""),
+    Variant("thread_pool", "async view + sync_to_async (thread_sensitive=False), uvicorn",
+            "/email/async/thread-pool/", "uvicorn", "pool thread"),
+    Variant("deferred_uvicorn", "deferred to Huey, uvicorn", "/email/deferred/", "uvicorn", "", deferred=True),
+)
+BY_NAME = {v.name: v for v in VARIANTS}
+
+
+@dataclass
+class Setup:
+    """Every knob of the experiment (the notebook's parameters, the benchmark's defaults)."""
+
+    smtp_delay_s: float = 0.3  # a slow provider, as in notebooks 01 and 04
+    smtp_timeout_s: float = 2.0  # the site's SMTP client timeout: how long a stalled provider holds a request
+    web_workers: int = 4  # processes, under gunicorn and uvicorn alike
+    web_threads: int = 4  # gunicorn gthread's threads per worker
+    web_limit_concurrency: int | None = None  # uvicorn's per-worker limit (503 beyond it); None: none
+    consumer_workers: int = 64  # Huey thread workers: they drain a deferred point's backlog before the next point
+    rate_steps: tuple[float, ...] = (0.5, 1, 2, 4, 8, 16, 32)  # arrival rates, in multiples of the sync workers'
+    # c/S: each variant goes up until its latency runs away (one point past saturation), never above twice the
+    # capacity the model predicts from its points so far
+    deferred_steps: tuple[float, ...] | None = None  # the deferred variants' own ladder (None: the same)
+    duration_s: float = 3.0  # measured part of each point
+    warmup_s: float = 1.0  # sent first, left out
+    generator_processes: int = 1  # one uvloop process keeps up with these rates (its lag is recorded)
+    variants: tuple[str, ...] = tuple(v.name for v in VARIANTS)
+
+    @property
+    def nominal_capacity(self) -> float:
+        """c/S with S = the SMTP delay: the scale of the rate ladder (the model uses the measured S)."""
+        return queueing.saturation_rate(self.smtp_delay_s, self.web_workers)
+
+    def rates(self, variant: Variant) -> list[float]:
+        steps = self.deferred_steps if variant.deferred and self.deferred_steps else self.rate_steps
+        return [round(step * self.nominal_capacity, 1) for step in steps]
+
+    def points_planned(self) -> int:
+        """The most load points the ladders can take (for a progress bar)."""
+        return sum(len(self.rates(BY_NAME[name])) for name in self.variants)
+
+    def server_config(self, server: str) -> dict:
+        """The LabConfig fields of one web server configuration (gunicorn runs gthread whenever threads > 1)."""
+        return {"gunicorn sync": {"web_server": "gunicorn", "web_worker_class": "sync", "web_threads": 1},
+                "gunicorn gthread": {"web_server": "gunicorn", "web_worker_class": "gthread",
+                                     "web_threads": self.web_threads},
+                "uvicorn": {"web_server": "uvicorn", "web_limit_concurrency": self.web_limit_concurrency}}[server]
+
+    def lab_config(self) -> dict:
+        return {"smtp_delay_s": self.smtp_delay_s, "smtp_timeout_s": self.smtp_timeout_s,
+                "web_workers": self.web_workers, "consumer_workers": self.consumer_workers,
+                "consumer_max_delay_s": 1.0, "huey_log_level": "WARNING",
+                **self.server_config(self.server_order()[0])}
+
+    def server_order(self) -> list[str]:
+        return list(dict.fromkeys(BY_NAME[name].server for name in self.variants))
+
+    def slots(self, variant: Variant) -> float:
+        """How many sends the server holds at once for this variant (inf: no bound but the machine)."""
+        per_process = {"worker": 1, "thread": self.web_threads, "pool thread": queueing.executor_threads()}
+        if variant.holds:
+            return self.web_workers * per_process[variant.holds]
+        if variant.server == "uvicorn" and self.web_limit_concurrency and not variant.deferred:
+            return self.web_workers * self.web_limit_concurrency
+        return math.inf
+
+
+class ServerSampler:
+    """Peak resident memory and thread count of the web server's process tree, sampled every `every_s` in a thread
+    of the kernel while a point runs."""
+
+    def __init__(self, pid: int, every_s: float = 0.05):
+        self.pid, self.every_s = pid, every_s
+        self.rss_mb_before = self.rss_mb_peak = self.threads_peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> tuple[float, int]:
+        rss, threads = 0, 0
+        for proc in tree(self.pid):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                rss += proc.memory_info().rss
+                threads += proc.num_threads()
+        return rss / 2**20, threads
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            rss, threads = self._sample()
+            self.rss_mb_peak, self.threads_peak = max(self.rss_mb_peak, rss), max(self.threads_peak, threads)
+
+    def __enter__(self) -> ServerSampler:
+        self.rss_mb_before, threads = self._sample()
+        self.rss_mb_peak, self.threads_peak = self.rss_mb_before, threads
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def in_flight(records: pd.DataFrame, start_ms: float, end_ms: float) -> tuple[float, int]:
+    """Requests the server held (sent, not yet answered) during [start, end]: the mean (Little's law: the time
+    they spent there over the window) and the peak."""
+    sent, done = records["sent_ms"].to_numpy(), records["done_ms"].to_numpy()
+    held = np.clip(done, start_ms, end_ms) - np.clip(sent, start_ms, end_ms)
+    events = np.concatenate([np.stack([sent, np.ones_like(sent)], 1), np.stack([done, -np.ones_like(done)], 1)])
+    events = events[np.lexsort((events[:, 1], events[:, 0]))]  # an answer before a send at the same instant
+    return float(held.sum() / (end_ms - start_ms)), int(np.cumsum(events[:, 1]).max(initial=0))
+
+
+def memory_per_in_flight(points: pd.DataFrame) -> dict:
+    """What one more request in flight adds to the web server's resident memory and threads: the slope between the
+    variant's lowest-rate point and the point that held the most requests at once (peaks of each). Requests waiting
+    in the listen backlog count as in flight and cost the server nothing: a sync worker's slope is about 0, its
+    cost is the worker (mb_per_slot)."""
+    low, high = points.iloc[0], points.loc[points["in_flight_peak"].idxmax()]
+    extra = high["in_flight_peak"] - low["in_flight_peak"]
+    if extra <= 0:
+        return {"kb_per_in_flight": math.nan, "threads_per_in_flight": math.nan,
+                "in_flight_peak": int(high["in_flight_peak"])}
+    return {"kb_per_in_flight": 1024 * max(0.0, high["rss_mb_peak"] - low["rss_mb_peak"]) / extra,
+            "threads_per_in_flight": (high["threads_peak"] - low["threads_peak"]) / extra,
+            "in_flight_peak": int(high["in_flight_peak"])}
+
+
+def measure_point(lab: Lab, variant: Variant, rate: float, setup: Setup, baseline_ms: float | None = None,
+                  seed: int = 1) -> tuple[dict, pd.DataFrame]:
+    """One open-loop point: Poisson arrivals at `rate` for warm-up + duration, from an empty queue. Its latency ran
+    away when its median passed twice `baseline_ms` (the variant's p50 at its lowest rate; this point's own for that
+    first point) plus RUNAWAY_MIN_MS, or the second half of the window waited longer than the first by more than a
+    quarter of `baseline_ms` (and RUNAWAY_MIN_MS), or 5 % of the requests failed. Returns its summary row and its
+    per-request records."""
+    lab.wait_until_drained()  # a deferred backlog would take CPU and SMTP sessions from this point
+    spec = LoadSpec(LOOPBACK, lab.web_port, path=variant.path, method="POST",
+                    form={"to": f"{variant.name}{{i}}@example.test"}, mode="open", rate=rate, arrival="poisson",
+                    connections=1024, duration_s=setup.duration_s, warmup_s=setup.warmup_s, seed=seed,
+                    processes=setup.generator_processes)
+    machine_before, kernel_before = machine_busy_s(), kernel_busy_s()
+    with CpuMeter(lab) as meter, ServerSampler(lab.processes["web"].pid) as sampler:
+        result = run_load(spec)
+    machine_pct = 100 * (machine_busy_s() - machine_before) / meter.wall_s
+    kernel_pct = 100 * (kernel_busy_s() - kernel_before) / meter.wall_s  # this process and the generator's
+    s = result.summary
+    records = result.records
+    start_ms, end_ms = setup.warmup_s * 1e3, (setup.warmup_s + setup.duration_s) * 1e3
+    failed = s["errors"] + s["non_2xx"]
+    growth_ms = latency_growth_ms(records, setup)
+    baseline_ms = s["latency_p50_ms"] if baseline_ms is None else baseline_ms
+    answered = s["latency_p50_ms"] is not None  # None: not one request of the window was answered
+    ran_away = bool(not answered or s["latency_p50_ms"] > 2 * baseline_ms + RUNAWAY_MIN_MS
+                    or growth_ms > max(0.25 * baseline_ms, RUNAWAY_MIN_MS) or failed > 0.05 * s["requests"])
+    mean_held, peak_held = in_flight(records, start_ms, end_ms)
+    row = {"variant": variant.name, "server": variant.server, "rate": rate, "offered_rps": s["achieved_rate"],
+           "goodput_rps": answered_rps(records, start_ms, end_ms, ran_away), "requests": s["requests"],
+           "failed": failed, "latency_growth_ms": growth_ms, "ran_away": ran_away,
+           **{k: s[k] for k in ("latency_p50_ms", "latency_p99_ms", "service_p50_ms", "lag_p99_ms", "late")},
+           **meter.usage(), "cpu_generator_pct": 100 * result.generator_cpu_s / meter.wall_s,
+           "machine_cpu_pct": machine_pct,
+           "rss_mb_before": sampler.rss_mb_before, "rss_mb_peak": sampler.rss_mb_peak,
+           "threads_peak": sampler.threads_peak, "in_flight_mean": mean_held, "in_flight_peak": peak_held,
+           "wall_s": meter.wall_s}
+    # whatever else ran on the machine meanwhile (other people's processes): the cores it left to the lab
+    lab_pct = sum(v for k, v in meter.usage().items())
+    row["cpu_others_pct"] = max(0.0, machine_pct - lab_pct - kernel_pct)
+    return row, records.assign(variant=variant.name, rate=rate)
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy (every core, every process) since boot."""
+    times = psutil.cpu_times()
+    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+
+def kernel_busy_s() -> float:
+    """CPU seconds of this process and of its children it has waited for (the load generator, start-up included)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def answered_rps(records: pd.DataFrame, start_ms: float, end_ms: float, saturated: bool) -> float:
+    """Successful answers per second. Below saturation: the requests due in the window that were answered, over
+    its length (no edge effect from answers that come after it). Past saturation: every answer from the window's
+    start to the last one, over that span: the server stays saturated while it works off the backlog, so this is
+    its capacity."""
+    good = records[records["error"].isna() & records["status"].between(200, 299)]
+    if not saturated:
+        return float(good["due_ms"].between(start_ms, end_ms, inclusive="left").sum() / ((end_ms - start_ms) / 1e3))
+    good = good[good["done_ms"] >= start_ms]
+    end_ms = max(end_ms, float(good["done_ms"].max())) if len(good) else end_ms
+    return float(len(good) / ((end_ms - start_ms) / 1e3))
+
+
+RUNAWAY_MIN_MS = 20.0  # a growth below this is scheduling noise on a busy machine, not a queue
+
+
+def latency_growth_ms(records: pd.DataFrame, setup: Setup) -> float:
+    """How much later the second half of the window's requests were answered than the first half (medians of
+    latency, by due time). Below saturation about 0; past it the queue grows for as long as the load lasts, and so
+    does this: latency runs away."""
+    measured = records[~records["warmup"]]
+    middle_ms = (setup.warmup_s + setup.duration_s / 2) * 1e3
+    first, second = (measured.loc[half, "latency_ms"] for half in
+                     (measured["due_ms"] < middle_ms, measured["due_ms"] >= middle_ms))
+    return float(second.median() - first.median()) if len(first) and len(second) else math.nan
+
+
+def prime(lab: Lab, variant: Variant, setup: Setup) -> None:
+    """Two requests per worker at once before the first point, so that every worker has served this path: a cold
+    worker's first request waits for its imports and connections, seconds on a busy machine."""
+    with ThreadPoolExecutor(2 * setup.web_workers) as pool:
+        list(pool.map(lambda i: lab.post(variant.path, {"to": f"prime{i}@example.test"}), range(2 * setup.web_workers)))
+
+
+def sweep_variant(lab: Lab, variant: Variant, setup: Setup, progress=None) -> tuple[list[dict], list[pd.DataFrame]]:
+    """Up the rate ladder until latency runs away (or the ladder ends): one point past saturation is enough. No rung
+    goes above twice what the variant's slots allow (slots / S, S from its first point), so the overload, and the
+    backlog the server works off after it, stays bounded. (CPU bounds are left out here: estimated at a low rate
+    they are too low.)"""
+    prime(lab, variant, setup)
+    rows, records = [], []
+    for rate in setup.rates(variant):
+        if rows:
+            rate = min(rate, round(2 * setup.slots(variant) / (rows[0]["service_p50_ms"] / 1e3), 1))
+            if rate <= rows[-1]["rate"]:
+                break
+        row, frame = measure_point(lab, variant, rate, setup, rows[0]["latency_p50_ms"] if rows else None)
+        rows.append(row)
+        records.append(frame)
+        if progress is not None:
+            progress.update(1)
+        if row["ran_away"]:
+            break
+    if progress is not None:
+        progress.update(len(setup.rates(variant)) - len(rows))
+    return rows, records
+
+
+# -- what the user is told when the SMTP server fails mid-request ----------------------------------------------------
+
+def faults(setup: Setup) -> dict[str, dict]:
+    """The SMTP server's fault modes (helpers.stack.smtp_sink): a 451 refusal of the message, the connection cut
+    without a reply, and a provider that stalls past the site's SMTP timeout."""
+    return {"refuse 451": {"mode": "refuse", "code": 451}, "drop": {"mode": "drop"},
+            "stall": {"mode": "ok", "delay_s": 2 * setup.smtp_timeout_s}}
+
+
+def task_outcome(lab: Lab, task_id: str, timeout_s: float) -> str:
+    """The deferred task's final state, as its status endpoint reports it ("queued"/"running" if not final in time)."""
+    deadline = time.monotonic() + timeout_s
+    state = "unknown"
+    while time.monotonic() < deadline:
+        state = json.loads(lab.get(f"/tasks/{task_id}/").body).get("state", "unknown")
+        if state in ("delivered", "failed"):
+            break
+        time.sleep(0.05)
+    return state
+
+
+def told(row: dict, setup: Setup) -> str:
+    """The user's side of one fault, in words, from the status and the wait."""
+    if 200 <= row["status"] < 300:
+        return f"accepted ({row['status']}) in {row['waited_s'] * 1e3:.0f} ms; the task then {row['task_state']}"
+    if row["waited_s"] >= 0.8 * setup.smtp_timeout_s:
+        return f"waited {row['waited_s']:.1f} s (the SMTP timeout), then error {row['status']}"
+    return f"error {row['status']} after {row['waited_s'] * 1e3:.0f} ms"
+
+
+def fault_request(lab: Lab, variant: Variant, fault: str, setup: Setup) -> dict:
+    started = time.monotonic()
+    response = lab.post(variant.path, {"to": f"fault-{variant.name}@example.test"})
+    body = json.loads(response.body or b"{}")
+    row = {"variant": variant.name, "fault": fault, "status": response.status,
+           "waited_s": time.monotonic() - started, "error": body.get("error"), "task_state": None}
+    if variant.deferred and "task_id" in body:
+        row["task_state"] = task_outcome(lab, body["task_id"], setup.smtp_timeout_s + 5)
+    row["user_told"] = told(row, setup)
+    return row
+
+
+def fault_answers(lab: Lab, variants: list[Variant], setup: Setup) -> list[dict]:
+    """Each fault in turn, one request per variant at once (they share the running server); a deferred variant's
+    task is followed to its end while the fault lasts."""
+    rows = []
+    for fault, switch in faults(setup).items():
+        lab.wait_until_drained()
+        set_fault(lab.smtp_control, **switch)
+        try:
+            with ThreadPoolExecutor(len(variants)) as pool:
+                rows += pool.map(lambda v, f=fault: fault_request(lab, v, f, setup), variants)
+        finally:
+            set_fault(lab.smtp_control, "ok")
+    return rows
+
+
+# -- the model --------------------------------------------------------------------------------------------------------
+
+def resources(setup: Setup, variant: Variant, points: pd.DataFrame, cores: int) -> dict[str, tuple[float, float]]:
+    """The model's resources for one variant: name -> (seconds one request takes of it, how many requests it serves
+    at once). CPU seconds per answered request come from the busiest of `points` below saturation (the variant's
+    points so far, lowest rate first); the slots' service time S from the lowest-rate point. The cores are those the
+    machine's other processes left to the lab while it was measured (a busy machine has fewer)."""
+    below = points[~points["ran_away"]]
+    busiest = (below if len(below) else points).iloc[-1]
+    per_request = {k: busiest[k] / 100 / max(busiest["goodput_rps"], 1e-9)
+                   for k in busiest.index if k.startswith("cpu_") and k.endswith("_pct") and k != "cpu_others_pct"}
+    left = max(0.25, cores - float(points["cpu_others_pct"].mean()) / 100)  # what other processes left of them
+    found = {"the cores left to the lab": (sum(per_request.values()), left),
+             "web server CPU": (per_request.get("cpu_web_pct", 0.0), min(setup.web_workers, cores)),
+             "SMTP server (one event-loop thread)": (per_request.get("cpu_smtp_pct", 0.0), 1)}
+    slots = setup.slots(variant)
+    if math.isfinite(slots):
+        found[f"{int(slots)} {variant.holds} slots"] = (float(points["service_p50_ms"].iloc[0]) / 1e3, slots)
+    return found
+
+
+# -- the whole experiment ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Measured:
+    setup: Setup
+    points: pd.DataFrame  # one row per (variant, rate)
+    faults: pd.DataFrame  # one row per (variant, fault)
+    records: pd.DataFrame  # every request
+    cores: int
+
+    def variant_points(self, name: str) -> pd.DataFrame:
+        return self.points[self.points["variant"] == name].sort_values("rate")
+
+    def below_saturation(self, name: str) -> pd.DataFrame:
+        points = self.variant_points(name)
+        return points[~points["ran_away"]]
+
+    def service_s(self, name: str) -> float:
+        """S: the variant's service time at its lowest rate (median from send to answer)."""
+        return float(self.variant_points(name)["service_p50_ms"].iloc[0]) / 1e3
+
+    def demands(self, name: str) -> dict[str, tuple[float, float]]:
+        return resources(self.setup, BY_NAME[name], self.variant_points(name), self.cores)
+
+    def predicted(self, name: str) -> tuple[float, str]:
+        return queueing.bottleneck(self.demands(name))
+
+    def summary(self) -> pd.DataFrame:
+        """One row per variant: what it saturates at (measured, and as the model predicts), p50/p99 at the lowest
+        rate and at the busiest rate below saturation, and memory per request in flight."""
+        rows = []
+        for name in self.setup.variants:
+            variant, points, below = BY_NAME[name], self.variant_points(name), self.below_saturation(name)
+            lowest = points.iloc[0]
+            busiest = (below if len(below) else points).iloc[-1]
+            ran_away = bool(points["ran_away"].any())
+            predicted, binding = self.predicted(name)
+            rows.append({
+                "variant": name, "label": variant.label, "server": variant.server,
+                "slots": self.setup.slots(variant), "service_s": self.service_s(name),
+                "saturation_rps": float(points["goodput_rps"].max()), "ran_away": ran_away,
+                "runaway_rate": float(points.loc[points["ran_away"], "rate"].min()) if ran_away else math.nan,
+                "highest_rate": float(points["rate"].max()),
+                "predicted_rps": predicted, "bound_by": binding,
+                "p50_ms": float(lowest["latency_p50_ms"]), "p99_ms": float(lowest["latency_p99_ms"]),
+                "rate_below_saturation": float(busiest["rate"]),
+                "p50_ms_below_saturation": float(busiest["latency_p50_ms"]),
+                "p99_ms_below_saturation": float(busiest["latency_p99_ms"]),
+                "p50_ms_min": float(below["latency_p50_ms"].min()) if len(below) else math.nan,
+                "p50_ms_max": float(below["latency_p50_ms"].max()) if len(below) else math.nan,
+                "rss_mb_at_rest": float(lowest["rss_mb_before"]),
+                "mb_per_slot": float(lowest["rss_mb_before"]) / self.setup.slots(variant),
+                **memory_per_in_flight(points),
+            })
+        return pd.DataFrame(rows)
+
+    def article_columns(self) -> pd.DataFrame:
+        """The article's two columns, filled in from the measurement. Server blocking: the variant ran away within
+        what its slots allow (saturation at most slots / S, +15 %): each send holds one of a fixed budget. Response
+        time: the user waits for the send (p50 at the lowest rate at least the SMTP delay)."""
+        sync = self.summary().set_index("variant")
+        delay_ms = self.setup.smtp_delay_s * 1e3
+        base = sync.loc["sync", "saturation_rps"] if "sync" in sync.index else math.nan
+        rows = []
+        for name, row in sync.iterrows():
+            slot_bound = row["slots"] / row["service_s"]
+            holds = math.isfinite(slot_bound) and row["ran_away"] and row["saturation_rps"] <= 1.15 * slot_bound
+            held = BY_NAME[name].holds or "slot"
+            ratio = f"{row['saturation_rps'] / base:.1f}x the sync workers'"
+            if holds:
+                blocking = (f"yes: a {held} per send, {int(row['slots'])} at once; saturates at "
+                            f"{row['saturation_rps']:.0f}/s (slots / S: {slot_bound:.0f}/s)")
+            elif row["ran_away"]:
+                blocking = f"no: saturates at {row['saturation_rps']:.0f}/s, {ratio}"
+            else:
+                blocking = f"no: kept up to {row['saturation_rps']:.0f}/s, the ladder's top ({ratio})"
+            waits = row["p50_ms"] >= delay_ms
+            response = (f"{'yes' if waits else 'no'}: p50 {row['p50_ms']:.0f} ms, p99 {row['p99_ms']:.0f} ms "
+                        f"({row['p50_ms'] / delay_ms:.2f}x the SMTP delay)")
+            answers = self.faults[self.faults["variant"] == name].set_index("fault")["user_told"]
+            rows.append({"variant": row["label"], "Server blocking": blocking, "Response time": response,
+                         **{f"SMTP {fault}": answers.get(fault, "") for fault in faults(self.setup)}})
+        return pd.DataFrame(rows)
+
+    def deferred_p50_ms(self) -> float:
+        """The deferred view's highest p50, under either server, at every rate up to the most the aiosmtplib view
+        answered (all its rates without it): where an in-request send is at or past its limit, the deferred
+        request still only enqueues."""
+        points = self.points[self.points["variant"].map(lambda name: BY_NAME[name].deferred)]
+        if "async" in self.setup.variants:
+            points = points[points["rate"] <= self.variant_points("async")["goodput_rps"].max()]
+        return float(points["latency_p50_ms"].max())
+
+    def failure_answers(self) -> dict:
+        """What the user was told under the SMTP faults, as the verdict checks it: every in-request send answered
+        5xx, after the SMTP timeout when the provider stalled; the deferred view answered 202 and its task failed."""
+        deferred = self.faults["variant"].map(lambda name: BY_NAME[name].deferred)
+        in_request, queued = self.faults[~deferred], self.faults[deferred]
+        stalled = in_request[in_request["fault"] == "stall"]
+        return {"fault_in_request_all_5xx": bool(in_request["status"].between(500, 599).all()),
+                "fault_stall_waited_timeout": bool((stalled["waited_s"] >= 0.9 * self.setup.smtp_timeout_s).all()),
+                "fault_stall_wait_s_min": round(float(stalled["waited_s"].min()), 2) if len(stalled) else None,
+                "fault_deferred_accepted_then_failed": bool((queued["status"] == 202).all()
+                                                            and (queued["task_state"] == "failed").all())}
+
+    def model_table(self) -> pd.DataFrame:
+        """Prediction beside measurement, per variant: every resource's bound and the lowest."""
+        rows = []
+        for name in self.setup.variants:
+            predicted, binding = self.predicted(name)
+            bounds = {f"bound: {k}": servers / demand for k, (demand, servers) in self.demands(name).items()
+                      if demand > 0}
+            measured = float(self.variant_points(name)["goodput_rps"].max())
+            rows.append({"variant": name, "predicted_rps": predicted, "bound_by": binding, "measured_rps": measured,
+                         "measured_over_predicted": measured / predicted,
+                         "ran_away": bool(self.variant_points(name)["ran_away"].any()), **bounds})
+        return pd.DataFrame(rows)
+
+
+def measure(lab: Lab, setup: Setup, progress=None) -> Measured:
+    """Every variant, server by server (one restart of the web server between them, same port, same SMTP server),
+    then each server's variants under every SMTP fault."""
+    rows, records, fault_rows = [], [], []
+    for server in setup.server_order():
+        config = setup.server_config(server)
+        if any(getattr(lab.config, key) != value for key, value in config.items()):
+            lab.restart_web(**config)
+        variants = [BY_NAME[name] for name in setup.variants if BY_NAME[name].server == server]
+        for variant in variants:
+            variant_rows, variant_records = sweep_variant(lab, variant, setup, progress)
+            rows += variant_rows
+            records += variant_records
+        fault_rows += fault_answers(lab, variants, setup)
+    return Measured(setup, pd.DataFrame(rows), pd.DataFrame(fault_rows), pd.concat(records, ignore_index=True),
+                    psutil.cpu_count())
+
+
+def key_figures(measured: Measured) -> dict:
+    """The figures notebook 08 records and `bench async` prints: per variant its saturation throughput (measured
+    and predicted), whether it ran away within the ladder, p50/p99 at the lowest rate, memory per request in flight;
+    then what the verdict compares: the async send against the sync workers, its lowest p50 against the SMTP delay,
+    the deferred view's highest p50 under either server up to the async send's saturation, every in-request send's
+    lowest p50, each slot-bound variant's slots / S, a sync worker slot's memory, and what the user was told under
+    the SMTP faults."""
+    summary = measured.summary().set_index("variant")
+    figures = {"smtp_delay_ms": round(measured.setup.smtp_delay_s * 1e3, 1),
+               "web_workers": measured.setup.web_workers, "cores": measured.cores,
+               "sync_capacity_c_over_s": round(queueing.saturation_rate(measured.service_s("sync"),
+                                                                        measured.setup.web_workers), 2)
+               if "sync" in summary.index else None}
+    for name, row in summary.iterrows():
+        figures.update({f"{name}_saturation_rps": round(row["saturation_rps"], 1),
+                        f"{name}_ran_away": row["ran_away"],
+                        f"{name}_predicted_rps": round(row["predicted_rps"], 1),
+                        f"{name}_p50_ms": round(row["p50_ms"], 2), f"{name}_p99_ms": round(row["p99_ms"], 2),
+                        f"{name}_kb_per_in_flight": round(row["kb_per_in_flight"], 1),
+                        f"{name}_threads_per_in_flight": round(row["threads_per_in_flight"], 2)})
+    deferred = [name for name in summary.index if BY_NAME[name].deferred]
+    if "async" in summary.index and "sync" in summary.index:
+        figures["async_over_sync_saturation"] = round(summary.loc["async", "saturation_rps"]
+                                                      / summary.loc["sync", "saturation_rps"], 2)
+        figures["async_p50_ms_min"] = round(summary.loc["async", "p50_ms_min"], 2)
+    if deferred:
+        figures["deferred_p50_ms"] = round(measured.deferred_p50_ms(), 2)
+    for name, row in summary[np.isfinite(summary["slots"])].iterrows():
+        figures[f"{name}_slot_bound_rps"] = round(row["slots"] / row["service_s"], 1)
+    in_request = [name for name in summary.index if not BY_NAME[name].deferred]
+    figures["in_request_p50_ms_min"] = round(float(summary.loc[in_request, "p50_ms_min"].min()), 2)
+    if "sync" in summary.index:
+        figures["sync_mb_per_slot"] = round(summary.loc["sync", "mb_per_slot"], 1)
+    figures.update(measured.failure_answers())
+    figures["generator_lag_p99_ms_max"] = round(float(measured.points["lag_p99_ms"].max()), 2)
+    figures["requests"] = int(measured.points["requests"].sum())
+    return figures
+
+
+@benchmark("async")
+def async_views(run_dir, smtp_delay_s: float = 0.3, smtp_timeout_s: float = 2.0, web_workers: int = 4,
+                web_threads: int = 4, consumer_workers: int = 64, rate_steps=(0.5, 1, 2, 4, 8, 16, 32),
+                duration_s: float = 3.0, warmup_s: float = 1.0) -> dict:
+    """Notebook 08's sweep with its full-mode parameters (Setup's defaults)."""
+    setup = Setup(smtp_delay_s=smtp_delay_s, smtp_timeout_s=smtp_timeout_s, web_workers=web_workers,
+                  web_threads=web_threads, consumer_workers=consumer_workers, rate_steps=tuple(rate_steps),
+                  duration_s=duration_s, warmup_s=warmup_s)
+    with Lab(run_dir=run_dir, **setup.lab_config()) as lab:
+        measured = measure(lab, setup)
+    save_tables(run_dir, measured)
+    return key_figures(measured)
+
+
+def save_tables(run_dir, measured: Measured) -> None:
+    runs.save_table(run_dir, "points", measured.points)
+    runs.save_table(run_dir, "faults", measured.faults)
+    runs.save_table(run_dir, "requests", measured.records)
+    runs.save_table(run_dir, "summary", measured.summary())
+    runs.write_metadata(run_dir, {"setup": asdict(measured.setup)})

@@ -1,0 +1,227 @@
+"""A real PostgreSQL server (Debian's package) for one run: initdb into the run folder, a free loopback port, a
+per-run password, stopped with the lab.
+
+A queue backend that needs it mixes in UsesPostgres; the lab then starts it before the site migrates (Django's own
+database is this server too, so a task row written by the Tasks API's database backend shares the request's
+transaction) and stops it last:
+
+    listen_addresses 127.0.0.1 (-h)        nothing outside this machine can reach it
+    unix socket in <run>/pg (-k), 0700     no shared /var/run/postgresql
+    scram-sha-256 for every connection     the password is per run, in 0600 files, never on a command line:
+                                           initdb reads it from pg/initdb-password (deleted after), clients from
+                                           <run>/pgpass (libpq's passfile format)
+
+PostgreSQL refuses to run as root, and CI runs as root. Then initdb and the server run as Debian's unprivileged
+`postgres` user: the run folder becomes 0711 (others may pass through it, not list it) and its pg/ folder belongs
+to `postgres`, mode 0700, while every other file of the run folder stays the lab's own (0600/0700, Lab.secure_files).
+The switch is `setpriv`, which execs the server in place, not `runuser`: runuser stays as the server's parent and
+does not pass SIGINT on, so the lab's fast shutdown would not reach the server. SIGINT is PostgreSQL's fast
+shutdown: open sessions are rolled back, the server checkpoints and exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import secrets
+import signal
+import stat
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from helpers.stack.processes import LOOPBACK, free_port
+from helpers.stack.queues import UsesServer
+
+if TYPE_CHECKING:
+    from helpers.stack.lab import Lab
+
+SERVER_USER = "postgres"  # the system user Debian's postgresql package creates
+ROLE = "lab"  # the superuser initdb creates, which the site connects as
+DATABASE = "lab"
+
+
+def bin_dir() -> Path:
+    """The newest of Debian's PostgreSQL versions (/usr/lib/postgresql/<major>/bin)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: [int(n) for n in re.findall(r"\d+", p.parent.parent.name)])
+    if not found:
+        raise FileNotFoundError("PostgreSQL is not installed: `make system-deps` installs Debian's package "
+                                "(apt-get install postgresql)")
+    return found[-1].parent
+
+
+def running_as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def as_server_user() -> list[str]:
+    """The prefix that runs a command as the `postgres` user when we are root (nothing otherwise). setpriv execs
+    the command in place and gives it a parent-death signal again (a change of user clears the lab's)."""
+    if not running_as_root():
+        return []
+    return ["setpriv", f"--reuid={SERVER_USER}", f"--regid={SERVER_USER}", "--init-groups",
+            "--pdeathsig", "INT", "--"]
+
+
+def private_file(path: Path, text: str, owner: str | None = None) -> Path:
+    """Write `text` into a new file only its owner may read (0600); `owner` hands it to that user."""
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    if owner is not None:
+        user = pwd.getpwnam(owner)
+        os.chown(path, user.pw_uid, user.pw_gid)
+    return path
+
+
+def passable_by_others(folder: Path) -> bool:
+    return bool(folder.stat().st_mode & stat.S_IXOTH)
+
+
+def open_the_way(run_dir: Path, lab_area: Path) -> None:
+    """Let the `postgres` user pass through every folder down to the run folder, without listing any: the run
+    folder and the folders between it and the lab's runs area (which the lab made 0700) get o+x; a folder above
+    the runs area that is closed is not ours to open, so we say which."""
+    run_dir = run_dir.resolve()
+    lab_area = lab_area.resolve()
+    run_dir.chmod(0o711)
+    for folder in run_dir.parents:
+        if passable_by_others(folder):
+            continue
+        if folder == lab_area or lab_area in folder.parents:
+            folder.chmod(stat.S_IMODE(folder.stat().st_mode) | 0o011)
+        else:
+            raise PermissionError(f"PostgreSQL runs as the {SERVER_USER!r} user, which cannot pass through {folder} "
+                                  f"to reach {run_dir}: put the run folder under the lab's runs folder "
+                                  f"({lab_area}) or allow passage (chmod o+x {folder})")
+
+
+def conninfo(port: int, passfile: Path, dbname: str = DATABASE, timeout_s: float = 5) -> str:
+    """A libpq connection string without the password (libpq reads it from `passfile`)."""
+    return (f"host={LOOPBACK} port={port} dbname={dbname} user={ROLE} passfile={passfile} "
+            f"connect_timeout={max(1, round(timeout_s))}")
+
+
+def connect(info: str):
+    import psycopg
+
+    return psycopg.connect(info, autocommit=True)
+
+
+def answers(info: str) -> bool:
+    import psycopg
+
+    try:
+        with connect(info) as conn:
+            return conn.execute("select 1").fetchone() == (1,)
+    except psycopg.OperationalError:
+        return False
+
+
+class PostgresServer:
+    """The run's PostgreSQL: a data folder initialised once per run folder, a port kept across restarts."""
+
+    def __init__(self, lab: Lab):
+        self.lab = lab
+        self.port: int | None = None
+        self._password = secrets.token_urlsafe(24)
+
+    @property
+    def folder(self) -> Path:
+        """PostgreSQL's own folder: its data, its unix socket (the server user's, 0700)."""
+        return self.lab.run_dir / "pg"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.folder / "data"
+
+    @property
+    def passfile(self) -> Path:
+        """The clients' password file (the lab's user, 0600)."""
+        return self.lab.run_dir / "pgpass"
+
+    def conninfo(self, dbname: str = DATABASE) -> str:
+        return conninfo(self.port, self.passfile, dbname)
+
+    def connect(self, dbname: str = DATABASE):
+        return connect(self.conninfo(dbname))
+
+    def env(self) -> dict[str, str]:
+        """For the site's settings (labsite/settings.py, postgres_database): where the server is, no password."""
+        return {"LAB_PG_HOST": LOOPBACK, "LAB_PG_PORT": str(self.port), "LAB_PG_NAME": DATABASE,
+                "LAB_PG_USER": ROLE, "LAB_PG_PASSFILE": str(self.passfile)}
+
+    def start(self) -> None:
+        self.stop()
+        self.port = self.port or free_port()
+        self._prepare_folders()
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._initdb()
+        private_file(self.passfile, f"{LOOPBACK}:{self.port}:*:{ROLE}:{self._password}\n")
+        server = self.lab.spawn(
+            "postgres",
+            [*as_server_user(), bin_dir() / "postgres", "-D", self.data_dir, "-h", LOOPBACK, "-p", self.port,
+             "-k", self.folder, "-c", "unix_socket_permissions=0700"],
+            stop_signal=signal.SIGINT)
+        server.wait_until(lambda: answers(self.conninfo("postgres")), what="accepting connections")
+        self._create_database()
+
+    def stop(self) -> None:
+        self.lab.stop_process("postgres")
+
+    def _prepare_folders(self) -> None:
+        self.folder.mkdir(mode=0o700, exist_ok=True)
+        if running_as_root():
+            from helpers.runs import runs_root
+
+            user = pwd.getpwnam(SERVER_USER)
+            os.chown(self.folder, user.pw_uid, user.pw_gid)
+            self.folder.chmod(0o700)
+            self.lab.secure_files()  # before anyone may pass through the run folder
+            open_the_way(self.lab.run_dir, runs_root())
+
+    def _initdb(self) -> None:
+        """A new cluster whose superuser `lab` has the run's password (scram-sha-256 for local and TCP alike)."""
+        owner = SERVER_USER if running_as_root() else None
+        pwfile = private_file(self.folder / "initdb-password", self._password + "\n", owner)
+        try:
+            log_fd = os.open(self.lab.run_dir / "initdb.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(log_fd, "ab") as log:
+                done = subprocess.run(
+                    [*as_server_user(), bin_dir() / "initdb", "-D", self.data_dir, "-U", ROLE,
+                     f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
+                     "--no-sync", "--no-instructions"],
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120, umask=0o077)
+        finally:
+            pwfile.unlink(missing_ok=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"initdb failed ({done.returncode}): see {self.lab.run_dir / 'initdb.log'}")
+
+    def _create_database(self) -> None:
+        with self.connect("postgres") as conn:
+            if conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone() is None:
+                conn.execute(f'create database "{DATABASE}"')
+
+
+class UsesPostgres(UsesServer):
+    """Mixed into a queue backend that keeps its queue in the run's PostgreSQL server; Django's own database moves
+    there too (the site's settings read LAB_PG_*)."""
+
+    servers = ("postgres",)
+    server_class = PostgresServer
+
+    @property
+    def postgres(self) -> PostgresServer:
+        return self.server
+
+    def site_env(self) -> dict[str, str]:
+        return {**super().site_env(), **self.postgres.env()}
+
+    @property
+    def location(self) -> str:
+        return f"postgresql://{ROLE}@{LOOPBACK}:{self.postgres.port}/{DATABASE}"

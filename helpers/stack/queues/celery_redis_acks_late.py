@@ -1,0 +1,22 @@
+"""Celery on Redis with its at-least-once settings (task_acks_late, task_reject_on_worker_lost, a visibility
+timeout of LAB_CELERY_VISIBILITY_TIMEOUT s): the same worker and queue as celery_redis, other settings."""
+
+from __future__ import annotations
+
+from helpers.stack.queues import register
+from helpers.stack.queues.celery_redis import CeleryRedis
+
+
+@register
+class CeleryRedisAcksLate(CeleryRedis):
+    """A task is acknowledged once it has finished. A task whose pool process dies is rejected and requeued
+    (reject_on_worker_lost); one whose whole worker dies stays unacknowledged, and the Redis transport hands it out
+    again once the visibility timeout has passed: at-least-once, so a task can run twice."""
+
+    name = "celery_redis_acks_late"
+    label = "Celery, Redis, acks late"
+    delivery = "at-least-once"
+    visibility_timeout_s = 10.0  # short enough to measure a redelivery (Celery's default: an hour)
+
+    def site_env(self) -> dict[str, str]:
+        return {**super().site_env(), "LAB_CELERY_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s)}

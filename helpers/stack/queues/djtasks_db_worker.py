@@ -1,0 +1,81 @@
+"""What both django-tasks-db backends share (Django's Tasks API on the site's own database): the worker
+(`manage.py db_worker`), its polling interval, and how the task table counts what waits, runs and is scheduled."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from helpers.stack.queues import QueueBackend
+
+TABLE = "django_tasks_database_dbtaskresult"  # the app label is django_tasks_database
+# A task without run_after is stored with this one (django_tasks_db.models.get_date_max): "as soon as possible".
+NO_RUN_AFTER = datetime(9999, 1, 1, tzinfo=UTC)
+POOL = Path(__file__).resolve().parent.parent / "worker_pool.py"
+
+
+class TasksDbWorker(QueueBackend):
+    """A task is a row: READY, then RUNNING once a worker claims it (in the transaction that selects it, `for
+    update skip locked`), then SUCCESSFUL or FAILED. Nothing gives a claimed task back: a worker killed mid-task
+    leaves its row RUNNING for good (django-tasks issue 46), so the task never runs again: at-most-once. The
+    worker polls: on an empty queue it sleeps --interval s (1 s by default) before it looks again."""
+
+    delivery = "at-most-once"
+    worker_ready_line = "Starting worker worker_id="
+    worker_stop_signal = signal.SIGTERM  # the running task finishes, then the worker exits
+
+    def worker_argv(self) -> list[str]:
+        """db_worker runs one task at a time: consumer_workers of them run side by side under one pool process."""
+        c = self.lab.config
+        argv = [sys.executable, "-m", "django", "db_worker", "--no-startup-delay", "--no-reload"]
+        if c.poll_interval_s is not None:
+            argv += ["--interval", str(c.poll_interval_s)]
+        if c.consumer_workers == 1:
+            return argv
+        return [sys.executable, str(POOL), str(c.consumer_workers), "--", *argv]
+
+    # -- the task table, read over a DB-API connection of the backend's own ------------------------------------
+
+    placeholder = "?"  # the DB-API driver's parameter style
+
+    @contextlib.contextmanager
+    def connection(self):
+        """A DB-API connection to the site's database (read-only where the database allows it)."""
+        raise NotImplementedError
+        yield
+
+    def sql_time(self, moment: datetime):
+        """A moment as the database compares it with run_after."""
+        return moment
+
+    def _count(self, conn, where: str, *moments: datetime) -> int:
+        sql = f"select count(*) from {TABLE} where {where}".replace("?", self.placeholder)
+        return conn.execute(sql, [self.sql_time(m) for m in moments]).fetchone()[0]
+
+    def _ready(self, conn) -> int:
+        """What the worker's ready() takes: READY, and due (no run_after, or one in the past)."""
+        return self._count(conn, "status = 'READY' and (run_after <= ? or run_after >= ?)", datetime.now(UTC),
+                           NO_RUN_AFTER)
+
+    def _scheduled(self, conn) -> int:
+        return self._count(conn, "status = 'READY' and run_after > ? and run_after < ?", datetime.now(UTC),
+                           NO_RUN_AFTER)
+
+    @contextlib.contextmanager
+    def depth_reader(self) -> Iterator[Callable[[], int]]:
+        with self.connection() as conn:
+            yield lambda: self._ready(conn)
+
+    def scheduled(self) -> int:
+        with self.connection() as conn:
+            return self._scheduled(conn)
+
+    def counts(self) -> dict[str, int | None]:
+        """The database knows the running tasks too (and keeps those a killed worker left RUNNING)."""
+        with self.connection() as conn:
+            return {"pending": self._ready(conn), "scheduled": self._scheduled(conn),
+                    "running": self._count(conn, "status = 'RUNNING'")}

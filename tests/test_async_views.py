@@ -1,0 +1,221 @@
+"""The async email views (labsite/views/async_email.py) and the site under uvicorn (LabConfig.web_server): refusals
+through Django's test client, then real deliveries, SMTP faults and concurrency on the real stack, and a clean stop.
+Then notebook 08's helpers on hand-built records and the utilisation-law model."""
+
+import json
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import psutil
+import pytest
+from asgiref.sync import iscoroutinefunction
+
+from helpers.analysis import queueing
+from helpers.experiments import does_async_fix_it as experiment
+from helpers.stack import Lab, LabConfig
+from helpers.stack.processes import port_is_bound
+from helpers.stack.smtp_sink import set_fault
+from labsite.views import async_email
+from tests.test_views import BAD_ADDRESSES
+
+ASYNC_PATHS = ["/email/async/", "/email/async/thread-sensitive/", "/email/async/thread-pool/"]
+
+
+# -- through Django's test client: no servers --------------------------------------------------------------------------
+
+def test_the_async_views_stay_coroutines_under_allow_and_csrf_exempt():
+    for view in (async_email.email_async, async_email.email_thread_sensitive, async_email.email_thread_pool):
+        assert iscoroutinefunction(view)
+        assert view.csrf_exempt
+
+
+@pytest.mark.parametrize("path", ASYNC_PATHS)
+@pytest.mark.parametrize("form", BAD_ADDRESSES)
+def test_bad_input_to_an_async_view_is_the_same_json_400(client, path, form):
+    response = client.post(path, form)
+    assert response.status_code == 400
+    assert response.json()["error"] == client.post("/email/blocking/", form).json()["error"]
+
+
+@pytest.mark.parametrize("path", ASYNC_PATHS)
+def test_wrong_method_on_an_async_view_is_a_json_405(client, path):
+    response = client.get(path)
+    assert response.status_code == 405
+    assert response.json() == {"error": "method GET not allowed", "allowed": ["POST"]}
+    assert response["Allow"] == "POST"
+
+
+def test_lab_config_refuses_an_unknown_web_server():
+    with pytest.raises(ValueError, match="web_server"):
+        LabConfig(web_server="daphne")
+
+
+def test_uvicorn_command_line_binds_loopback_with_the_workers_and_limit_asked(tmp_path):
+    lab = Lab(run_dir=tmp_path, web_server="uvicorn", web_workers=3, web_limit_concurrency=50)
+    lab.web_port = 12345
+    argv = [str(a) for a in lab.web_argv()]
+    assert argv[1:4] == ["-m", "uvicorn", "labsite.asgi:application"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "12345"
+    assert argv[argv.index("--workers") + 1] == "3" and argv[argv.index("--limit-concurrency") + 1] == "50"
+    lab.config.web_server = "gunicorn"
+    assert "labsite.wsgi:application" in [str(a) for a in lab.web_argv()]
+
+
+# -- on the real stack: uvicorn, the SMTP server, the consumer --------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def lab():
+    with Lab(web_server="uvicorn", web_workers=1, smtp_delay_s=0.05, smtp_timeout_s=5.0, consumer_workers=2,
+             consumer_initial_delay_s=0.01, consumer_max_delay_s=0.1, huey_log_level="WARNING") as running:
+        yield running
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("path", ASYNC_PATHS)
+def test_an_async_view_under_uvicorn_delivers_a_real_email(lab, path):
+    before = lab.emails_received()
+    response = lab.post(path, {"to": "async@example.test"})
+    assert response.status == 200
+    result = json.loads(response.body)["result"]
+    assert lab.emails_received() == before + 1  # sent before the answer
+    row = lab.deliveries().set_index("message_id").loc[result["message_id"]]
+    assert row["rcpt_tos"] == ["async@example.test"] and row["mail_from"] == "lab@tasks-lab.test"
+
+
+@pytest.mark.stack
+def test_sync_views_still_work_under_uvicorn(lab):
+    before = lab.emails_received()
+    assert lab.get("/noop/").status == 200
+    response = lab.post("/email/deferred/", {"to": "deferred-asgi@example.test"})
+    assert response.status == 202
+    assert lab.post("/email/blocking/", {"to": "blocking-asgi@example.test"}).status == 200
+    lab.wait_for_emails(before + 2, timeout=20)  # the task's email too: no work left in flight for the next test
+
+
+@pytest.mark.stack
+def test_bad_input_under_uvicorn_is_a_json_4xx_and_sends_nothing(lab):
+    lab.wait_until_drained()
+    received = lab.emails_received()
+    for path in ASYNC_PATHS:
+        for form in ({"to": "nope"}, {"to": ""}, {}):
+            response = lab.post(path, form)
+            assert response.status == 400 and "error" in json.loads(response.body)
+        assert lab.get(path).status == 405
+    assert lab.emails_received() == received
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("fault", [{"mode": "refuse", "code": 451}, {"mode": "drop"}])
+def test_an_smtp_failure_mid_request_is_the_json_500_and_nothing_is_recorded(lab, fault):
+    """The documented answer (labsite/views/async_email.py): the SMTP error raises out of the view, Django's handler500
+    answers the JSON 500, as for the blocking view."""
+    lab.wait_until_drained()
+    received = lab.emails_received()
+    set_fault(lab.smtp_control, **fault)
+    try:
+        answers = [lab.post(path, {"to": "refused@example.test"}) for path in [*ASYNC_PATHS, "/email/blocking/"]]
+    finally:
+        set_fault(lab.smtp_control, "ok")
+    assert [a.status for a in answers] == [500] * 4
+    assert {json.loads(a.body)["error"] for a in answers} == {"internal error"}
+    assert lab.emails_received() == received
+
+
+def smtp_overlap(deliveries: pd.DataFrame) -> int:
+    """The most messages the SMTP server held at once (each from its DATA to its 250)."""
+    events = sorted([(t, 1) for t in deliveries["received_at"]] + [(t, -1) for t in deliveries["accepted_at"]],
+                    key=lambda e: (e[0], e[1]))
+    held = peak = 0
+    for _, step in events:
+        held += step
+        peak = max(peak, held)
+    return peak
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("path,bounded", [("/email/async/", False), ("/email/async/thread-sensitive/", False),
+                                          ("/email/async/thread-pool/", True)])
+def test_one_uvicorn_worker_sends_many_at_once_but_the_thread_pool_only_its_size(lab, path, bounded):
+    """With one worker process and the provider slowed to 1 s: the aiosmtplib and thread-sensitive views hold every
+    send at once (one thread per request, not one per process); thread_sensitive=False holds at most the loop's
+    default pool. Counted at the SMTP server, not timed."""
+    requests = queueing.executor_threads() + 4
+    before = len(lab.deliveries())
+    set_fault(lab.smtp_control, "ok", delay_s=1.0)
+    try:
+        with ThreadPoolExecutor(requests) as pool:
+            statuses = list(pool.map(lambda i: lab.post(path, {"to": f"many{i}@example.test"}).status,
+                                     range(requests)))
+    finally:
+        set_fault(lab.smtp_control, "ok")
+    assert statuses == [200] * requests
+    overlap = smtp_overlap(lab.deliveries().iloc[before:])
+    if bounded:
+        assert overlap == queueing.executor_threads()
+    else:
+        assert overlap > queueing.executor_threads()
+
+
+@pytest.mark.stack
+def test_the_lab_stops_uvicorn_cleanly_after_switching_servers():
+    """gunicorn, then uvicorn with two workers on the same port, then stop: no process and no port left."""
+    with Lab(web_workers=2, consumer_workers=1, smtp_delay_s=0.01) as lab:
+        port = lab.web_port
+        lab.restart_web(web_server="uvicorn")
+        assert lab.web_port == port and lab.get("/noop/").status == 200
+        web = lab.processes["web"]
+        assert "uvicorn" in " ".join(web.argv) and len(web.descendants()) >= 2
+        assert lab.post("/email/async/", {"to": "stop@example.test"}).status == 200
+        family = [psutil.Process(pid) for pid in lab.pids()]
+    assert not port_is_bound(port)
+    assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+# -- notebook 08's helpers and the model ---------------------------------------------------------------------------
+
+def records(rows) -> pd.DataFrame:
+    """Hand-built load-generator records: (due, sent, done, status) in ms; warm-up before 1,000 ms."""
+    frame = pd.DataFrame(rows, columns=["due_ms", "sent_ms", "done_ms", "status"])
+    frame["latency_ms"] = frame["done_ms"] - frame["due_ms"]
+    frame["error"] = None
+    frame["warmup"] = frame["due_ms"] < 1000
+    return frame
+
+
+SETUP = experiment.Setup(duration_s=2.0, warmup_s=1.0)
+
+
+def test_latency_growth_is_zero_for_a_steady_server_and_grows_with_a_queue():
+    steady = records([(t, t, t + 300, 200) for t in range(1000, 3000, 100)])
+    assert experiment.latency_growth_ms(steady, SETUP) == 0
+    queued = records([(t, t, t + 300 + (t - 1000), 200) for t in range(1000, 3000, 100)])  # waits 1 ms per ms
+    assert experiment.latency_growth_ms(queued, SETUP) == 1000
+
+
+def test_answered_rps_counts_arrivals_below_saturation_and_the_whole_backlog_past_it():
+    late = records([(t, t, t + 900, 200) for t in range(1000, 3000, 100)])  # 10/s, answered 0.9 s later
+    assert experiment.answered_rps(late, 1000, 3000, saturated=False) == 10
+    # saturated: one answer every 250 ms from 1 s to 6 s, whatever was due when
+    backlog = records([(1000 + 50 * i, 1000 + 50 * i, 1250 + 250 * i, 200) for i in range(20)])
+    assert experiment.answered_rps(backlog, 1000, 3000, saturated=True) == 4
+
+
+def test_in_flight_mean_is_littles_law_and_the_peak_counts_overlaps():
+    frame = records([(1000, 1000, 2000, 200), (1500, 1500, 2500, 200), (2000, 2000, 3000, 200)])
+    mean, peak = experiment.in_flight(frame, 1000, 3000)
+    assert mean == 1.5  # 3 s held over a 2 s window
+    assert peak == 2  # an answer at the instant of the next send is not an overlap
+
+
+def test_bottleneck_is_the_lowest_bound_and_c_over_s_is_its_slot_case():
+    rate, binding = queueing.bottleneck({"slots": (0.3, 4), "cores": (0.004, 2), "idle": (0.0, 1)})
+    assert binding == "slots" and rate == pytest.approx(queueing.saturation_rate(0.3, 4))
+    rate, binding = queueing.bottleneck({"slots": (0.3, math.inf), "cores": (0.004, 2)})
+    assert binding == "cores" and rate == pytest.approx(500)
+
+
+def test_executor_threads_is_thread_pool_executors_default():
+    cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+    assert queueing.executor_threads() == min(32, cpus + 4)
