@@ -219,6 +219,9 @@ class UsesPostgres(UsesServer):
     def postgres(self) -> PostgresServer:
         return self.server
 
+    def connection(self):
+        return self.postgres.connect()
+
     def site_env(self) -> dict[str, str]:
         return {**super().site_env(), **self.postgres.env()}
 

@@ -15,11 +15,9 @@ Stopped with SIGTERM, Redis finishes and fsyncs the AOF before it exits.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
@@ -148,16 +146,14 @@ class UsesRedis(UsesServer):
     def site_env(self) -> dict[str, str]:
         return {**super().site_env(), "LAB_REDIS_URL": self.redis.url}
 
-    @contextlib.contextmanager
-    def depth_reader(self) -> Iterator[Callable[[], int]]:
-        with self.redis.client() as conn:
-            yield lambda: int(conn.llen(self.queue_key))
+    def connection(self):
+        return self.redis.client()
 
-    def scheduled(self) -> int:
-        if self.schedule_key is None:
-            return 0
-        with self.redis.client() as conn:
-            return int(conn.zcard(self.schedule_key))
+    def read_depth(self, conn) -> int:
+        return int(conn.llen(self.queue_key))
+
+    def read_scheduled(self, conn) -> int:
+        return 0 if self.schedule_key is None else int(conn.zcard(self.schedule_key))
 
     def server_commands(self) -> int:
         return self.redis.commands_processed()

@@ -82,19 +82,32 @@ class QueueBackend:
     # -- what is in the queue -------------------------------------------------------------------------------------
 
     @contextlib.contextmanager
+    def connection(self):
+        """An open client of the queue's store (a SQLite connection, a Redis client, ...) for the readers below;
+        None for a backend with no store."""
+        yield None
+
+    def read_depth(self, conn) -> int:
+        """Tasks waiting to be picked up, read over `conn`."""
+        raise NotImplementedError
+
+    def read_scheduled(self, conn) -> int:
+        """Tasks held for later (retries waiting out their delay), read over `conn`."""
+        return 0
+
+    @contextlib.contextmanager
     def depth_reader(self) -> Iterator[Callable[[], int]]:
         """A function that reads the number of tasks waiting, over one open connection (for fast sampling)."""
-        raise NotImplementedError
-        yield
+        with self.connection() as conn:
+            yield lambda: self.read_depth(conn)
 
     def depth(self) -> int:
-        """Tasks waiting to be picked up."""
         with self.depth_reader() as read:
             return read()
 
     def scheduled(self) -> int:
-        """Tasks held for later (retries waiting out their delay)."""
-        return 0
+        with self.connection() as conn:
+            return self.read_scheduled(conn)
 
     def counts(self) -> dict[str, int | None]:
         """Pending and scheduled tasks; running is None where the queue does not know (the task lives only in the

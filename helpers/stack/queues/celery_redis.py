@@ -42,6 +42,6 @@ class CeleryRedis(redis_server.UsesRedis, QueueBackend):
     def counts(self) -> dict[str, int | None]:
         """Waiting in the list; `unacked`: taken by a worker and not acknowledged (prefetched, or running with
         acks_late), which Redis hands out again after the visibility timeout."""
-        with self.redis.client() as conn:
+        with self.connection() as conn:
             return {"pending": int(conn.llen(QUEUE_KEY)), "scheduled": 0, "running": None,
                     "unacked": int(conn.hlen(UNACKED_KEY))}

@@ -4,8 +4,6 @@ db_worker polls the table (no LISTEN)."""
 
 from __future__ import annotations
 
-import contextlib
-
 from helpers.stack import postgres_server
 from helpers.stack.queues import register
 from helpers.stack.queues.djtasks_db_worker import TasksDbWorker
@@ -16,8 +14,3 @@ class TasksDbPostgres(postgres_server.UsesPostgres, TasksDbWorker):
     name = "djtasks_db_postgres"
     label = "Django Tasks DB, PostgreSQL"
     placeholder = "%s"
-
-    @contextlib.contextmanager
-    def connection(self):
-        with self.postgres.connect() as conn:
-            yield conn

@@ -16,10 +16,8 @@ class TasksDbSqlite(TasksDbWorker):
     name = "djtasks_db_sqlite"
     label = "Django Tasks DB, SQLite"
 
-    @contextlib.contextmanager
     def connection(self):
-        with contextlib.closing(read_only(self.lab.site_db)) as conn:
-            yield conn
+        return contextlib.closing(read_only(self.lab.site_db))
 
     def sql_time(self, moment: datetime) -> str:
         """As Django's SQLite backend stores an aware datetime: UTC, as text, without the offset."""

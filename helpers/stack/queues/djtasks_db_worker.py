@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,15 +36,9 @@ class TasksDbWorker(QueueBackend):
             return argv
         return [sys.executable, str(POOL), str(c.consumer_workers), "--", *argv]
 
-    # -- the task table, read over a DB-API connection of the backend's own ------------------------------------
+    # -- the task table, read over the backend's DB-API connection (connection()) -------------------------------
 
     placeholder = "?"  # the DB-API driver's parameter style
-
-    @contextlib.contextmanager
-    def connection(self):
-        """A DB-API connection to the site's database (read-only where the database allows it)."""
-        raise NotImplementedError
-        yield
 
     def sql_time(self, moment: datetime):
         """A moment as the database compares it with run_after."""
@@ -56,26 +48,17 @@ class TasksDbWorker(QueueBackend):
         sql = f"select count(*) from {TABLE} where {where}".replace("?", self.placeholder)
         return conn.execute(sql, [self.sql_time(m) for m in moments]).fetchone()[0]
 
-    def _ready(self, conn) -> int:
+    def read_depth(self, conn) -> int:
         """What the worker's ready() takes: READY, and due (no run_after, or one in the past)."""
         return self._count(conn, "status = 'READY' and (run_after <= ? or run_after >= ?)", datetime.now(UTC),
                            NO_RUN_AFTER)
 
-    def _scheduled(self, conn) -> int:
+    def read_scheduled(self, conn) -> int:
         return self._count(conn, "status = 'READY' and run_after > ? and run_after < ?", datetime.now(UTC),
                            NO_RUN_AFTER)
-
-    @contextlib.contextmanager
-    def depth_reader(self) -> Iterator[Callable[[], int]]:
-        with self.connection() as conn:
-            yield lambda: self._ready(conn)
-
-    def scheduled(self) -> int:
-        with self.connection() as conn:
-            return self._scheduled(conn)
 
     def counts(self) -> dict[str, int | None]:
         """The database knows the running tasks too (and keeps those a killed worker left RUNNING)."""
         with self.connection() as conn:
-            return {"pending": self._ready(conn), "scheduled": self._scheduled(conn),
+            return {"pending": self.read_depth(conn), "scheduled": self.read_scheduled(conn),
                     "running": self._count(conn, "status = 'RUNNING'")}

@@ -6,9 +6,6 @@ worker process, no server. The request waits for the SMTP exchange exactly as th
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
-
 from helpers.stack.queues import QueueBackend, register
 
 
@@ -25,9 +22,8 @@ class DjangoTasksImmediate(QueueBackend):
     def worker_argv(self) -> None:
         return None
 
-    @contextlib.contextmanager
-    def depth_reader(self) -> Iterator[Callable[[], int]]:
-        yield lambda: 0
+    def read_depth(self, conn) -> int:
+        return 0
 
     @property
     def location(self) -> str:

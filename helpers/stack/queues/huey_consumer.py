@@ -9,6 +9,7 @@ from typing import ClassVar
 
 from helpers.stack.queues import QueueBackend
 
+HUEY_NAME = "labsite"  # settings.HUEY["name"]: the storages name their keys, tables and channels after it
 
 class HueyConsumer(QueueBackend):
     """Huey removes a task from its storage as a worker picks it up and acknowledges nothing: a worker killed

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Callable, Iterator
 
 from helpers.stack.queues import register
 from helpers.stack.queues.huey_consumer import HueyConsumer
@@ -27,14 +26,14 @@ class HueySqlite(HueyConsumer):
     def site_env(self) -> dict[str, str]:
         return {**super().site_env(), "LAB_HUEY_FILE": str(self.file)}
 
-    @contextlib.contextmanager
-    def depth_reader(self) -> Iterator[Callable[[], int]]:
-        with contextlib.closing(read_only(self.file)) as conn:
-            yield lambda: conn.execute("select count(*) from task").fetchone()[0]
+    def connection(self):
+        return contextlib.closing(read_only(self.file))
 
-    def scheduled(self) -> int:
-        with contextlib.closing(read_only(self.file)) as conn:
-            return conn.execute("select count(*) from schedule").fetchone()[0]
+    def read_depth(self, conn) -> int:
+        return conn.execute("select count(*) from task").fetchone()[0]
+
+    def read_scheduled(self, conn) -> int:
+        return conn.execute("select count(*) from schedule").fetchone()[0]
 
     @property
     def location(self) -> str:

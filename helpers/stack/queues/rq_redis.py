@@ -41,6 +41,6 @@ class RqRedis(redis_server.UsesRedis, QueueBackend):
     def counts(self) -> dict[str, int | None]:
         """RQ knows the jobs it runs: the started registry (which keeps a killed worker's job until its lease
         runs out)."""
-        with self.redis.client() as conn:
+        with self.connection() as conn:
             return {"pending": int(conn.llen(QUEUE_KEY)), "scheduled": int(conn.zcard(SCHEDULED_KEY)),
                     "running": int(conn.zcard(STARTED_KEY))}
