@@ -9,7 +9,7 @@ from email.utils import make_msgid
 
 import aiosmtplib
 from django.conf import settings
-from django.core.mail import EmailMessage
+from django.core.mail import EmailMessage, mailers
 from django.core.mail.utils import DNS_NAME
 
 WELCOME_SUBJECT = "Welcome to the lab"
@@ -34,11 +34,17 @@ def _sent(message: EmailMessage, started: float) -> dict:
             "send_s": time.time() - started}
 
 
-def send_welcome_email(to: str, message_id: str | None = None) -> dict:
-    """Send one welcome email over the configured backend; returns what a caller may want to record."""
+def send_welcome_email(to: str, message_id: str | None = None, timeout_s: float | None = None) -> dict:
+    """Send one welcome email over the configured mailer; returns what a caller may want to record. `timeout_s`
+    overrides the mailer's socket timeout (the job ledger keeps every exchange inside its lease)."""
     message = welcome_message(to, message_id)
     started = time.time()
-    message.send(fail_silently=False)
+    if timeout_s is None:
+        message.send(fail_silently=False)
+    else:
+        connection = mailers.default  # a new connection of the default mailer
+        connection.timeout = timeout_s
+        connection.send_messages([message])
     return _sent(message, started)
 
 

@@ -1,15 +1,23 @@
 """The design that loses nothing: a job ledger (labsite.models.EmailJob) in front of Huey's at-most-once queue.
 
 - The request writes the job row and, in the same transaction's on-commit hook, enqueues the task
-  (labsite.tasks.deliver_email_job_on_commit, djhuey's `on_commit_task`): a rolled-back request enqueues
-  nothing, a committed one is in the ledger whatever happens to the enqueue after it.
+  (labsite.tasks.deliver_email_job): a rolled-back request enqueues nothing, a committed one is in the ledger
+  whatever happens to the enqueue after it (a failed enqueue is logged; the reconciler makes up for it). A
+  client's Idempotency-Key makes a retried request answer with the first job, not a second one.
 - The task claims the job (`pending` -> `sending`, with a lease), sends the email with the job's fixed
   Message-ID through the very same job function as every other path (labsite.jobs), then marks it `delivered`.
   A job that is `delivered` (or claimed by a live lease) is not sent again: a repeated or racing task is a no-op.
-- An SMTP error puts the job back to `pending` and raises, so Huey retries with exponential backoff.
+- The lease is taken when the claim holds; what is left of it bounds the provider check and every socket
+  operation of the send, and an attempt with too little left gives the claim back unsent. A send that finishes
+  after its lease ran out is counted (`lease_overruns`) and logged.
+- A definite SMTP refusal (4xx/5xx) puts the job back to `pending` and raises, so Huey retries with exponential
+  backoff (`next_attempt_at` says when, and the reconciler leaves it alone until then). A timeout or a dropped
+  connection is no refusal: the server may have taken the message, so the attempt counts as uncertain and the
+  next one asks the provider first.
 - The reconciler (`reconcile`, run every second by `manage.py reconcile_jobs`) enqueues again every job left
-  `pending` past the deadline (its task died with a consumer, its enqueue died with a web worker, its retries
-  ran out) and every `sending` job whose lease expired (its worker died mid-send).
+  `pending` past the deadline with no retry due (its task died with a consumer, its enqueue died with a web
+  worker, its retries ran out) and every `sending` job whose lease expired (its worker died mid-send). A job it
+  cannot enqueue is logged and counted; the pass goes on.
 
 The one window no SMTP client can close by itself: the server answered 250 and the worker died before it
 committed `delivered` (the rest of the SMTP exchange, QUIT included, and one SQLite UPDATE: milliseconds, and
@@ -23,12 +31,14 @@ recognise, and the lab counts it from the SMTP server's record.
 
 from __future__ import annotations
 
+import logging
+import smtplib
 import uuid
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from labsite import jobs, tasks  # a module import: labsite.tasks wraps deliver_job, so either may load first
@@ -36,85 +46,152 @@ from labsite.models import EmailJob
 
 State = EmailJob.State
 LEDGER = settings.LAB_LEDGER
+log = logging.getLogger(__name__)
+PROVIDER_CHECK_MAX_S = 5.0
+MIN_SEND_S = 0.5  # an attempt with less of its lease left than this gives the claim back instead of sending
+
+
+class LeaseTooShort(Exception):
+    """The claim's lease ran too low before the send could start (a slow claim, a slow provider check)."""
+
+
+def refused(exc: BaseException) -> bool:
+    """True only for a definite refusal: the SMTP server answered 4xx or 5xx, or refused the connection, so it did
+    not take the message. A timeout or a dropped connection may come after the server took it: unknown outcome."""
+    if isinstance(exc, (smtplib.SMTPRecipientsRefused, ConnectionRefusedError)):  # refused before any data
+        return True
+    return isinstance(exc, smtplib.SMTPResponseException) and 400 <= exc.smtp_code < 600
+
+
+def retry_delay_s(attempt: int) -> float:
+    """Huey's delay before retry number `attempt` (1-based): retry_delay x backoff^(attempt-1)."""
+    return LEDGER["retry_delay_s"] * LEDGER["retry_backoff"] ** max(0, attempt - 1)
 
 
 def deliver_job(job_id: str) -> dict:
     """Send one ledger job's email at most once per claim; a job already delivered or claimed is left alone."""
-    now = timezone.now()
     job = EmailJob.objects.filter(pk=job_id).first()
     if job is None or job.state != State.PENDING:
         return {"job_id": str(job_id), "state": job.state if job else "unknown", "skipped": True}
     attempt = job.attempts + 1
+    mine = EmailJob.objects.filter(pk=job_id, state=State.SENDING, attempts=attempt)
+    # The lease starts when the claim holds, not before its UPDATE waited for the database's write lock.
+    lease_until = timezone.now() + timedelta(seconds=LEDGER["lease_s"])
     claimed = EmailJob.objects.filter(pk=job_id, state=State.PENDING, attempts=job.attempts).update(
-        state=State.SENDING, attempts=attempt, lease_until=now + timedelta(seconds=LEDGER["lease_s"]),
-        updated_at=now)
+        state=State.SENDING, attempts=attempt, lease_until=lease_until, next_attempt_at=None, updated_at=timezone.now())
     if not claimed:  # another task claimed it between our read and our update
         return {"job_id": str(job_id), "state": "claimed elsewhere", "skipped": True}
-    if job.uncertain_attempts > job.confirmed_by_provider and settings.LAB_PROVIDER_STATUS_URL:
-        # A previous attempt died without reporting: it may have got its 250. Ask the provider first.
-        try:
-            already = provider_accepted(job.message_id)
-        except Exception as exc:
-            EmailJob.objects.filter(pk=job_id, state=State.SENDING, attempts=attempt).update(
-                state=State.PENDING, attempts=job.attempts, lease_until=None, last_error=repr(exc)[:1000],
-                updated_at=timezone.now())
-            raise
-        if already:
-            EmailJob.objects.filter(pk=job_id, state=State.SENDING, attempts=attempt).update(
-                state=State.DELIVERED, attempts=job.attempts, lease_until=None, delivered_at=timezone.now(),
-                confirmed_by_provider=F("confirmed_by_provider") + 1, updated_at=timezone.now())
-            return {"job_id": str(job_id), "state": "delivered", "confirmed_by_provider": True}
+
+    def lease_left_s() -> float:
+        return (lease_until - timezone.now()).total_seconds()
+
+    def give_back(**changes) -> None:
+        """Release the claim: pending again, Huey's retry due after its backoff (so the reconciler waits)."""
+        now = timezone.now()
+        mine.update(state=State.PENDING, lease_until=None, updated_at=now,
+                    next_attempt_at=now + timedelta(seconds=retry_delay_s(attempt)), **changes)
+
     try:
-        result = jobs.send_welcome_email(job.to, message_id=job.message_id)
+        # A previous attempt ended without a definite answer: it may have got its 250. Ask the provider first.
+        uncertain = job.uncertain_attempts > job.confirmed_by_provider and settings.LAB_PROVIDER_STATUS_URL
+        if uncertain and provider_accepted(job.message_id, timeout_s=min(PROVIDER_CHECK_MAX_S, lease_left_s() / 3)):
+            mine.update(state=State.DELIVERED, lease_until=None, delivered_at=timezone.now(),
+                        confirmed_by_provider=F("confirmed_by_provider") + 1, updated_at=timezone.now())
+            return {"job_id": str(job_id), "state": "delivered", "confirmed_by_provider": True}
+        send_s = lease_left_s() - MIN_SEND_S
+        if send_s < MIN_SEND_S:
+            raise LeaseTooShort(f"{lease_left_s():.2f} s of the lease left before DATA")
     except Exception as exc:
-        # No 250 came back: the server did not take the message. Release the claim, then let Huey retry.
-        gave_up = attempt >= LEDGER["max_attempts"]
-        EmailJob.objects.filter(pk=job_id, state=State.SENDING, attempts=attempt).update(
-            state=State.FAILED if gave_up else State.PENDING, lease_until=None, last_error=repr(exc)[:1000],
-            updated_at=timezone.now())
+        give_back(attempts=job.attempts, last_error=repr(exc)[:1000])  # nothing was sent: not an attempt
+        raise
+    try:
+        # Every socket operation of the exchange ends before the lease does (the timeout applies to each).
+        result = jobs.send_welcome_email(job.to, message_id=job.message_id, timeout_s=send_s)
+    except Exception as exc:
+        if attempt >= LEDGER["max_attempts"]:
+            mine.update(state=State.FAILED, lease_until=None, last_error=repr(exc)[:1000], updated_at=timezone.now())
+        elif refused(exc):  # the server did not take it: send again after the backoff
+            give_back(last_error=repr(exc)[:1000])
+        else:  # it may have taken it: the next attempt asks the provider before it sends
+            give_back(last_error=repr(exc)[:1000], uncertain_attempts=F("uncertain_attempts") + 1)
         raise
     # The crash window: between the 250 above and this commit (see the module's docstring).
-    EmailJob.objects.filter(pk=job_id, state=State.SENDING, attempts=attempt).update(
-        state=State.DELIVERED, lease_until=None, delivered_at=timezone.now(), updated_at=timezone.now())
+    if not mine.update(state=State.DELIVERED, lease_until=None, delivered_at=timezone.now(), updated_at=timezone.now()):
+        # Our lease ran out and the job moved on (the reconciler may have handed it to another worker).
+        EmailJob.objects.filter(pk=job_id).update(lease_overruns=F("lease_overruns") + 1)
+        log.error("job %s: delivered after its lease ran out (attempt %s); another worker may send it too",
+                  job_id, attempt)
+        return {**result, "job_id": str(job_id), "attempt": attempt, "lease_overrun": True}
     return {**result, "job_id": str(job_id), "attempt": attempt}
 
 
-def provider_accepted(message_id: str) -> bool:
+def provider_accepted(message_id: str, timeout_s: float = PROVIDER_CHECK_MAX_S) -> bool:
     """Whether the email provider already accepted this Message-ID (its message-status API)."""
     import json
     import urllib.parse
     import urllib.request
 
     url = f"{settings.LAB_PROVIDER_STATUS_URL}?{urllib.parse.urlencode({'message_id': message_id})}"
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (a configured http URL)
+    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (a configured http URL)
         return bool(json.loads(response.read())["accepted"])
 
 
-def accept_email(to: str) -> EmailJob:
-    """Record the job and enqueue its task once the transaction commits."""
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key names a job for another recipient."""
+
+
+def job_for_key(idempotency_key: str, to: str) -> EmailJob | None:
+    """The job an earlier request with this Idempotency-Key created, if any (for the same recipient only)."""
+    earlier = EmailJob.objects.filter(idempotency_key=idempotency_key).first()
+    if earlier is not None and earlier.to != to:
+        raise IdempotencyConflict(idempotency_key)
+    return earlier
+
+
+def accept_email(to: str, idempotency_key: str | None = None) -> EmailJob:
+    """Record the job and enqueue its task once the transaction commits. An enqueue that fails after the commit is
+    logged, not raised (robust on-commit): the job is in the ledger, and the reconciler enqueues it after the
+    deadline; answering 500 would make the client retry and create a second job."""
     job_id = uuid.uuid4()
-    with transaction.atomic():
-        job = EmailJob.objects.create(id=job_id, to=to, message_id=f"<{job_id.hex}@tasks-lab.test>")
-        tasks.deliver_email_job_on_commit(str(job.id))
+    try:
+        with transaction.atomic():
+            job = EmailJob.objects.create(id=job_id, to=to, message_id=f"<{job_id.hex}@tasks-lab.test>",
+                                          idempotency_key=idempotency_key or None)
+            transaction.on_commit(lambda: tasks.deliver_email_job(str(job_id)), robust=True)
+    except IntegrityError:
+        earlier = job_for_key(idempotency_key, to) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier  # a request with the same key raced this one and won
     return job
 
 
 def reconcile(now=None) -> dict:
-    """Enqueue again every job left behind; returns how many of each kind it found."""
+    """Enqueue again every job left behind; returns how many of each kind it found and how many it could not
+    enqueue (each logged: one failing job does not stop the pass)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=LEDGER["deadline_s"])
-    counts = {"pending": 0, "expired_lease": 0}
+    counts = {"pending": 0, "expired_lease": 0, "errors": 0}
+
+    def enqueue_again(pk, kind: str, still_left_behind: Q, **changes) -> None:
+        try:
+            with transaction.atomic():
+                if EmailJob.objects.filter(still_left_behind, pk=pk).update(
+                        reenqueued=F("reenqueued") + 1, updated_at=now, **changes):
+                    tasks.deliver_email_job(str(pk))
+                    counts[kind] += 1
+        except Exception:
+            counts["errors"] += 1
+            log.exception("reconcile: could not enqueue job %s again", pk)
+
     expired = EmailJob.objects.filter(state=State.SENDING, lease_until__lt=now).values_list("pk", "attempts")
     for pk, attempts in list(expired):
         # The worker never reported: it may have died before or after the server's 250.
-        if EmailJob.objects.filter(pk=pk, state=State.SENDING, attempts=attempts).update(
-                state=State.PENDING, lease_until=None, uncertain_attempts=F("uncertain_attempts") + 1,
-                reenqueued=F("reenqueued") + 1, updated_at=now):
-            tasks.deliver_email_job(str(pk))
-            counts["expired_lease"] += 1
-    for pk in list(EmailJob.objects.filter(state=State.PENDING, updated_at__lt=stale).values_list("pk", flat=True)):
-        if EmailJob.objects.filter(pk=pk, state=State.PENDING, updated_at__lt=stale).update(
-                reenqueued=F("reenqueued") + 1, updated_at=now):
-            tasks.deliver_email_job(str(pk))
-            counts["pending"] += 1
+        enqueue_again(pk, "expired_lease", Q(state=State.SENDING, attempts=attempts), state=State.PENDING,
+                      lease_until=None, uncertain_attempts=F("uncertain_attempts") + 1)
+    # Pending past the deadline, and no retry of Huey's due any more (a job waiting out its backoff has one).
+    left_behind = Q(state=State.PENDING, updated_at__lt=stale) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale))
+    for pk in list(EmailJob.objects.filter(left_behind).values_list("pk", flat=True)):
+        enqueue_again(pk, "pending", left_behind)
     return counts

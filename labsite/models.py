@@ -32,6 +32,14 @@ class EmailJob(models.Model):
     confirmed_by_provider = models.PositiveIntegerField(default=0)
     reenqueued = models.PositiveIntegerField(default=0)  # times the reconciler put it back on the queue
     lease_until = models.DateTimeField(null=True, blank=True)
+    # When Huey's retry of a failed attempt is due: until then the job has a live attempt (Huey holds it), so the
+    # reconciler leaves it alone and a job never has two retry chains.
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # A worker finished a send after its lease had run out (the job may have been handed to another worker, which
+    # may send it too): counted, never silent.
+    lease_overruns = models.PositiveIntegerField(default=0)
+    # The client's Idempotency-Key header: a retried request answers with the job the first one created.
+    idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     last_error = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -265,5 +265,7 @@ LOGGING = {
         # The consumer's start-up line, which the lab waits for, whatever level the per-task lines log at.
         "huey.consumer": {"level": "INFO"},
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+        # The ledger and its reconciler: every job they could not send or enqueue, in the process's log.
+        "labsite": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
 }

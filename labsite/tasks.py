@@ -8,8 +8,8 @@ queued path run one implementation.
   whether they run on the Huey consumer or inside the request. Arguments and results must be JSON.
 - The same email as a Celery task (`send_email_task`, `@shared_task`, `.delay(...)`), as the seed article writes it:
   the app (labsite/celery.py) sends it to the broker of the CELERY_ settings.
-- The job ledger's task (`deliver_email_job`), twice as djhuey's docs advise: enqueued once the request's
-  transaction commits, or at once (the reconciler), with retries and backoff from settings.LAB_LEDGER.
+- The job ledger's task (`deliver_email_job`), enqueued in the request's on-commit hook or by the reconciler, with
+  retries and backoff from settings.LAB_LEDGER.
 """
 
 import time
@@ -18,7 +18,7 @@ from celery import shared_task
 from django.conf import settings
 from django.tasks import task as django_task
 from huey import signals
-from huey.contrib.djhuey import HUEY, db_task, on_commit_task, signal
+from huey.contrib.djhuey import HUEY, db_task, signal
 from huey.contrib.djhuey import task as huey_task
 
 # Module imports, not names: labsite.ledger enqueues the tasks below, so each module may load first.
@@ -69,7 +69,6 @@ def run_email_job(job_id: str) -> dict:
 
 LEDGER_RETRIES = {"retries": settings.LAB_LEDGER["retries"], "retry_delay": settings.LAB_LEDGER["retry_delay_s"],
                   "retry_backoff": settings.LAB_LEDGER["retry_backoff"]}
-deliver_email_job_on_commit = on_commit_task(name="deliver_email_job_on_commit", **LEDGER_RETRIES)(run_email_job)
 deliver_email_job = db_task(name="deliver_email_job", **LEDGER_RETRIES)(run_email_job)
 
 

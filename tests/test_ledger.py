@@ -88,11 +88,12 @@ def test_reconciler_reenqueues_stale_and_expired_jobs_only(huey_queue):
     EmailJob.objects.filter(pk=stale.pk).update(updated_at=old)
     EmailJob.objects.filter(pk=crashed.pk).update(state="sending", attempts=1, lease_until=now - timedelta(seconds=1))
     counts = ledger.reconcile(now)
-    assert counts == {"pending": 1, "expired_lease": 1}
+    assert counts == {"pending": 1, "expired_lease": 1, "errors": 0}
     assert sorted(t.args[0] for t in huey_queue.pending()) == sorted([str(stale.pk), str(crashed.pk)])
     crashed.refresh_from_db()
     assert (crashed.state, crashed.uncertain_attempts, crashed.reenqueued) == ("pending", 1, 1)
-    assert ledger.reconcile(now) == {"pending": 0, "expired_lease": 0}  # touched: not again before the deadline
+    assert ledger.reconcile(now) == {"pending": 0, "expired_lease": 0, "errors": 0}
+    # (each touched: not again before the deadline)
     run_queued(huey_queue)
     assert {j.to: j.state for j in EmailJob.objects.all()} == {
         "fresh@example.test": "pending", "stale@example.test": "delivered", "crashed@example.test": "delivered"}
@@ -104,7 +105,7 @@ def test_a_job_claimed_by_a_live_lease_is_not_sent_twice(huey_queue):
     EmailJob.objects.filter(pk=job.pk).update(state="sending", attempts=1,
                                               lease_until=timezone.now() + timedelta(seconds=60))
     assert ledger.deliver_job(str(job.pk))["skipped"] is True
-    assert ledger.reconcile() == {"pending": 0, "expired_lease": 0}
+    assert ledger.reconcile() == {"pending": 0, "expired_lease": 0, "errors": 0}
     assert mail.outbox == []
 
 
@@ -171,3 +172,147 @@ def test_an_uncertain_job_asks_the_provider_before_sending_again(huey_queue, set
     assert job.state == "delivered"
     assert (job.confirmed_by_provider, len(mail.outbox)) == ((1, 0) if accepted_before else (0, 1))
     assert job.uncertain_attempts == 1
+
+
+# -- issue 14: the ledger's remaining ways to lose or duplicate --------------------------------------------------
+
+def failing_send(exc: BaseException):
+    def send(*args, **kwargs):
+        raise exc
+
+    return send
+
+
+@pytest.mark.parametrize("exc", [TimeoutError("timed out"), smtplib.SMTPServerDisconnected("Connection unexpectedly"
+                                                                                          " closed")])
+def test_a_timeout_or_a_dropped_connection_during_the_send_is_an_uncertain_attempt(monkeypatch, exc):
+    job = ledger.accept_email("unsure@example.test")
+    monkeypatch.setattr(ledger.jobs, "send_welcome_email", failing_send(exc))
+    with pytest.raises(type(exc)):
+        ledger.deliver_job(str(job.pk))
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.uncertain_attempts) == ("pending", 1, 1)
+
+
+@pytest.mark.parametrize("exc", [smtplib.SMTPDataError(451, b"try again later"),
+                                 smtplib.SMTPDataError(554, b"rejected"),
+                                 ConnectionRefusedError(errno.ECONNREFUSED, "refused")])
+def test_a_definite_refusal_is_not_an_uncertain_attempt(monkeypatch, exc):
+    job = ledger.accept_email("refused@example.test")
+    monkeypatch.setattr(ledger.jobs, "send_welcome_email", failing_send(exc))
+    with pytest.raises(type(exc)):
+        ledger.deliver_job(str(job.pk))
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.uncertain_attempts) == ("pending", 1, 0)
+
+
+def test_the_send_gets_its_socket_timeout_from_what_is_left_of_the_lease(monkeypatch):
+    monkeypatch.setitem(ledger.LEDGER, "lease_s", 3.0)
+    seen = {}
+
+    def send(to, message_id=None, timeout_s=None):
+        seen["timeout_s"] = timeout_s
+        return {"to": to}
+
+    monkeypatch.setattr(ledger.jobs, "send_welcome_email", send)
+    job = ledger.accept_email("timed@example.test")
+    ledger.deliver_job(str(job.pk))
+    assert 2.0 < seen["timeout_s"] <= 3.0 - ledger.MIN_SEND_S
+
+
+def test_an_attempt_with_too_little_lease_left_gives_the_claim_back_unsent(monkeypatch):
+    monkeypatch.setitem(ledger.LEDGER, "lease_s", ledger.MIN_SEND_S)
+    monkeypatch.setattr(ledger.jobs, "send_welcome_email", failing_send(AssertionError("must not send")))
+    job = ledger.accept_email("short@example.test")
+    with pytest.raises(ledger.LeaseTooShort):
+        ledger.deliver_job(str(job.pk))
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.uncertain_attempts, job.lease_until) == ("pending", 0, 0, None)
+
+
+def test_a_send_that_outlives_its_lease_is_counted_not_silent(monkeypatch):
+    job = ledger.accept_email("overrun@example.test")
+
+    def send_while_the_reconciler_takes_the_job(to, message_id=None, timeout_s=None):
+        EmailJob.objects.filter(pk=job.pk).update(state="pending", lease_until=None)  # the lease expired meanwhile
+        return {"to": to}
+
+    monkeypatch.setattr(ledger.jobs, "send_welcome_email", send_while_the_reconciler_takes_the_job)
+    result = ledger.deliver_job(str(job.pk))
+    job.refresh_from_db()
+    assert result["lease_overrun"] is True
+    assert (job.lease_overruns, job.state) == (1, "pending")
+
+
+def test_the_reconciler_leaves_a_job_alone_while_its_retry_is_due(huey_queue):
+    waiting = ledger.accept_email("waiting@example.test")
+    left = ledger.accept_email("left@example.test")
+    huey_queue.flush()
+    now = timezone.now()
+    old = now - timedelta(seconds=ledger.LEDGER["deadline_s"] + 1)
+    EmailJob.objects.filter(pk=waiting.pk).update(updated_at=old, next_attempt_at=now + timedelta(seconds=30))
+    EmailJob.objects.filter(pk=left.pk).update(updated_at=old, next_attempt_at=old)
+    assert ledger.reconcile(now) == {"pending": 1, "expired_lease": 0, "errors": 0}
+    assert [t.args for t in huey_queue.pending()] == [(str(left.pk),)]
+
+
+def test_a_job_the_reconciler_cannot_enqueue_does_not_stop_the_pass(monkeypatch, huey_queue):
+    jobs_ = [ledger.accept_email(f"r{i}@example.test") for i in range(3)]
+    huey_queue.flush()
+    now = timezone.now()
+    EmailJob.objects.update(updated_at=now - timedelta(seconds=ledger.LEDGER["deadline_s"] + 1))
+    enqueue = tasks.deliver_email_job
+
+    def flaky(job_id):
+        if job_id == str(jobs_[0].pk):
+            raise OSError("database is locked")
+        return enqueue(job_id)
+
+    monkeypatch.setattr(ledger.tasks, "deliver_email_job", flaky)
+    assert ledger.reconcile(now) == {"pending": 2, "expired_lease": 0, "errors": 1}
+    assert EmailJob.objects.get(pk=jobs_[0].pk).reenqueued == 0  # rolled back with its enqueue: tried next pass
+
+
+def test_the_reconcile_command_survives_a_failing_pass(monkeypatch, capsys):
+    from django.core.management import call_command
+
+    calls = []
+
+    def failing(now=None):
+        calls.append(now)
+        raise OSError("database is locked")
+
+    monkeypatch.setattr(ledger, "reconcile", failing)
+    call_command("reconcile_jobs", "--once")
+    assert len(calls) == 1
+
+
+def test_a_retry_with_the_same_idempotency_key_gets_the_first_job(client, huey_queue):
+    first = client.post("/email/ledger/", {"to": "once@example.test"}, headers={"Idempotency-Key": "signup-42"})
+    again = client.post("/email/ledger/", {"to": "once@example.test"}, headers={"Idempotency-Key": "signup-42"})
+    assert (first.status_code, again.status_code) == (202, 202)
+    assert again.json() == first.json()
+    assert EmailJob.objects.count() == 1 and huey_queue.pending_count() == 1
+
+
+def test_an_idempotency_key_used_for_another_recipient_is_refused(client):
+    client.post("/email/ledger/", {"to": "a@example.test"}, headers={"Idempotency-Key": "k1"})
+    response = client.post("/email/ledger/", {"to": "b@example.test"}, headers={"Idempotency-Key": "k1"})
+    assert response.status_code == 422
+    assert response.json() == {"error": "this Idempotency-Key was used for another recipient"}
+    assert EmailJob.objects.count() == 1
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "bad key", "caf\u00e9"])
+def test_a_malformed_idempotency_key_is_a_400(client, key):
+    response = client.post("/email/ledger/", {"to": "a@example.test"}, headers={"Idempotency-Key": key})
+    assert response.status_code == 400
+    assert EmailJob.objects.count() == 0
+
+
+def test_an_enqueue_that_fails_after_the_commit_still_answers_202(client, monkeypatch, huey_queue):
+    monkeypatch.setattr(ledger.tasks, "deliver_email_job", failing_send(OSError("the queue is down")))
+    response = client.post("/email/ledger/", {"to": "later@example.test"})
+    assert response.status_code == 202
+    job = EmailJob.objects.get(pk=response.json()["job_id"])
+    assert job.state == "pending" and huey_queue.pending_count() == 0  # the reconciler enqueues it after the deadline

@@ -159,6 +159,8 @@ def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.
     last_count, last_change = lab.emails_received(), started
     while True:
         time.sleep(0.2)
+        if not lab.running:  # the reconciler among them: a dead one would leave jobs behind for good
+            raise RuntimeError(f"a lab process died while the ledger settled: {lab.processes}")
         now = time.monotonic()
         count = lab.emails_received()
         if count != last_count:

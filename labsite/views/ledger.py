@@ -6,16 +6,43 @@ from django.views.decorators.csrf import csrf_exempt
 
 from labsite import ledger
 from labsite.models import EmailJob
-from labsite.views.common import accepted, allow, email_parameter, json_error, shed_when_backlogged, uuid_parameter
+from labsite.views.common import (
+    BadRequest,
+    accepted,
+    allow,
+    email_parameter,
+    json_error,
+    shed_when_backlogged,
+    uuid_parameter,
+)
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def idempotency_key(request) -> str | None:
+    """The Idempotency-Key header: printable ASCII, at most 255 characters; None when absent."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY or not all(" " < ch <= "~" for ch in key):
+        raise BadRequest(f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters")
+    return key
 
 
 @csrf_exempt
 @allow("POST")
 def email_ledger(request):
-    """Like /email/deferred/, plus the job row, written in the transaction that answers the request."""
+    """Like /email/deferred/, plus the job row, written in the transaction that answers the request. A retry that
+    carries the first request's Idempotency-Key gets the first job."""
     to = email_parameter(request)
-    shed_when_backlogged()
-    job = ledger.accept_email(to)
+    key = idempotency_key(request)
+    try:
+        job = ledger.job_for_key(key, to) if key else None
+    except ledger.IdempotencyConflict:
+        return json_error(422, "this Idempotency-Key was used for another recipient")
+    if job is None:
+        shed_when_backlogged()
+        job = ledger.accept_email(to, key)
     return accepted({"state": job.state, "job_id": str(job.id), "message_id": job.message_id},
                     reverse("job-status", args=[job.id]))
 

@@ -3,14 +3,19 @@
 Why a command the lab runs as its own process rather than a Huey periodic task: Huey's periodic tasks are
 crontab-based, resolved to the minute, and run inside the consumer; the lab's faults last seconds, and a
 reconciler that dies with the consumer (the very fault it repairs) would also delay itself by that consumer's
-restart. `--once` runs a single pass (tests, cron)."""
+restart. `--once` runs a single pass (tests, cron). A pass that fails is logged and the next one runs: the lab
+checks that this process is alive while it waits for the ledger to settle."""
 
+import logging
 import signal
 import threading
 
 from django.core.management.base import BaseCommand
+from django.db import close_old_connections
 
 from labsite import ledger
+
+log = logging.getLogger("labsite.reconcile")
 
 
 class Command(BaseCommand):
@@ -27,9 +32,14 @@ class Command(BaseCommand):
         self.stdout.write(f"reconciler started, every {interval} s", ending="\n")
         self.stdout.flush()
         while True:
-            counts = ledger.reconcile()
-            if any(counts.values()):
-                self.stdout.write(f"re-enqueued {counts}", ending="\n")
-                self.stdout.flush()
+            try:
+                counts = ledger.reconcile()
+            except Exception:  # a locked database, a lost connection: this pass is lost, not the reconciler
+                log.exception("reconcile pass failed; the next one runs in %s s", interval)
+                close_old_connections()
+            else:
+                if any(counts.values()):
+                    self.stdout.write(f"re-enqueued {counts}", ending="\n")
+                    self.stdout.flush()
             if once or stop.wait(interval):
                 return
