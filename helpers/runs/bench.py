@@ -51,15 +51,21 @@ def parameters_of(function: Callable) -> dict:
             if p.default is not inspect.Parameter.empty}
 
 
-def run(name: str) -> dict:
+def run(name: str, overrides: dict | None = None) -> dict:
+    """Run one benchmark with its defaults, or `overrides` of them (`python -m helpers bench NAME -p kills 100`)."""
     benchmarks = discover()
     if name not in benchmarks:
         raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(sorted(benchmarks))}")
     function = benchmarks[name]
+    parameters = parameters_of(function)
+    unknown = set(overrides or {}) - set(parameters)
+    if unknown:
+        raise SystemExit(f"bench {name} has no parameter {', '.join(sorted(unknown))}; it has {', '.join(parameters)}")
+    parameters.update(overrides or {})
     run_dir = folders.new_run_dir(f"bench-{name}")
     started = time.monotonic()
-    figures = function(run_dir)
+    figures = function(run_dir, **parameters)
     seconds = round(time.monotonic() - started, 1)
-    figures = folders.record(run_dir, figures, parameters_of(function), benchmark=name, bench_s=seconds)
+    figures = folders.record(run_dir, figures, parameters, benchmark=name, bench_s=seconds)
     print(json.dumps({**figures, "bench_s": seconds, "run_dir": str(run_dir)}))
     return figures
