@@ -21,16 +21,19 @@ EMAIL_ENDPOINTS = ["/email/blocking/", "/email/deferred/", "/email/ledger/", "/d
 THUMBNAIL_ENDPOINTS = ["/thumbnails/blocking/", "/thumbnails/deferred/", "/djtasks/thumbnails/"]
 PAGE_ENDPOINTS = ["/signup/blocking/", "/signup/deferred/"]  # CSRF-protected: a request without the token is a 403
 GET_ENDPOINTS = ["/noop/", "/tasks/{uuid}/", "/jobs/{uuid}/", "/djtasks/{uuid}/", "/signup/", "/signup/done/"]
+NEEDS_PARAMETERS = {"/signup/done/"}  # the result page says which task it shows: without that, a 400
 METHODS = ["PUT", "DELETE", "PATCH", "TRACE", "OPTIONS", "PROPFIND", "G\x00ET", "get"]
 HOSTILE_ADDRESSES = ["a@b.test\r\nBcc: victim@example.test", "<script>@x.test", "' OR 1=1 --", "", "@", "a@b",
                      "\u212a@example.test", "\u017fam@example.test", "\x00@example.test", "a" * 300 + "@x.test",
-                     "user@[127.0.0.1]", "..@..", "%0d%0aBcc:x@y.z"]
+                     "..@..", "%0d%0aBcc:x@y.z"]  # not user@[127.0.0.1]: a domain literal is a valid address
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"
 ACCEPTS = ["application/json", "text/html", "*/*", "text/html,application/xhtml+xml;q=0.9", ""]
 # kind -> what it deserves: "2xx", "4xx" or "any" (never a 5xx)
 KINDS = {"valid": "2xx", "query_on_post": "2xx", "wrong_method": "4xx", "bad_address": "4xx",
          "repeated_parameter": "4xx", "bad_charset": "any", "chunked": "any", "huge_header": "4xx",
-         "malformed_header": "4xx", "random_body": "4xx", "near_valid_image": "4xx", "broken_multipart": "4xx",
+         "malformed_header": "4xx", "random_body": "4xx", "near_valid_image": "4xx",
+         # Django's multipart parser finds a well-formed part past a broken boundary: a 2xx is right when it did
+         "broken_multipart": "any",
          "page_without_token": "4xx", "get_with_garbage_id": "4xx", "valid_get": "2xx"}  # GETs: see request()
 
 
@@ -111,7 +114,7 @@ class Corpus:
                 expect = "4xx"
             else:  # a page ignores what it does not read
                 query = "?" + urlencode({"id": garbage}) if kind == "get_with_garbage_id" else ""
-                expect = "2xx"
+                expect = "4xx" if endpoint in NEEDS_PARAMETERS else "2xx"
         return {"i": i, "kind": kind, "expect": expect, "method": method, "path": endpoint + query,
                 "endpoint": endpoint.split("?")[0], "headers": headers, "body": body, "content_type": content_type}
 
