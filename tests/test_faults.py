@@ -124,9 +124,10 @@ def test_copies_that_arrive_after_settling_are_reported_late_and_counted():
 class StubLab:
     """What wait_until_settled reads of a lab: one ledger job stays pending until `pending_for_s` has passed."""
 
-    def __init__(self, pending_for_s):
+    def __init__(self, pending_for_s, running=True):
         self.until = faults.time.monotonic() + pending_for_s
         self.queue = SimpleNamespace(scheduled=lambda: 0)
+        self.running, self.processes = running, {"reconciler": "dead" if not running else "alive"}
 
     def emails_received(self):
         return 7
@@ -143,6 +144,12 @@ def test_a_settle_that_times_out_says_so():
     assert timed_out["settled"] is False and timed_out["settle_s"] >= 0.6
     settled = faults.wait_until_settled(StubLab(pending_for_s=0.3), "t1", timeout_s=10, quiet_s=0.2)
     assert settled["settled"] is True and settled["settle_s"] < 5
+
+
+def test_settling_stops_when_a_lab_process_died():
+    """A dead reconciler would leave the ledger's jobs behind for good: waiting out the timeout would hide it."""
+    with pytest.raises(RuntimeError, match="died while the ledger settled"):
+        faults.wait_until_settled(StubLab(pending_for_s=60, running=False), "t1", timeout_s=5, quiet_s=0.2)
 
 
 def fault_table(settled=True, ledger_states=("delivered", "none"), ledger_received=None, met=True):
