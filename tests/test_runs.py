@@ -297,15 +297,16 @@ def summary(figures_by_notebook: dict, status: str = "ok") -> dict:
 def test_compare_gives_one_ratio_per_numeric_figure_present_in_both():
     from helpers.runs import compare
 
-    reference = summary({"01-x": {"a_ms": 2.0, "b": 10, "zero": 0, "gone": 1.0, "nested": {"n": 1}},
-                         "02-y": {"c": 4.0}})
-    latest = summary({"01-x": {"a_ms": 3.0, "b": 5, "zero": 1, "new": 7.0, "flag": True}})
+    reference = summary({"01-x": {"a_ms": 2.0, "b": 10, "zero": 0, "still_zero": 0, "gone": 1.0,
+                                  "nested": {"n": 1}}, "02-y": {"c": 4.0}})
+    latest = summary({"01-x": {"a_ms": 3.0, "b": 5, "zero": 1, "still_zero": 0, "new": 7.0, "flag": True}})
     table = compare.compare(reference, latest).set_index("figure")
-    assert sorted(table.index) == ["a_ms", "b", "zero"]
+    assert sorted(table.index) == ["a_ms", "b"]  # no ratio to a reference of 0: those are listed apart
     assert table.loc["a_ms", "ratio"] == 1.5 and table.loc["b", "ratio"] == 0.5
-    assert pd.isna(table.loc["zero", "ratio"])  # no ratio to a reference of 0
+    assert compare.zeros(reference, latest).set_index("figure")["latest"].to_dict() == {"zero": 1, "still_zero": 0}
     figures = compare.comparison_figures(reference, latest, table.reset_index())
-    assert figures["figures_compared"] == 3 and figures["ratios_finite"] == 2 and figures["ratios_in_band"] == 0
+    assert figures["figures_compared"] == 2 and figures["ratios_finite"] == 2 and figures["ratios_in_band"] == 0
+    assert figures["zero_in_reference"] == 2 and figures["zero_in_reference_nonzero_now"] == 1
     assert figures["notebooks_compared"] == 1 and figures["compared_notebooks_not_ok"] == []
     assert figures["ratio_min"] == 0.5 and figures["ratio_max"] == 1.5
 

@@ -31,12 +31,25 @@ def figures_table(summary: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["notebook", "figure", "value"])
 
 
-def compare(reference: dict, latest: dict) -> pd.DataFrame:
-    """One row per numeric figure present in both: reference, latest, and latest/reference."""
+def both(reference: dict, latest: dict) -> pd.DataFrame:
+    """Every numeric figure present in both summaries: reference and latest."""
     table = figures_table(reference).merge(figures_table(latest), on=["notebook", "figure"],
                                            suffixes=("_reference", "_latest"))
-    table["ratio"] = table["value_latest"] / table["value_reference"].where(table["value_reference"] != 0)
     return table.rename(columns={"value_reference": "reference", "value_latest": "latest"})
+
+
+def compare(reference: dict, latest: dict) -> pd.DataFrame:
+    """One row per numeric figure present in both with a reference other than zero: reference, latest, and
+    latest/reference. (A count the reference found zero, such as emails lost, has no ratio: see `zeros`.)"""
+    table = both(reference, latest)
+    table = table[table["reference"] != 0].reset_index(drop=True)
+    return table.assign(ratio=table["latest"] / table["reference"])
+
+
+def zeros(reference: dict, latest: dict) -> pd.DataFrame:
+    """The figures the reference found zero, with what the compared run found."""
+    table = both(reference, latest)
+    return table[table["reference"] == 0].reset_index(drop=True)
 
 
 def notebook_index() -> pd.DataFrame:
@@ -83,6 +96,8 @@ def comparison_figures(reference: dict, latest: dict, table: pd.DataFrame) -> di
         "ratio_median": float(ratios.median()) if len(table) else None,
         "ratio_min": float(ratios.min()) if len(table) else None,
         "ratio_max": float(ratios.max()) if len(table) else None,
+        "zero_in_reference": len(zeros(reference, latest)),
+        "zero_in_reference_nonzero_now": int((zeros(reference, latest)["latest"] != 0).sum()),
         "reference_notebooks_without_figures": sorted(
             name for name, entry in reference.get("notebooks", {}).items() if not entry.get("figures")),
         "compared_notebooks_not_ok": sorted(
