@@ -1,6 +1,5 @@
 """`python -m helpers bench NAME [-p NAME VALUE]` (one JSON line of figures), `run NOTEBOOK... -p NAME VALUE`
-(papermill reruns),
-`strip` (notebook outputs but the verdict)."""
+(papermill reruns), `strip` (notebook outputs but the verdict)."""
 
 import argparse
 from pathlib import Path

@@ -31,7 +31,6 @@ with synchronous=NORMAL: a commit survives a process crash, not necessarily a po
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -130,9 +129,7 @@ def recipient(tag: str, endpoint: str, i: int | str = "{i}") -> str:
 
 def received_by_request(lab: Lab, tag: str, endpoint: str) -> pd.Series:
     """Copies the SMTP server accepted per request number i of this episode and design."""
-    pattern = re.compile(rf"^{re.escape(tag)}-{endpoint}-(\d+)@example\.test$")
-    numbers = lab.deliveries()["rcpt_tos"].map(lambda r: (m := pattern.match(r[0] if r else "")) and int(m.group(1)))
-    return numbers.dropna().astype(int).value_counts()
+    return lab.copies_by_number(f"{tag}-{endpoint}-")
 
 
 def ledger_jobs(lab: Lab, tag: str, i: int | str = "%") -> dict:

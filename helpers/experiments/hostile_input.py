@@ -42,12 +42,6 @@ class HostileResult:
     settle_s: float
 
 
-def copies_per_request(lab: Lab) -> pd.Series:
-    recipients = lab.deliveries()["rcpt_tos"].map(lambda r: r[0] if r else "")
-    numbers = recipients.str.extract(r"^fuzz(\d+)@example\.test$")[0].dropna().astype(int)
-    return numbers.value_counts()
-
-
 def measure_hostile(lab: Lab, count: int, seed: int = 1, batch: int = 2500, settle_timeout_s: float = 120.0
                     ) -> HostileResult:
     """`count` hostile requests in batches from a client process, then wait until every queued email and thumbnail
@@ -65,7 +59,7 @@ def measure_hostile(lab: Lab, count: int, seed: int = 1, batch: int = 2500, sett
             quiet_since, seen = time.monotonic(), lab.emails_received()
     spool, made = lab.run_dir / "uploads", lab.run_dir / "thumbnails"
     alive = lab.running and lab.get("/noop/").status == 200
-    return HostileResult(rows, copies_per_request(lab), len(list(made.glob("*"))) if made.exists() else 0,
+    return HostileResult(rows, lab.copies_by_number("fuzz"), len(list(made.glob("*"))) if made.exists() else 0,
                          len(list(spool.glob("*"))) if spool.exists() else 0, alive, time.monotonic() - started)
 
 

@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import http.client
 import os
+import re
 import secrets
 import sqlite3
 import stat
@@ -401,6 +402,13 @@ class Lab:
 
     def deliveries(self) -> pd.DataFrame:
         return read_deliveries(self.smtp_record)
+
+    def copies_by_number(self, prefix: str) -> pd.Series:
+        """Copies the SMTP server accepted per request number n, for the recipients `<prefix><n>@example.test`
+        (experiments give each request its own numbered recipient)."""
+        recipients = self.deliveries()["rcpt_tos"].map(lambda r: r[0] if r else "")
+        pattern = rf"^{re.escape(prefix)}(\d+)@example\.test$"
+        return recipients.str.extract(pattern)[0].dropna().astype(int).value_counts()
 
     def queue_depth(self) -> int:
         """Tasks waiting in the queue, whichever backend holds it."""
