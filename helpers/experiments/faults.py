@@ -22,7 +22,9 @@ Faults:
   (with a slow SMTP server, `smtp_delay_s`, every worker is mid-send when it dies);
 - smtp_4xx / smtp_5xx: the SMTP server refuses every message (451 / 554) for `fault_for_s`, then recovers;
 - smtp_drop: the SMTP server cuts each connection when the message arrives, for `fault_for_s`;
-- web_restart: SIGKILL gunicorn's master and workers mid-request, start it again on the same port.
+- web_restart: SIGKILL gunicorn's master and workers mid-request, start it again on the same port `fault_for_s`
+  later (a supervisor's restart delay: without one, the new gunicorn listens before it loads the site and
+  requests wait in its backlog, so an episode often saw no request fail).
 
 These are process crashes and a misbehaving provider. The ledger's SQLite database (like Huey's) runs in WAL mode
 with synchronous=NORMAL: a commit survives a process crash, not necessarily a power cut or a kernel crash.
@@ -70,8 +72,9 @@ class FaultPlan:
 
 # -- injecting ------------------------------------------------------------------------------------------------
 
-def inject(lab: Lab, fault: str, smtp_delay_s: float | None = None) -> None:
-    """Start the fault; `smtp_delay_s` is kept through the SMTP server's fault modes (None: the lab's own)."""
+def inject(lab: Lab, fault: str, smtp_delay_s: float | None = None, fault_for_s: float = 0.0) -> None:
+    """Start the fault; `smtp_delay_s` is kept through the SMTP server's fault modes (None: the lab's own). A web
+    server crash is its own recovery: the server is down `fault_for_s`, then started again."""
     if fault == "consumer_kill":
         lab.queue.kill_workers()
     elif fault == "smtp_4xx":
@@ -81,7 +84,7 @@ def inject(lab: Lab, fault: str, smtp_delay_s: float | None = None) -> None:
     elif fault == "smtp_drop":
         set_fault(lab.smtp_control, "drop", delay_s=smtp_delay_s)
     elif fault == "web_restart":
-        lab.restart_web(crash=True)
+        lab.restart_web(crash=True, down_s=fault_for_s)
     else:
         raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
 
@@ -104,7 +107,7 @@ def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: l
         time.sleep(max(0.0, load_starts_at + at - time.monotonic()))
         started = time.monotonic() - load_starts_at
         loads_running = not any(load.done() for load in loads)
-        inject(lab, plan.fault, plan.smtp_delay_s)
+        inject(lab, plan.fault, plan.smtp_delay_s, plan.fault_for_s)
         if plan.fault != "web_restart":  # a restart is its own recovery
             time.sleep(plan.fault_for_s)
             recover(lab, plan.fault, plan.smtp_delay_s)
@@ -223,8 +226,7 @@ class Episode:
     @property
     def met_both_loads(self) -> bool:
         """Whether the fault reached the loads: both designs' were still running when it began, and a web server
-        crash made requests fail (it refuses connections for a fraction of a second only, in which a generator
-        starved of CPU may send nothing). Exposure only, never the outcome counted (lost, duplicated)."""
+        crash made requests fail (a generator starved of CPU may send nothing while the server is down). Exposure only, never the outcome counted (lost, duplicated)."""
         if not self.timeline["loads_running"].all():
             return False
         return self.plan.fault != "web_restart" or any(

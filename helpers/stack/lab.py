@@ -302,10 +302,11 @@ class Lab:
             return False
         return self.get("/noop/").status == 200
 
-    def restart_web(self, crash: bool = False, **changes) -> float:
-        """Stop the web server and start it again on the same port, with `changes` to its LabConfig fields (e.g.
-        max_backlog, or web_server="uvicorn"). crash=False: SIGTERM, in-flight requests finish; crash=True:
-        SIGKILL the master and every worker at once, mid-request. Returns the seconds the port was not serving."""
+    def restart_web(self, crash: bool = False, down_s: float = 0.0, **changes) -> float:
+        """Stop the web server and start it again on the same port `down_s` later (a supervisor's restart delay),
+        with `changes` to its LabConfig fields (e.g. max_backlog, or web_server="uvicorn"). crash=False: SIGTERM,
+        in-flight requests finish; crash=True: SIGKILL the master and every worker at once, mid-request. Returns
+        the seconds the port was not serving."""
         web = self.processes.pop("web")
         started = time.monotonic()
         if crash:
@@ -314,6 +315,7 @@ class Lab:
             for worker in workers:
                 worker.kill()
         web.stop()
+        time.sleep(down_s)
         self.config = replace(self.config, **changes)
         self._start_web(port=self.web_port)
         runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config)})
