@@ -226,7 +226,8 @@ class Episode:
     @property
     def met_both_loads(self) -> bool:
         """Whether the fault reached the loads: both designs' were still running when it began, and a web server
-        crash made requests fail (a generator starved of CPU may send nothing while the server is down). Exposure only, never the outcome counted (lost, duplicated)."""
+        crash made requests fail (a generator starved of CPU may send nothing while the server is down). Exposure
+        only, never the outcome counted (lost, duplicated)."""
         if not self.timeline["loads_running"].all():
             return False
         return self.plan.fault != "web_restart" or any(
