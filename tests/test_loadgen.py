@@ -7,9 +7,10 @@ import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from helpers.instruments.loadgen import LoadSpec, arrival_times, decode_histogram, run_load
+from helpers.instruments.loadgen import LoadSpec, arrival_times, decode_histogram, in_flight_mean, run_load
 
 
 class StallingHandler(BaseHTTPRequestHandler):
@@ -131,3 +132,19 @@ def test_a_refused_connection_is_an_error_not_a_crash():
     assert result.summary["requests"] == 25
     assert result.summary["errors"] == 25
     assert set(result.measured["error"]) == {"connect"}
+
+
+def test_in_flight_counts_only_the_window_each_request_spent_outstanding():
+    # 0-10 ms window: one request outstanding throughout, one for 5 ms of it, one entirely before the window
+    frame = pd.DataFrame({"sent_ms": [-5.0, 5.0, -20.0], "done_ms": [15.0, 12.0, -10.0]})
+    assert in_flight_mean(frame, 0.0, 10.0) == pytest.approx(1.5)
+
+
+def test_a_closed_loop_keeps_its_users_in_flight_and_agrees_with_littles_law(stalling_server):
+    """Four users against one worker that takes 2 ms: requests wait in its backlog, so nearly four are always in
+    flight; the measured count and Little's law (throughput x mean service time) must agree."""
+    port = stalling_server.server_address[1]
+    summary = run_load(LoadSpec("127.0.0.1", port, path="/", mode="closed", connections=4, duration_s=1.5,
+                                warmup_s=0.3, processes=1)).summary
+    assert 2.5 < summary["in_flight_mean"] <= 4.0 + 1e-9
+    assert summary["littles_law_in_flight"] == pytest.approx(summary["in_flight_mean"], rel=0.1)

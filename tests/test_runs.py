@@ -51,6 +51,7 @@ def test_wrk_output_is_parsed_with_its_units():
     assert figures["rps"] == 4890.08 and figures["requests"] == 39613
     assert figures["p50_ms"] == 0.812 and figures["p75_ms"] == 3.42 and figures["p99_ms"] == 1200.0
     assert figures["socket_errors"] == 5 and figures["non_2xx"] == 7
+    assert figures["mean_ms"] == 3.23 and figures["in_flight"] == pytest.approx(4890.08 * 3.23e-3)
 
 
 def test_rerun_parameters_parse_like_python_literals():

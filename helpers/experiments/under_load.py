@@ -25,28 +25,58 @@ from helpers.stack.processes import LOOPBACK
 
 def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, duration_s: float = 8.0,
                      trials: int = 2) -> pd.DataFrame:
-    """Closed loop at the same connection count, the lab's generator and wrk taking turns (A B, B A...).
+    """Closed loop at the same connection count, the lab's generator and wrk taking turns (A B, B A...), then wrk
+    again at the concurrency the lab's generator really kept in flight ("wrk matched"): a generator short of CPU
+    keeps fewer requests in flight than its connections, and a latency is comparable only at the same load.
 
-    wrk times a request from its write to the end of the response; the lab's `service` time is the same span."""
+    wrk times a request from its write to the end of the response; the lab's `service` time is the same span. In
+    flight: the lab's is measured from its records, wrk's from Little's law (throughput x mean latency); the
+    lab's Little's-law figure is kept beside its measured one, as a check of its bookkeeping."""
     path, method, form = ENDPOINTS[endpoint]
     body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
     # wrk has no warm-up of its own: a discarded run first, so neither tool meets a cold server.
     wrk.run(lab.url(path), connections, 2, method=method, body=body)
+
+    def run_wrk(trial: int, tool: str, at: int) -> dict:
+        figures = wrk.run(lab.url(path), at, duration_s, method=method, body=body)
+        return {"tool": tool, "trial": trial, "connections": at, "rps": figures["rps"], "p50_ms": figures["p50_ms"],
+                "p99_ms": figures["p99_ms"], "in_flight": figures.get("in_flight", nan), "littles_law": nan,
+                "errors": figures["socket_errors"] + figures["non_2xx"]}
+
     rows = []
     for trial in range(trials):
         tools = ("wrk", "lab") if trial % 2 == 0 else ("lab", "wrk")
         for tool in tools:
             if tool == "wrk":
-                figures = wrk.run(lab.url(path), connections, duration_s, method=method, body=body)
-                rows.append({"tool": "wrk", "trial": trial, "rps": figures["rps"], "p50_ms": figures["p50_ms"],
-                             "p99_ms": figures["p99_ms"], "errors": figures["socket_errors"] + figures["non_2xx"]})
+                rows.append(run_wrk(trial, "wrk", connections))
             else:
-                result = run_load(load_spec(lab, endpoint, mode="closed", connections=connections,
-                                            duration_s=duration_s, warmup_s=1.0))
-                s = result.summary
-                rows.append({"tool": "lab", "trial": trial, "rps": s["throughput"], "p50_ms": s["service_p50_ms"],
-                             "p99_ms": s["service_p99_ms"], "errors": s["errors"] + s["non_2xx"]})
+                s = run_load(load_spec(lab, endpoint, mode="closed", connections=connections,
+                                       duration_s=duration_s, warmup_s=1.0)).summary
+                rows.append({"tool": "lab", "trial": trial, "connections": connections, "rps": s["throughput"],
+                             "p50_ms": s["service_p50_ms"], "p99_ms": s["service_p99_ms"],
+                             "in_flight": s["in_flight_mean"], "littles_law": s["littles_law_in_flight"],
+                             "errors": s["errors"] + s["non_2xx"]})
+        kept = rows[-1 if tools[-1] == "lab" else -2]["in_flight"]
+        rows.append(run_wrk(trial, "wrk matched", max(1, round(kept))))
     return pd.DataFrame(rows)
+
+
+def harness_figures(turns: pd.DataFrame) -> dict:
+    """The generator against wrk, medians over the trials: throughput at the same connection count, p50 at the
+    same concurrency in flight (and, for the record, at the same connection count), and the in-flight counts."""
+    medians = turns.groupby("tool")[["rps", "p50_ms", "p99_ms", "in_flight", "littles_law", "connections"]].median()
+    lab, same, matched = medians.loc["lab"], medians.loc["wrk"], medians.loc["wrk matched"]
+    return {
+        "lab_rps": round(lab["rps"], 1), "wrk_rps": round(same["rps"], 1),
+        "rps_ratio": round(lab["rps"] / same["rps"], 3),
+        "lab_p50_ms": round(lab["p50_ms"], 3), "wrk_p50_ms": round(same["p50_ms"], 3),
+        "p50_ratio_same_connections": round(lab["p50_ms"] / same["p50_ms"], 3),
+        "wrk_matched_connections": int(matched["connections"]), "wrk_matched_p50_ms": round(matched["p50_ms"], 3),
+        "p50_ratio": round(lab["p50_ms"] / matched["p50_ms"], 3),
+        "lab_in_flight": round(lab["in_flight"], 2), "lab_littles_law_in_flight": round(lab["littles_law"], 2),
+        "lab_littles_law_error": round(abs(lab["littles_law"] / lab["in_flight"] - 1), 4),
+        "wrk_in_flight": round(same["in_flight"], 2),
+    }
 
 
 @dataclass
@@ -232,7 +262,6 @@ def harness(run_dir, connections: int = 16, duration_s: float = 8.0, trials: int
     server) dominates the comparison. The sync-worker figures are printed beside, for the record."""
     with Lab(run_dir=run_dir, web_workers=4, web_worker_class="gthread", web_threads=4) as lab:
         turns = compare_with_wrk(lab, "noop", connections, duration_s, trials)
-        medians = turns.groupby("tool")[["rps", "p50_ms", "p99_ms"]].median()
         open_loop = run_load(load_spec(lab, "noop", mode="open", rate=open_rate, arrival="poisson",
                                        connections=256, duration_s=10.0, warmup_s=2.0)).summary
     with Lab(run_dir=run_dir / "sync", web_workers=4) as lab:
@@ -242,12 +271,8 @@ def harness(run_dir, connections: int = 16, duration_s: float = 8.0, trials: int
                                                       sync_turns.assign(server="sync")]))
     return {
         "server": "gunicorn gthread 4 workers x 4 threads, keep-alive",
-        "lab_rps": round(medians.loc["lab", "rps"], 1),
-        "wrk_rps": round(medians.loc["wrk", "rps"], 1),
-        "rps_ratio": round(medians.loc["lab", "rps"] / medians.loc["wrk", "rps"], 3),
-        "lab_p50_ms": round(medians.loc["lab", "p50_ms"], 3),
-        "wrk_p50_ms": round(medians.loc["wrk", "p50_ms"], 3),
-        "p50_ratio": round(medians.loc["lab", "p50_ms"] / medians.loc["wrk", "p50_ms"], 3),
+        "connections": connections, "trials": trials,
+        **harness_figures(turns),
         "achieved_rate": round(open_loop["achieved_rate"], 1),
         "achieved_ratio": round(open_loop["achieved_rate"] / open_rate, 4),
         "sched_lag_p99_ms": open_loop["lag_p99_ms"],

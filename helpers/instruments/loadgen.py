@@ -288,6 +288,13 @@ def histogram(values_ms) -> HdrHistogram:
     return hist
 
 
+def in_flight_mean(frame: pd.DataFrame, start_ms: float, end_ms: float) -> float:
+    """Requests outstanding (sent, not yet done), averaged over [start_ms, end_ms]: what the generator really kept
+    in flight. A generator short of CPU keeps fewer than its connections, and so measures a lower latency."""
+    sent, done = frame["sent_ms"].clip(start_ms, end_ms), frame["done_ms"].clip(start_ms, end_ms)
+    return float((done - sent).clip(lower=0).sum() / (end_ms - start_ms))
+
+
 def summarize(frame: pd.DataFrame, spec: LoadSpec) -> dict:
     measured = frame[~frame["warmup"]]
     ok = measured[measured["error"].isna()]
@@ -304,6 +311,10 @@ def summarize(frame: pd.DataFrame, spec: LoadSpec) -> dict:
         "non_2xx": int((~ok["status"].between(200, 299)).sum()),
         "late": int((measured["lag_ms"] > LATE_AFTER_MS).sum()),
         "early_by_ms_max": float(max(0.0, -measured["lag_ms"].min())) if len(measured) else 0.0,
+        "in_flight_mean": in_flight_mean(frame, spec.warmup_s * 1e3, window_end_ms),
+        # Little's law, L = throughput x mean time in the system: it must agree with in_flight_mean
+        "littles_law_in_flight": float(frame.loc[in_window, "service_ms"].mean() / 1e3 * in_window.sum() / window_s)
+        if in_window.any() else 0.0,
         "histograms": {},
     }
     for name in ("latency_ms", "service_ms", "ttfb_ms", "lag_ms"):

@@ -20,6 +20,11 @@ def parse(output: str) -> dict:
     """Requests/s, the latency distribution wrk prints with --latency, and its error counts."""
     figures = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1)),
                "requests": int(re.search(r"(\d+) requests in", output).group(1))}
+    mean = re.search(r"^\s+Latency\s+([\d.]+(?:us|ms|s|m))\s", output, re.MULTILINE)
+    if mean:
+        figures["mean_ms"] = _ms(mean.group(1))
+        # wrk does not count what it keeps in flight: Little's law gives it, throughput x mean latency
+        figures["in_flight"] = figures["rps"] * figures["mean_ms"] / 1e3
     for pct, value in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)$", output, re.MULTILINE):
         figures[f"p{pct}_ms"] = _ms(value)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output)
