@@ -8,7 +8,7 @@ KERNEL := tasks-lab
 STAMP := $(VENV)/.installed
 LAB_PORT ?= 8888
 
-.PHONY: lab test setup system-deps run bench lint clean strip
+.PHONY: lab test setup system-deps run bench report lint clean strip
 
 setup: $(STAMP)
 
@@ -55,6 +55,11 @@ run: setup system-deps
 
 bench: setup system-deps
 	$(PY) -m helpers bench $(NAME)
+
+# The README's findings block and docs/findings/ charts from data/reference/, and index.html of the latest rerun
+# (else of the reference, in data/runs/reference-report/). `python -m helpers report --check` only checks.
+report: setup
+	$(PY) -m helpers report
 
 lint: setup
 	$(VENV)/bin/ruff check labsite helpers tests

@@ -1,10 +1,12 @@
 """`python -m helpers bench NAME [-p NAME VALUE]` (one JSON line of figures), `run NOTEBOOK... -p NAME VALUE`
-(papermill reruns), `strip` (notebook outputs but the verdict)."""
+(papermill reruns; exit status 1 when a claim failed), `report [--check]` (the README's findings from
+data/reference/ and the latest run's HTML report), `strip` (notebook outputs but the verdict)."""
 
 import argparse
+import sys
 from pathlib import Path
 
-from helpers.runs import bench, notebooks, rerun
+from helpers.runs import bench, compare, notebooks, rerun
 
 
 def main(argv=None) -> None:
@@ -18,6 +20,10 @@ def main(argv=None) -> None:
     run_parser.add_argument("notebooks", nargs="*", type=Path, help="default: every numbered notebook")
     run_parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
     run_parser.add_argument("--quick", action="store_true", help="quick mode, as in CI")
+    report_parser = commands.add_parser("report", help="the README's findings and charts from data/reference/, and "
+                                        "an HTML report of the latest run")
+    report_parser.add_argument("--check", action="store_true",
+                               help="write nothing; exit 1 when the README's findings or charts are stale")
     strip_parser = commands.add_parser("strip", help="strip notebook outputs but the verdict nbval compares")
     strip_parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args(argv)
@@ -26,7 +32,13 @@ def main(argv=None) -> None:
         bench.run(args.name, parameters)
     elif args.command == "run":
         chosen = args.notebooks or [p for p in notebooks.notebooks() if not p.name.startswith("00-")]
-        rerun.rerun([p.resolve() for p in chosen], parameters, quick=args.quick)
+        run_dir = rerun.rerun([p.resolve() for p in chosen], parameters, quick=args.quick)
+        if not rerun.succeeded(compare.load_summary(run_dir / "summary.json")):
+            sys.exit(1)
+    elif args.command == "report":
+        from helpers.runs import report
+
+        sys.exit(report.main(check=args.check))
     elif args.command == "strip":
         notebooks.strip(args.notebooks or notebooks.notebooks())
 

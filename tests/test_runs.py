@@ -90,6 +90,80 @@ def test_papermill_sees_every_knob_of_the_parameters_cell(name):
     assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign) for t in node.targets}
     assert rerun.declared_parameters(path) == assigned
 
+# -- a rerun shows its verdicts --------------------------------------------------------------------------------------
+
+TINY_CELLS = [
+    ("# Parameters (papermill). The fixture's apostrophes and colons: a comment papermill must not trip on\n"
+     "holds = True   # the second claim's outcome: set False and the rerun's exit status says so\n"
+     "quick = None", {"tags": ["parameters"]}),
+    ("import matplotlib.pyplot as plt\n"
+     "from helpers import runs\n"
+     "from helpers.charts.common import show\n"
+     "run_dir = runs.new_run_dir('tiny')\n"
+     "fig, ax = plt.subplots()\n"
+     "ax.plot([0, 1], [0, 1])\n"
+     "show(fig, run_dir, 'line', alt='A straight line from 0 to 1.')\n"
+     "runs.record(run_dir, {'answer_ms': 42.0}, {'holds': holds}, notebook='tiny')", {}),
+    ("# NBVAL_CHECK_OUTPUT\n"
+     "runs.verdict(run_dir, {'the first claim': True, 'the second claim': holds})", {"keep_output": True}),
+]
+WARNINGS = ("Unable to parse line", "Alternative text is missing", "without encryption")
+
+
+@pytest.fixture(scope="module")
+def tiny_notebook(tmp_path_factory):
+    """A notebook as small as the lab's are shaped: parameters, a chart shown with its alt text, a verdict."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source, metadata=metadata) for source, metadata in TINY_CELLS]
+    nb.metadata["kernelspec"] = {"name": "tasks-lab", "display_name": "Python (tasks lab)", "language": "python"}
+    path = tmp_path_factory.mktemp("notebooks") / "tiny.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def run_tiny(notebook, runs_dir, *parameters):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LAB_RUNS_DIR": str(runs_dir)}
+    done = subprocess.run([sys.executable, "-m", "helpers", "run", str(notebook), *parameters], capture_output=True,
+                          text=True, env=env, cwd=Path(__file__).parent.parent, timeout=180)
+    (run_dir,) = [p for p in runs_dir.iterdir() if p.name.endswith("-rerun")]
+    return done, run_dir
+
+
+@pytest.mark.parametrize("holds", [True, False])
+def test_a_rerun_prints_every_verdict_line_records_them_and_fails_when_a_claim_failed(tiny_notebook, tmp_path, holds):
+    """`python -m helpers run`: the one-screen summary lists each claim with PASS or FAIL, summary.json records
+    them, the exit status is 1 when one failed; and no spurious warning (papermill's parameter parser, nbconvert's
+    missing alt text, the kernel's unencrypted TCP) reaches the user."""
+    import json
+
+    done, run_dir = run_tiny(tiny_notebook, tmp_path, "-p", "holds", str(holds))
+    output = done.stdout + done.stderr
+    assert done.returncode == (0 if holds else 1), output
+    assert "PASS  the first claim" in done.stdout
+    assert f"{'PASS' if holds else 'FAIL'}  the second claim" in done.stdout
+    assert ("FAILED: 1 claim(s) failed" in done.stdout) != holds
+    entry = json.loads((run_dir / "summary.json").read_text())["notebooks"]["tiny"]
+    assert entry["verdict"] == {"the first claim": True, "the second claim": holds}
+    assert entry["figures"] == {"answer_ms": 42.0} and entry["status"] == "ok"
+    assert [w for w in WARNINGS if w in output] == []
+    assert 'alt="A straight line from 0 to 1."' in (run_dir / entry["html"]).read_text()
+
+
+def test_a_rerun_fails_when_a_notebook_did_not_finish_even_with_no_claim_failed():
+    from helpers.runs import rerun
+
+    ok = {"status": "ok", "verdict": {"a": True}}
+    assert rerun.succeeded({"notebooks": {"x": ok}})
+    assert not rerun.succeeded({"notebooks": {"x": ok, "y": {"status": "failed"}}})
+    assert rerun.failed_claims({"notebooks": {"x": {"status": "ok", "verdict": {"a": True, "b": False}}}}) == ["x: b"]
+
+
 # -- one source per figure: `python -m helpers bench NAME` prints what its notebook records -------------------------
 
 # The benchmarks the conventions name, by notebook: 01 overhead, 02 under_load and harness, 03 queue, 04 browser,

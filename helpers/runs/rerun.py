@@ -3,8 +3,8 @@
 papermill executes each notebook with the parameters given (full mode unless `-p quick True`) into one run
 folder under data/runs/, which then holds: the executed notebooks, an HTML export of each, every chart as PNG
 and SVG (figures/), each notebook's own experiment folder (experiments/, with its per-request records) and
-summary.json: the key figures of every notebook with the run's metadata, which notebook 00 compares with
-data/reference/.
+summary.json: the key figures and verdict of every notebook with the run's metadata, which notebook 00 compares
+with data/reference/. The one-screen summary lists every verdict line; the command fails when a claim failed.
 """
 
 from __future__ import annotations
@@ -21,10 +21,14 @@ import nbformat
 import papermill
 from nbconvert import HTMLExporter
 from tqdm.auto import tqdm
+from traitlets.config import Config
 
 from helpers import runs
 
 KERNEL = "tasks-lab"
+# The kernel manager gives the kernel CurveZMQ keys when its kernelspec declares it can use them (ipykernel's does):
+# its loopback sockets are encrypted, and it no longer warns that it runs over TCP without encryption.
+KERNEL_CONFIG = Config({"KernelManager": {"transport_encryption": "auto"}})
 FIGURE_TYPES = {"image/png": ("png", True), "image/svg+xml": ("svg", False)}  # (suffix, base64-encoded)
 
 
@@ -75,13 +79,27 @@ def export_html(executed: Path) -> Path:
 
 
 def experiment_figures(experiments_dir: Path, notebook: Path) -> dict:
-    """The figures a notebook wrote into its own run.json (its experiment folder under experiments/)."""
+    """The figures and verdict (claim: held) a notebook wrote into its own run.json (its experiment folder under
+    experiments/)."""
     stem = notebook.stem
     for folder in sorted(experiments_dir.glob(f"*-{stem}")):
+        if not (folder / "run.json").exists():
+            continue
         meta = runs.read_metadata(folder)
         return {"figures": meta.get("figures", {}), "parameters": meta.get("parameters", {}),
-                "experiment_dir": str(folder.relative_to(experiments_dir.parent))}
+                "verdict": meta.get("verdict", {}), "experiment_dir": str(folder.relative_to(experiments_dir.parent))}
     return {}
+
+
+def failed_claims(summary: dict) -> list[str]:
+    """Every claim a notebook of the run checked and found false, as "<notebook>: <claim>"."""
+    return [f"{name}: {claim}" for name, entry in summary["notebooks"].items()
+            for claim, held in entry.get("verdict", {}).items() if not held]
+
+
+def succeeded(summary: dict) -> bool:
+    """The run's outcome, the command's exit status: every notebook ran to its end and every claim held."""
+    return all(entry["status"] == "ok" for entry in summary["notebooks"].values()) and not failed_claims(summary)
 
 
 def rerun(notebooks: list[Path], parameters: dict[str, object] | None = None, quick: bool = False) -> Path:
@@ -105,7 +123,7 @@ def rerun(notebooks: list[Path], parameters: dict[str, object] | None = None, qu
         entry = {"parameters_given": given, "status": "ok"}
         try:
             papermill.execute_notebook(str(notebook), str(executed), parameters=given, kernel_name=KERNEL,
-                                       cwd=str(notebook.parent), progress_bar=True)
+                                       cwd=str(notebook.parent), progress_bar=True, config=KERNEL_CONFIG)
         except papermill.PapermillExecutionError as exc:
             entry.update(status="failed", error=f"{exc.ename}: {exc.evalue}")
         entry["seconds"] = round(time.monotonic() - started, 1)
@@ -116,17 +134,29 @@ def rerun(notebooks: list[Path], parameters: dict[str, object] | None = None, qu
         summary["notebooks"][notebook.stem] = entry
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     summary["finished_at"] = time.time()
+    summary["claims_failed"] = failed_claims(summary)
+    summary["succeeded"] = succeeded(summary)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     print_summary(run_dir, summary)
     return run_dir
 
 
 def print_summary(run_dir: Path, summary: dict) -> None:
+    """One screen: each notebook's status and every verdict line it printed, then the outcome. The key figures
+    are in summary.json (notebook 00 compares them with the reference)."""
     print(f"\nrun folder: {run_dir}")
     for name, entry in summary["notebooks"].items():
-        print(f"  {name}: {entry['status']} in {entry['seconds']} s")
-        for key, value in list(entry.get("figures", {}).items())[:8]:
-            shown = f"{value:.4g}" if isinstance(value, float) else value
-            print(f"      {key} = {shown}")
+        verdict = entry.get("verdict", {})
+        held = sum(verdict.values())
+        print(f"  {name}: {entry['status']} in {entry['seconds']} s, {held} of {len(verdict)} claims PASS, "
+              f"{len(entry.get('figures', {}))} figures")
+        for claim, ok in verdict.items():
+            print(f"      {'PASS' if ok else 'FAIL'}  {claim}")
         if entry["status"] != "ok":
             print(f"      error: {entry.get('error')}")
+    failed = failed_claims(summary)
+    not_ok = [name for name, entry in summary["notebooks"].items() if entry["status"] != "ok"]
+    if failed or not_ok:
+        print(f"FAILED: {len(failed)} claim(s) failed, {len(not_ok)} notebook(s) did not finish")
+    else:
+        print(f"every claim held ({sum(len(e.get('verdict', {})) for e in summary['notebooks'].values())} claims)")

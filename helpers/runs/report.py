@@ -1,0 +1,607 @@
+"""The findings at a glance, generated from what was measured: `python -m helpers report` (and `make report`).
+
+- README.md's block between FINDINGS_START and FINDINGS_END: the article's claims one by one, then what it leaves
+  out, each with what the lab measured, the notebooks' recorded verdict lines behind it, its chart and the notebook
+  that shows it. Every number comes from data/reference/ (its summary.json, its notebooks' run.json for the verdicts,
+  and any committed benchmark run of the same figures); the headline charts are the reference run's own PNGs,
+  copied to docs/findings/. `--check` writes nothing and fails when the README or a chart is stale
+  (tests/test_report.py runs it).
+- index.html of the latest run (the newest data/runs/*-rerun/, else the reference): the same findings table, with
+  links to each notebook's HTML export and every chart.
+
+A figure found in one run is printed as such; a figure found in several committed runs (a notebook's and its
+benchmark's) is printed as their range with the number of runs it spans.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from helpers import REPO_ROOT
+from helpers.instruments.browser import THRESHOLDS_MS
+from helpers.runs import compare
+from helpers.runs.folders import runs_root
+
+REFERENCE_DIR = REPO_ROOT / "data" / "reference"
+README = REPO_ROOT / "README.md"
+CHARTS_DIR = REPO_ROOT / "docs" / "findings"
+FINDINGS_START = "<!-- findings:start -->"
+FINDINGS_END = "<!-- findings:end -->"
+# A committed benchmark run (data/reference/bench-NAME/run.json) reports its notebook's key_figures() under the same
+# names: its figures join the notebook's as a second run.
+BENCH_NOTEBOOKS = {"overhead": "01-blocking-vs-deferred", "under_load": "02-under-load",
+                   "queue": "03-the-work-still-happens", "browser": "04-what-the-user-sees", "faults": "05-faults",
+                   "backends": "06-scale-out", "queues": "07-which-queue", "async": "08-does-async-fix-it"}
+QUEUE_NOTEBOOK = "07-which-queue"  # the backend matrix: Celery, RQ, Huey, django-tasks-db on one harness
+MATRIX = "Celery, RQ, django-tasks-db and Huey on PostgreSQL side by side"
+
+
+# -- what was measured ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    """One run's figures, parameters and verdicts by notebook, its chart files, and the other committed runs whose
+    figures overlap its own (benchmark runs: their values widen a figure into a range)."""
+
+    label: str
+    summary: dict
+    verdicts: dict[str, dict[str, bool]]
+    charts: dict[str, Path]  # "<notebook>-figNN" -> PNG
+    html: dict[str, Path] = field(default_factory=dict)  # notebook -> its executed HTML export
+    other_runs: dict[str, list[dict]] = field(default_factory=dict)  # notebook -> figures of other runs
+
+    @property
+    def notebooks(self) -> dict:
+        return self.summary.get("notebooks", {})
+
+    def values(self, notebook: str, name: str) -> list:
+        """Every run's value of one figure, this run's first; KeyError when this run has none."""
+        value = self.notebooks.get(notebook, {}).get("figures", {}).get(name)
+        if value is None:
+            raise KeyError(f"{notebook}: {name}")
+        others = [figures[name] for figures in self.other_runs.get(notebook, []) if figures.get(name) is not None]
+        return [value, *others]
+
+    def parameter(self, notebook: str, name: str):
+        return self.notebooks[notebook]["parameters"][name]
+
+    def started(self) -> str:
+        return datetime.fromtimestamp(self.summary["started_at"], UTC).strftime("%Y-%m-%d")
+
+    def minutes(self) -> float | None:
+        finished = self.summary.get("finished_at")
+        return (finished - self.summary["started_at"]) / 60 if finished else None
+
+
+def _charts(folder: Path) -> dict[str, Path]:
+    return {path.stem: path for path in sorted(folder.glob("*.png"))}
+
+
+def reference(folder: Path = REFERENCE_DIR) -> Measured:
+    """The committed reference: summary.json, each notebook's run.json (its verdict) and charts under full-run/,
+    and the benchmark runs committed beside it (bench-NAME/run.json)."""
+    summary = compare.load_summary(folder / "summary.json")
+    verdicts = {path.name.removesuffix(".run.json"): json.loads(path.read_text()).get("verdict", {})
+                for path in sorted((folder / "full-run").glob("*.run.json"))}
+    other_runs: dict[str, list[dict]] = {}
+    for path in sorted(folder.glob("bench-*/run.json")):
+        meta = json.loads(path.read_text())
+        notebook = BENCH_NOTEBOOKS.get(meta.get("benchmark"))
+        if notebook:
+            other_runs.setdefault(notebook, []).append(meta.get("figures", {}))
+    return Measured("the committed reference run", summary, verdicts, _charts(folder / "full-run" / "figures"),
+                    other_runs=other_runs)
+
+
+def rerun(run_dir: Path) -> Measured:
+    """A rerun folder (`python -m helpers run`): summary.json, whose notebooks carry their verdicts (older reruns:
+    read from each notebook's experiment folder), figures/*.png and the HTML exports."""
+    summary = compare.load_summary(run_dir / "summary.json")
+    verdicts = {}
+    for name, entry in summary.get("notebooks", {}).items():
+        verdict = entry.get("verdict")
+        meta = run_dir / entry.get("experiment_dir", "-") / "run.json"
+        if verdict is None and meta.is_file():
+            verdict = json.loads(meta.read_text()).get("verdict")
+        verdicts[name] = verdict or {}
+    exports = {name: run_dir / entry["html"] for name, entry in summary.get("notebooks", {}).items()
+               if entry.get("html") and (run_dir / entry["html"]).exists()}
+    return Measured(f"rerun {run_dir.name}", summary, verdicts, _charts(run_dir / "figures"), exports)
+
+
+# -- how figures read ------------------------------------------------------------------------------------------------
+
+
+def number(value: float) -> str:
+    """Three significant figures at most, thousands separated: 309, 1.61, 21.8, 2,517."""
+    value = float(value)
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}".removesuffix(".0")
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
+
+
+class Figures:
+    """Reads figures for one finding's text and remembers whether any of them spanned several runs."""
+
+    def __init__(self, measured: Measured):
+        self.measured = measured
+        self.spans: set[int] = set()
+
+    def __call__(self, notebook: str, name: str, unit: str = "", scale: float = 1.0) -> str:
+        values = [v * scale for v in self.measured.values(notebook, name)]
+        low, high = number(min(values)), number(max(values))
+        unit = f" {unit}" if unit and unit not in "%x" else unit
+        text = f"{low}{unit}" if low == high else f"{low}-{high}{unit}"
+        if len(values) > 1:
+            self.spans.add(len(values))
+            text += f" ({len(values)} runs)"
+        return text
+
+    def raw(self, notebook: str, name: str):
+        return self.measured.values(notebook, name)[0]
+
+    def runs_note(self) -> str:
+        if not self.spans:
+            return "One run."
+        spans = " or ".join(str(n) for n in sorted(self.spans))
+        return f"One run, but for the ranges ({spans} runs, as marked)."
+
+
+# -- the findings ----------------------------------------------------------------------------------------------------
+
+
+# `{NN.figure unit *scale}`: notebook NN's figure from the run (a range when several runs hold it), with its unit and
+# an optional scale; `{NN.param:name unit *scale}`: one of its parameters (a knob, not a measurement); `{name}`: a
+# phrase a finding's `phrases` function builds from the run.
+PLACEHOLDER = re.compile(r"\{(\d\d)\.(param:)?(\w+)(?: ([^}*]+?))?(?: \*(\d+))?\}")
+
+
+def fill(template: str, figures: Figures, phrases: Callable[[Figures], dict] | None = None) -> str:
+    """The template with every placeholder replaced from the run; KeyError when the run lacks one."""
+
+    def one(match: re.Match) -> str:
+        prefix, parameter, name, unit, scale = match.groups()
+        notebook = next((nb for nb in figures.measured.notebooks if nb.startswith(f"{prefix}-")), None)
+        if notebook is None:
+            raise KeyError(prefix)
+        if parameter:
+            value = number(figures.measured.parameter(notebook, name) * float(scale or 1))
+            return f"{value} {unit}" if unit else value
+        return figures(notebook, name, unit or "", float(scale or 1))
+
+    text = PLACEHOLDER.sub(one, template)
+    return text.format(**phrases(figures)) if phrases else text
+
+
+@dataclass
+class Finding:
+    """One claim of the article (or one thing it leaves out), what answers it, and where the evidence is."""
+
+    title: str
+    short: str  # the answer in the findings table
+    answer: str  # the lab's answer in words, stated only when every check behind it held; no measured number
+    notebooks: list[str]
+    checks: list[tuple[str, str]]  # (notebook, verdict line as the notebook records it)
+    measured: str  # what the run measured: a template (see PLACEHOLDER)
+    chart: str | None = None  # "<notebook>-figNN" of the reference
+    chart_file: str | None = None  # its name under docs/findings/
+    alt: str = ""
+    quote: bool = True  # the article's own claim (quoted) or something it leaves out
+    phrases: Callable[[Figures], dict] | None = None
+
+
+RESPONSE_TIME = (
+    "Median response with a {01.param:smtp_delay_s ms *1000} SMTP provider (a parameter): blocking "
+    "{01.blocking_p50_ms ms}, deferred {01.deferred_p50_ms ms} ({01.speedup_blocking_deferred_p50 x} less), a no-op "
+    "view {01.noop_p50_ms ms}; {01.emails_received} of {01.emails_requested} emails arrived. A CPU-bound thumbnail: "
+    "blocking {03.thumbnail_blocking_p50_ms ms}, deferred {03.thumbnail_deferred_p50_ms ms}.")
+SERVER_THREAD = (
+    "Blocking view, {02.param:web_workers} sync workers, S = {02.service_s ms *1000} per request: throughput levels "
+    "off at {02.saturation_throughput requests/s} against c/S = {02.capacity_c_over_s requests/s}, and p99 reaches "
+    "{02.blocking_p99_ms_highest_rate ms} at the highest rate; the deferred view's p99 is "
+    "{02.deferred_p99_ms_at_saturation ms} where blocking saturates. With a slower provider "
+    "({08.param:smtp_delay_s ms *1000}), the blocking send saturates at {08.sync_saturation_rps requests/s} while the "
+    "deferred view under gunicorn {deferred_verb} {08.deferred_gunicorn_saturation_rps requests/s}.")
+INP = (
+    "Median INP (Core Web Vitals: good up to {inp_good_ms} ms), sent with fetch(): blocking {04.inp_blocking_ms ms}, "
+    "deferred {04.inp_deferred_ms ms}: the page paints before the server answers. What deferring moves: a form "
+    "post's TTFB, {04.ttfb_blocking_ms ms} blocking against {04.ttfb_deferred_ms ms} deferred, and with fetch() the "
+    "answer on screen {04.feedback_blocking_ms ms} against {04.feedback_deferred_ms ms} after the click. Only a page "
+    "that waits on its main thread (a synchronous request) carries the server's time into INP: "
+    "{04.inp_xhr_blocking_ms ms} against {04.inp_xhr_deferred_ms ms}.")
+QUEUE_IS_THE_FIX = (
+    "{05.faults_injected} faults injected under load: the plain deferred view (Huey, SQLite) lost "
+    "{05.lost_without_ledger} of {05.requested_without_ledger} accepted emails ({lost_by_fault}). The same load "
+    "through a job ledger (a row written in the request, enqueued on commit, retried, reconciled, sent with a fixed "
+    "Message-ID) lost {05.lost} of {05.requested} and duplicated {05.duplicated}.")
+WORK_STILL_HAPPENS = (
+    "End to end (enqueue to sent), the email's median is {03.email_end_to_end_p50_ms ms} against "
+    "{03.email_blocking_p50_ms ms} blocking ({03.email_end_to_end_over_blocking x}). Arrivals at "
+    "{03.backlog_arrival_rate tasks/s} against a consumer draining {03.backlog_capacity_per_s tasks/s}: the queue "
+    "peaked at {03.backlog_peak_sampled} tasks (fluid model: {03.backlog_peak_predicted}) and the last task waited "
+    "{03.backlog_last_wait_ms ms} (the first {03.backlog_first_wait_ms ms}). Under an overload an unbounded queue "
+    "reached {05.overload_max_depth_unbounded} tasks and took {05.overload_drain_s_unbounded s} to drain after it; "
+    "bounded at {05.overload_bound}, the site answered {05.overload_shed_503} requests 503 with Retry-After instead.")
+PICKUP = (
+    "After up to {03.pickup_idle_max_s s} idle, Huey's default SQLite polling starts a task "
+    "{03.pickup_p50_ms_default ms} after its enqueue at the median (worst {03.pickup_max_ms_default ms}); tuned "
+    "polling {03.pickup_p50_ms_tuned ms}, for {03.idle_cpu_pct_tuned %} of a core idle against "
+    "{03.idle_cpu_pct_default %}; Redis's blocking pop {06.huey_redis_pickup_p50_ms ms}. In the browser, the "
+    "deferred email shows as sent {04.delivered_deferred_ms ms} after the click, the blocking one "
+    "{04.delivered_blocking_ms ms}.")
+CRASH = (
+    "{05.consumer_kills} SIGKILLs of the Huey consumer lost {05.kill_lost_without_ledger} tasks, no more than its "
+    "workers held (bound {05.kill_loss_bound}): Huey removes a task from SQLite when a worker picks it up. A crashed "
+    "web server failed {05.web_restart_failed_requests} requests and lost {05.web_restart_lost} accepted emails. "
+    "With the ledger nothing accepted was lost ({05.ledger_reenqueued} jobs enqueued again by the reconciler).")
+WHICH_QUEUE = (
+    "Huey on SQLite against Huey on Redis: a direct enqueue {06.huey_sqlite_enqueue_p50_us µs} against "
+    "{06.huey_redis_enqueue_p50_us µs} (median); one consumer process drains {06.huey_sqlite_drain_tasks_per_s "
+    "tasks/s} against {06.huey_redis_drain_tasks_per_s tasks/s}; four drain "
+    "{06.huey_sqlite_drain_4_consumers_tasks_per_s tasks/s} (one file lock) against "
+    "{06.huey_redis_drain_4_consumers_tasks_per_s tasks/s}.{queue_matrix}")
+ASYNC = (
+    "The same send in an async view under uvicorn saturates at {08.async_saturation_rps requests/s}, "
+    "{08.async_over_sync_saturation x} the sync workers' {08.sync_saturation_rps requests/s}, yet its median response "
+    "is still {08.async_p50_ms ms}: the user waits for the SMTP provider either way; deferred: "
+    "{08.deferred_p50_ms ms}. When the provider fails, the async view answers 5xx (the user is told); the deferred one "
+    "answered 202, then its task failed.")
+
+
+def _deferred_verb(f: Figures) -> dict:
+    ran_away = f.raw("08-does-async-fix-it", "deferred_gunicorn_ran_away")
+    return {"deferred_verb": "saturates at" if ran_away else "kept up with the most it was offered,"}
+
+
+def _inp_threshold(f: Figures) -> dict:
+    return {"inp_good_ms": THRESHOLDS_MS["inp"][0]}
+
+
+def _lost_by_fault(f: Figures) -> dict:
+    lost = f.raw("05-faults", "lost_by_fault")
+    return {"lost_by_fault": ", ".join(f"{name.replace('_', ' ')} {counts['without_ledger']}"
+                                       for name, counts in lost.items())}
+
+
+def _queue_matrix(f: Figures) -> dict:
+    """Notebook 07's backend matrix, or that the run predates it."""
+    if QUEUE_NOTEBOOK in f.measured.notebooks:
+        return {"queue_matrix": f" {MATRIX}: notebook `{QUEUE_NOTEBOOK}`."}
+    return {"queue_matrix": f" {MATRIX}: notebook `{QUEUE_NOTEBOOK}`, which {f.measured.label} "
+                            f"({f.measured.started()}) predates; it holds no figures for it."}
+
+
+FINDINGS = [
+    Finding("“Deferring cuts response time”", "Holds.",
+            "Holds: the request no longer waits for the work, and every email still arrives.",
+            ["01-blocking-vs-deferred", "03-the-work-still-happens"],
+            [("01-blocking-vs-deferred", "blocking p50 at least the SMTP delay"),
+             ("01-blocking-vs-deferred", "deferred p50 at least 10x below blocking p50"),
+             ("01-blocking-vs-deferred", "deferred p50 within a tenth of the SMTP delay of the no-op p50"),
+             ("01-blocking-vs-deferred", "every email asked for reached the SMTP server"),
+             ("03-the-work-still-happens", "deferred response p50 at least 3x below blocking, both jobs")],
+            RESPONSE_TIME, "01-blocking-vs-deferred-fig01", "response-time.png",
+            "Response time per request of the no-op, deferred and blocking endpoints on a log axis: the cumulative "
+            "distribution on the left, p50 and p95 bars on the right; the blocking requests sit at the SMTP "
+            "provider's delay, the deferred ones beside the no-op."),
+    Finding("“It frees the server thread”", "Holds.",
+            "Holds: the blocking view is capped at c/S and its latency explodes near it; the deferred view keeps "
+            "answering in milliseconds past that ceiling.",
+            ["02-under-load", "08-does-async-fix-it"],
+            [("02-under-load", "blocking saturation throughput within 20% of c/S"),
+             ("02-under-load", "blocking p99 past c/S above 3 S"),
+             ("02-under-load", "deferred p99 below 50 ms where blocking is saturated"),
+             ("02-under-load", "deferred p50 below S/10 at every rate"),
+             ("08-does-async-fix-it", "sync workers saturate at c/S (within 30%)")],
+            SERVER_THREAD, "02-under-load-fig01", "under-load.png",
+            "Latency from the moment each request was due against the arrival rate, p50 and p99, blocking and "
+            "deferred, with the M/D/c queueing model's curves and a vertical line at the capacity c/S: blocking "
+            "climbs steeply toward c/S, deferred stays flat near the bottom.", phrases=_deferred_verb),
+    Finding("“It improves INP”",
+            "Not as stated: deferring cuts TTFB, not INP, unless the page blocks its main thread.",
+            "Not as stated: INP runs from the input to the next paint, which does not wait for the server when the "
+            "page sends with fetch() or a form post. Deferring cuts TTFB and the time until the answer shows; it "
+            "moves INP only for a page that blocks its main thread.",
+            ["04-what-the-user-sees"],
+            [("04-what-the-user-sees", "fetch: deferring did not move INP"),
+             ("04-what-the-user-sees",
+              "form post: the server's wait stays out of INP (blocking INP under half the SMTP delay)"),
+             ("04-what-the-user-sees", "form post: deferring cut TTFB by at least half the SMTP delay"),
+             ("04-what-the-user-sees",
+              "fetch: deferring brought the answer on screen sooner by at least half the SMTP delay"),
+             ("04-what-the-user-sees", "synchronous request: the server's wait is inside the blocking INP")],
+            INP, "04-what-the-user-sees-fig02", "inp.png",
+            "INP of the sign-up page per way of sending the form (form post, fetch, synchronous request) and path "
+            "(blocking, deferred), one dot per trial with the median marked, against the Core Web Vitals bands: "
+            "only the synchronous request's blocking path leaves the good band.", phrases=_inp_threshold),
+    Finding("“Celery or similar” is the fix",
+            "Not by itself: the plain queue lost accepted emails under faults; a ledger around it lost none.",
+            "Not by itself: a queue moves the work out of the request, it does not make it reliable. Huey drops a "
+            "task its worker held when the worker dies, and a failed send without retries is gone; the design "
+            "around the queue (a ledger, retries, a reconciler) decides what survives.",
+            ["05-faults"],
+            [("05-faults", "without ledger: the SMTP faults lost accepted emails"),
+             ("05-faults", "with ledger: lost 0 under every fault"),
+             ("05-faults", "with ledger: duplicated 0 under every fault, unacknowledged requests included"),
+             ("05-faults", "with ledger: the ledger agrees with the SMTP record on every message")],
+            QUEUE_IS_THE_FIX, "05-faults-fig01", "faults.png",
+            "Emails lost or duplicated, as a percentage of those requested, for each fault injected under load "
+            "(consumer kill, SMTP 4xx, SMTP 5xx, dropped SMTP connections, web server restart), without and with "
+            "the job ledger: the plain queue loses emails under every SMTP fault and the consumer kill, the ledger "
+            "loses none.", phrases=_lost_by_fault),
+    Finding("The work still has to happen",
+            "About as long end to end as blocking; a backlog grows when arrivals outpace the consumer.",
+            "The email takes about as long end to end as the blocking request did, and when arrivals outpace the "
+            "consumer the queue grows and every task waits longer: bound it and say so (503).",
+            ["03-the-work-still-happens", "05-faults"],
+            [("03-the-work-still-happens",
+              "deferred end-to-end p50 within 0.5x-2x of the blocking response, both jobs"),
+             ("03-the-work-still-happens", "backlog grew while arrivals outpaced the consumer"),
+             ("03-the-work-still-happens", "the last task waited longer in the queue than the first"),
+             ("05-faults", "bounded: queue depth stayed within the bound"),
+             ("05-faults", "unbounded: the backlog took longer to drain after the load")],
+            WORK_STILL_HAPPENS, quote=False),
+    Finding("Pickup delay", "A polled queue starts late after idle; tuned polling or a blocking pop starts sooner.",
+            "A polled queue starts a task late after an idle spell; tuning the polling buys it back for some idle "
+            "CPU, a blocking pop (Redis) avoids it. The user sees the deferred email sent later than the blocking one.",
+            ["03-the-work-still-happens", "06-scale-out", "04-what-the-user-sees"],
+            [("03-the-work-still-happens", "tuned pickup p50 below default"),
+             ("03-the-work-still-happens", "tuned polling costs more idle CPU than the default"),
+             ("06-scale-out", "Redis blocking pop picks up sooner than SQLite default polling"),
+             ("04-what-the-user-sees",
+              "fetch: the deferred email is on screen as sent no sooner than the blocking one")],
+            PICKUP, quote=False),
+    Finding("What a crash loses", "A killed consumer loses what its workers held; the ledger loses nothing.",
+            "A killed consumer loses the tasks its workers held; a crashed web server fails the requests in flight "
+            "but loses nothing it accepted. A ledger with a reconciler loses nothing.",
+            ["05-faults"],
+            [("05-faults", "without ledger: the consumer kills lost the tasks the workers held (some: full mode) and "
+                           "no more"),
+             ("05-faults", "web restart: requests failed, yet neither design lost an accepted email"),
+             ("05-faults", "with ledger: every accepted job delivered in the ledger, message by message")],
+            CRASH, quote=False),
+    Finding("Which queue", "On one machine SQLite costs less; Redis gains from more consumers.",
+            "On one machine Huey on SQLite enqueues, and drains with one consumer process, faster than on Redis; "
+            "Redis gains from more consumer processes.",
+            ["06-scale-out", QUEUE_NOTEBOOK],
+            [("06-scale-out", "a direct enqueue costs less on SQLite than on Redis (p50)"),
+             ("06-scale-out", "one consumer process drains SQLite faster than Redis"),
+             ("06-scale-out", "4 consumer processes drain Redis faster than 1 (quick mode: timed with all 4 up)")],
+            WHICH_QUEUE, quote=False, phrases=_queue_matrix),
+    Finding("When async is enough", "Async frees the server thread, not the user's wait.",
+            "An async view frees the server thread, not the user's wait: enough when capacity is the problem and "
+            "the user must learn the outcome in the response; deferring is what cuts the wait.",
+            ["08-does-async-fix-it"],
+            [("08-does-async-fix-it", "async saturation at least 5x the sync workers' (same processes)"),
+             ("08-does-async-fix-it",
+              "async p50 at least the SMTP delay at every rate below saturation, as every in-request send's"),
+             ("08-does-async-fix-it",
+              "SMTP failure: 5xx in the request (after the timeout if it stalls), 202 then a failed task deferred")],
+            ASYNC, quote=False),
+]
+
+
+@dataclass
+class Row:
+    """A finding as measured by one run: what the tables and sections print."""
+
+    finding: Finding
+    measured: str | None  # None: the run holds no figure for it
+    checks: list[tuple[str, str, bool | None]]  # (notebook, claim, held; None: not checked in this run)
+
+    @property
+    def passed(self) -> int:
+        return sum(1 for *_, held in self.checks if held)
+
+    def _verdict(self, answer: str) -> str:
+        """A failed check first (a partial rerun still shows it), then whether the run measured it all."""
+        failed = sum(1 for *_, held in self.checks if held is False)
+        if failed:
+            return f"Not confirmed: {failed} of {len(self.checks)} checks failed."
+        if self.measured is None or any(held is None for *_, held in self.checks):
+            return "Not measured in this run."
+        return answer
+
+    @property
+    def verdict(self) -> str:
+        return self._verdict(self.finding.answer)
+
+    @property
+    def short(self) -> str:
+        return self._verdict(self.finding.short)
+
+
+def rows(measured: Measured) -> list[Row]:
+    result = []
+    for finding in FINDINGS:
+        figures = Figures(measured)
+        try:
+            text = f"{fill(finding.measured, figures, finding.phrases)} {figures.runs_note()}"
+        except KeyError:
+            text = None
+        checks = [(nb, claim, measured.verdicts.get(nb, {}).get(claim)) for nb, claim in finding.checks]
+        result.append(Row(finding, text, checks))
+    return result
+
+
+# -- the README's block ----------------------------------------------------------------------------------------------
+
+
+def _notebook_links(finding: Finding, measured: Measured, prefix: str = "notebooks/") -> str:
+    return ", ".join(f"[`{nb}`]({prefix}{nb}.ipynb)" for nb in finding.notebooks if nb in measured.notebooks)
+
+
+def _check_line(notebook: str, claim: str, held: bool | None) -> str:
+    state = {True: "PASS", False: "FAIL", None: "not run"}[held]
+    return f"{claim}: {state} ({notebook.split('-')[0]})"
+
+
+def findings_markdown(measured: Measured) -> str:
+    """The README's findings block (markers excluded)."""
+    env = measured.summary["environment"]
+    all_checks = sum(len(v) for v in measured.verdicts.values())
+    all_passed = sum(sum(v.values()) for v in measured.verdicts.values())
+    minutes = measured.minutes()
+    lines = [
+        "<!-- generated by `python -m helpers report` from data/reference/: edit helpers/runs/report.py, "
+        "not this block -->",
+        "",
+        f"From {measured.label}: notebooks {', '.join(nb.split('-')[0] for nb in measured.notebooks)} in full mode "
+        f"on {measured.started()}, "
+        f"{env['cpu_count']} cores, Python {env['python']}, commit `{env['git_commit'][:7]}`"
+        + (f", {minutes:.0f} minutes" if minutes else "")
+        + f"; {all_passed} of {all_checks} verdict checks PASS. Each figure is from that one run unless a range "
+        "says how many runs it spans (a committed benchmark run of the same figures). Numbers from another "
+        "machine are not targets: `make run` measures yours.",
+        "",
+        "| | The article says, or leaves out | What the lab found | Checks | Notebook |",
+        "|---|---|---|---|---|",
+    ]
+    for n, row in enumerate(rows(measured), 1):
+        lines.append(f"| {n} | {row.finding.title} | {row.short} | {row.passed} of {len(row.checks)} PASS | "
+                     f"{_notebook_links(row.finding, measured)} |")
+    for n, row in enumerate(rows(measured), 1):
+        heading = "The article says" if row.finding.quote else "The article leaves out"
+        lines += ["", f"### {n}. {heading}: {row.finding.title}", "", f"**{row.verdict}**", "",
+                  row.measured or "Not measured in this run.", ""]
+        if row.finding.chart_file:
+            lines += [f"![{row.finding.alt}](docs/findings/{row.finding.chart_file})", ""]
+        lines.append(f"Verdict lines ({_notebook_links(row.finding, measured)}):")
+        lines.append("")
+        lines += [f"- {_check_line(*check)}" for check in row.checks]
+    return "\n".join(lines) + "\n"
+
+
+def chart_files(measured: Measured) -> dict[Path, Path]:
+    """docs/findings/NAME.png -> the reference chart it copies."""
+    return {CHARTS_DIR / f.chart_file: measured.charts[f.chart] for f in FINDINGS if f.chart}
+
+
+def readme_with(readme: str, block: str) -> str:
+    before, rest = readme.split(FINDINGS_START, 1)
+    _, after = rest.split(FINDINGS_END, 1)
+    return f"{before}{FINDINGS_START}\n{block}{FINDINGS_END}{after}"
+
+
+def stale(readme: Path | None = None, measured: Measured | None = None) -> list[str]:
+    """What `python -m helpers report` would change: the README's block, a chart missing or different."""
+    readme, measured = readme or README, measured or reference()
+    text = readme.read_text()
+    found = [] if readme_with(text, findings_markdown(measured)) == text else [readme]
+    found += [target for target, source in chart_files(measured).items()
+              if not target.exists() or target.read_bytes() != source.read_bytes()]
+    return [str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path) for path in found]
+
+
+def write_readme(readme: Path | None = None, measured: Measured | None = None) -> None:
+    readme, measured = readme or README, measured or reference()
+    readme.write_text(readme_with(readme.read_text(), findings_markdown(measured)))
+    CHARTS_DIR.mkdir(parents=True, exist_ok=True)
+    for target, source in chart_files(measured).items():
+        shutil.copyfile(source, target)
+
+
+# -- the HTML report of the latest run -------------------------------------------------------------------------------
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Background-tasks lab: {{ measured.label }}</title>
+<style>
+body { font-family: system-ui, sans-serif; max-width: 72rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
+table { border-collapse: collapse; width: 100%; }
+td, th { border: 1px solid #ccc; padding: .4rem; vertical-align: top; }
+th { background: #f3f3f3; text-align: left; } .FAIL { color: #b00; font-weight: bold; } .PASS { color: #070; }
+img { max-width: 100%; } figure { margin: 1rem 0; } .charts img { max-width: 32rem; }
+</style>
+</head>
+<body>
+<h1>Background-tasks lab: {{ measured.label }}</h1>
+<p>Started {{ measured.started() }} on {{ env.cpu_count }} cores, Python {{ env.python }}, commit
+<code>{{ env.git_commit }}</code>. {{ passed }} of {{ total }} verdict checks PASS.</p>
+<h2>Findings</h2>
+<table id="findings">
+<tr><th>The article says, or leaves out</th><th>What the lab found</th><th>Measured</th><th>Checks</th></tr>
+{% for row in rows %}
+<tr><td>{{ row.title }}</td><td>{{ row.verdict }}</td><td>{{ row.measured or "Not measured in this run." }}
+{% if row.chart %}<figure><img src="{{ row.chart }}" alt="{{ row.alt }}"></figure>{% endif %}</td>
+<td><ul>{% for line, state in row.checks %}<li class="{{ state }}">{{ line }}</li>{% endfor %}</ul></td></tr>
+{% endfor %}
+</table>
+<h2>Notebooks</h2>
+{% for nb in notebooks %}
+<h3 id="{{ nb.name }}">{{ nb.name }}: {{ nb.status }}
+{% if nb.html %}, <a href="{{ nb.html }}">executed notebook (HTML)</a>{% endif %}</h3>
+<ul>{% for claim, held in nb.verdict.items() %}{% set state = 'PASS' if held else 'FAIL' %}
+<li class="{{ state }}">{{ claim }}: {{ state }}</li>{% endfor %}</ul>
+<div class="charts">{% for chart in nb.charts %}
+<a href="{{ chart }}"><img src="{{ chart }}" alt="Chart {{ loop.index }} of notebook {{ nb.name }}"></a>
+{% endfor %}</div>
+{% endfor %}
+</body>
+</html>
+"""
+
+
+def latest() -> tuple[Measured, Path]:
+    """The newest rerun and its folder; else the reference, reported into data/runs/reference-report/."""
+    summary = compare.latest_rerun_summary()
+    if summary is not None:
+        return rerun(summary.parent), summary.parent
+    return reference(), runs_root() / "reference-report"
+
+
+def write_html(measured: Measured, folder: Path) -> Path:
+    """index.html in `folder` with the findings table and every notebook's verdict, HTML export and charts; charts
+    from outside the folder (the reference's) are copied into folder/figures/ first, so the page stands alone."""
+    import jinja2
+
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def link(path: Path) -> str:
+        if not path.resolve().is_relative_to(folder.resolve()):
+            (folder / "figures").mkdir(exist_ok=True)
+            path = Path(shutil.copyfile(path, folder / "figures" / path.name))
+        return path.resolve().relative_to(folder.resolve()).as_posix()
+
+    table = [{"title": row.finding.title, "verdict": row.verdict, "measured": row.measured,
+              "chart": link(measured.charts[row.finding.chart]) if row.finding.chart in measured.charts else None,
+              "alt": row.finding.alt,
+              "checks": [(_check_line(*check), {True: "PASS", False: "FAIL", None: "none"}[check[2]])
+                         for check in row.checks]}
+             for row in rows(measured)]
+    notebooks = [{"name": name, "status": entry.get("status", "ok"), "verdict": measured.verdicts.get(name, {}),
+                  "html": link(measured.html[name]) if name in measured.html else None,
+                  "charts": [link(path) for stem, path in measured.charts.items() if stem.startswith(f"{name}-")]}
+                 for name, entry in measured.notebooks.items()]
+    page = jinja2.Environment(autoescape=True).from_string(PAGE).render(
+        measured=measured, env=measured.summary["environment"], rows=table, notebooks=notebooks,
+        passed=sum(sum(v.values()) for v in measured.verdicts.values()),
+        total=sum(len(v) for v in measured.verdicts.values()))
+    path = folder / "index.html"
+    path.write_text(page)
+    return path
+
+
+def main(check: bool = False) -> int:
+    """`python -m helpers report [--check]`; returns the exit status."""
+    if check:
+        found = stale()
+        for name in found:
+            print(f"stale: {name} (run `python -m helpers report`)")
+        return 1 if found else 0
+    write_readme()
+    print(f"README.md's findings and {len(chart_files(reference()))} charts in docs/findings/, from data/reference/")
+    measured, folder = latest()
+    print(f"report of {measured.label}: {write_html(measured, folder)}")
+    return 0

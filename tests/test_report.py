@@ -1,0 +1,172 @@
+"""`python -m helpers report`: the README's findings and charts are what data/reference/ says, every figure is
+generated (a changed measurement changes the text), and the HTML report of a run renders in the lab's real browser
+(Debian's Chromium, headless, through Playwright) with every image loaded."""
+
+import copy
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from helpers import REPO_ROOT
+from helpers.runs import report
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return report.reference()
+
+
+def test_the_readme_findings_and_charts_are_what_the_command_writes(reference):
+    """Fails when the README's block or a chart under docs/findings/ differs from `python -m helpers report`'s:
+    rerun it (`make report`) after changing data/reference/ or helpers/runs/report.py."""
+    assert report.stale(measured=reference) == []
+
+
+def test_the_check_command_fails_on_a_stale_block_or_chart(tmp_path, reference, monkeypatch, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(report.README.read_text())
+    monkeypatch.setattr(report, "README", readme)
+    monkeypatch.setattr(report, "CHARTS_DIR", tmp_path / "charts")
+    assert report.main(check=True) == 1  # no chart there yet
+    report.write_readme()
+    assert report.stale() == [] and report.main(check=True) == 0
+    start, end = readme.read_text().split(report.FINDINGS_START)
+    readme.write_text(start + report.FINDINGS_START + end.replace("PASS", "FAIL", 1))
+    (tmp_path / "charts" / "inp.png").write_bytes(b"not the chart")
+    assert report.stale() == [str(readme), str(tmp_path / "charts" / "inp.png")]
+    assert report.main(check=True) == 1
+    assert f"stale: {readme}" in capsys.readouterr().out
+
+
+def test_the_command_line_checks_the_committed_readme():
+    done = subprocess.run([sys.executable, "-m", "helpers", "report", "--check"], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_figure_in_the_block_comes_from_the_data(reference):
+    """Change one measurement and its text changes: no number in the block is typed in."""
+    changed = copy.deepcopy(reference)
+    figures = changed.summary["notebooks"]["01-blocking-vs-deferred"]["figures"]
+    before = report.findings_markdown(reference)
+    assert f"blocking {report.number(figures['blocking_p50_ms'])} ms" in before
+    figures["blocking_p50_ms"] = 123.4
+    after = report.findings_markdown(changed)
+    assert "blocking 123 ms" in after and after != before
+
+
+def test_a_range_says_how_many_runs_it_spans_and_one_run_says_so(reference):
+    one = report.Figures(reference)
+    assert one("01-blocking-vs-deferred", "blocking_p50_ms", "ms") == "309 ms"
+    assert one.runs_note() == "One run."
+    two = report.Figures(reference)  # the committed bench-browser run reports notebook 04's figures too
+    ttfb = [reference.summary["notebooks"]["04-what-the-user-sees"]["figures"]["ttfb_blocking_ms"],
+            *[run["ttfb_blocking_ms"] for run in reference.other_runs["04-what-the-user-sees"]]]
+    assert len(ttfb) == 2
+    text = two("04-what-the-user-sees", "ttfb_blocking_ms", "ms")
+    assert text == f"{report.number(min(ttfb))}-{report.number(max(ttfb))} ms (2 runs)"
+    assert "2 runs" in two.runs_note()
+
+
+def test_numbers_read_with_three_significant_figures_at_most():
+    assert [report.number(v) for v in (309.361, 1.61, 21.8, 2516.99, 0, 40.0, 0.2)] == \
+        ["309", "1.61", "21.8", "2,517", "0", "40", "0.2"]
+
+
+def test_every_verdict_line_the_findings_name_was_recorded_by_the_reference(reference):
+    """A renamed claim would show as "not run": each line the findings quote is one the notebook printed."""
+    for finding in report.FINDINGS:
+        for notebook, claim in finding.checks:
+            assert claim in reference.verdicts.get(notebook, {}), (finding.title, notebook, claim)
+
+
+def test_a_failed_check_replaces_the_answer(reference):
+    changed = copy.deepcopy(reference)
+    notebook, claim = report.FINDINGS[0].checks[1]
+    changed.verdicts[notebook][claim] = False
+    row = report.rows(changed)[0]
+    assert row.verdict == f"Not confirmed: 1 of {len(row.checks)} checks failed."
+    assert f"{claim}: FAIL" in report.findings_markdown(changed)
+    assert report.FINDINGS[0].answer not in report.findings_markdown(changed).split("### 1.")[1]
+
+
+def test_the_queue_matrix_is_said_to_postdate_the_reference_until_it_holds_notebook_07(reference):
+    block = report.findings_markdown(reference)
+    assert (f"`{report.QUEUE_NOTEBOOK}`, which the committed reference run" in block) == \
+        (report.QUEUE_NOTEBOOK not in reference.notebooks)
+    changed = copy.deepcopy(reference)
+    changed.summary["notebooks"][report.QUEUE_NOTEBOOK] = {"figures": {}, "parameters": {}}
+    assert "predates" not in report.findings_markdown(changed)
+
+
+def test_a_run_without_a_notebook_says_what_it_did_not_measure(reference):
+    partial = copy.deepcopy(reference)
+    del partial.summary["notebooks"]["05-faults"]
+    del partial.verdicts["05-faults"]
+    by_title = {row.finding.title: row for row in report.rows(partial)}
+    assert by_title["What a crash loses"].verdict == "Not measured in this run."
+    assert by_title["“Deferring cuts response time”"].verdict == report.FINDINGS[0].answer
+    del partial.summary["notebooks"]["03-the-work-still-happens"]
+    del partial.verdicts["03-the-work-still-happens"]
+    assert report.rows(partial)[0].verdict == "Not measured in this run."
+    partial.verdicts["01-blocking-vs-deferred"]["deferred p50 at least 10x below blocking p50"] = False
+    assert report.rows(partial)[0].short == "Not confirmed: 1 of 5 checks failed."  # a partial rerun shows a failure
+
+
+def fake_rerun(folder, reference):
+    """A rerun folder as `python -m helpers run` leaves it: summary.json with verdicts, figures/, an HTML export."""
+    folder.mkdir()
+    (folder / "figures").mkdir()
+    summary = copy.deepcopy(reference.summary)
+    for name, entry in summary["notebooks"].items():
+        entry["verdict"] = reference.verdicts[name]
+        entry["html"] = f"{name}.html"
+        (folder / entry["html"]).write_text(f"<!doctype html><title>{name}</title><p>executed</p>")
+    for stem, path in reference.charts.items():
+        shutil.copyfile(path, folder / "figures" / f"{stem}.png")
+    (folder / "summary.json").write_text(json.dumps(summary))
+    return folder
+
+
+def test_the_report_is_written_into_the_latest_rerun_else_beside_the_reference(tmp_path, monkeypatch, reference):
+    monkeypatch.setenv("LAB_RUNS_DIR", str(tmp_path))
+    measured, folder = report.latest()
+    assert measured.label == reference.label and folder == tmp_path / "reference-report"
+    fake_rerun(tmp_path / "20260101T000000-rerun", reference)
+    measured, folder = report.latest()
+    assert folder == tmp_path / "20260101T000000-rerun" and measured.label == "rerun 20260101T000000-rerun"
+    assert sum(len(v) for v in measured.verdicts.values()) == sum(len(v) for v in reference.verdicts.values())
+
+
+def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, reference):
+    """index.html of a rerun in headless Chromium: the findings table has a row per finding, every image (the
+    findings' charts and every notebook's) loaded (naturalWidth > 0), every notebook's HTML export linked and found,
+    and a failed claim shows as FAIL."""
+    from helpers.instruments import browser
+
+    run = fake_rerun(tmp_path / "20260101T000000-rerun", reference)
+    measured = report.rerun(run)
+    notebook, claim = report.FINDINGS[0].checks[0]
+    measured.verdicts[notebook][claim] = False
+    index = report.write_html(measured, run)
+    with browser.chromium() as context:
+        page = context.new_page()
+        page.goto(index.as_uri(), wait_until="load")
+        page.wait_for_function("[...document.images].every((img) => img.complete)")
+        images = page.evaluate("[...document.images].map((img) => [img.getAttribute('src'), img.naturalWidth,"
+                               " img.alt])")
+        rows = page.locator("#findings tr").count() - 1
+        links = page.evaluate("[...document.querySelectorAll('a[href$=\".html\"]')].map((a) => a.href)")
+        failed = page.locator("li.FAIL").all_inner_texts()
+        exported = context.new_page()
+        exported.goto(links[0])
+        exported_title = exported.title()
+    assert rows == len(report.FINDINGS)
+    assert len(images) == len(reference.charts) + sum(1 for f in report.FINDINGS if f.chart)
+    assert [src for src, width, _ in images if width <= 0] == []
+    assert all(alt for *_, alt in images)
+    assert len(links) == len(reference.notebooks) and exported_title == next(iter(reference.notebooks))
+    assert f"{claim}: FAIL ({notebook.split('-')[0]})" in failed and f"{claim}: FAIL" in failed
