@@ -15,9 +15,9 @@
   connection is no refusal: the server may have taken the message, so the attempt counts as uncertain and the
   next one asks the provider first.
 - The reconciler (`reconcile`, run every second by `manage.py reconcile_jobs`) enqueues again every job left
-  `pending` past the deadline with no retry due (its task died with a consumer, its enqueue died with a web
-  worker, its retries ran out) and every `sending` job whose lease expired (its worker died mid-send). A job it
-  cannot enqueue is logged and counted; the pass goes on.
+  `pending` past the deadline (doubled for each time it did so already) with no retry due (its task died with a
+  consumer, its enqueue died with a web worker, its retries ran out) and every `sending` job whose lease expired
+  (its worker died mid-send). A job it cannot enqueue is logged and counted; the pass goes on.
 
 The one window no SMTP client can close by itself: the server answered 250 and the worker died before it
 committed `delivered` (the rest of the SMTP exchange, QUIT included, and one SQLite UPDATE: milliseconds, and
@@ -166,6 +166,12 @@ def accept_email(to: str, idempotency_key: str | None = None) -> EmailJob:
     return job
 
 
+def reenqueue_deadline_s(times_reenqueued: int) -> float:
+    """How long a pending job is left alone before the reconciler enqueues it again: the deadline, doubled for
+    every time it already did (at most 64 times the deadline)."""
+    return LEDGER["deadline_s"] * 2 ** min(times_reenqueued, 6)
+
+
 def reconcile(now=None) -> dict:
     """Enqueue again every job left behind; returns how many of each kind it found and how many it could not
     enqueue (each logged: one failing job does not stop the pass)."""
@@ -189,9 +195,13 @@ def reconcile(now=None) -> dict:
         # The worker never reported: it may have died before or after the server's 250.
         enqueue_again(pk, "expired_lease", Q(state=State.SENDING, attempts=attempts), state=State.PENDING,
                       lease_until=None, uncertain_attempts=F("uncertain_attempts") + 1)
-    # Pending past the deadline, and no retry of Huey's due any more (a job waiting out its backoff has one).
+    # Pending past its deadline, and no retry of Huey's due any more (a job waiting out its backoff has one). The
+    # deadline doubles with each re-enqueue of the same job: a job may be pending only because it waits in a long
+    # queue, and putting it back every deadline would grow that queue faster than the workers drain it.
     left_behind = Q(state=State.PENDING, updated_at__lt=stale) & (
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale))
-    for pk in list(EmailJob.objects.filter(left_behind).values_list("pk", flat=True)):
-        enqueue_again(pk, "pending", left_behind)
+    for pk, updated_at, times in list(EmailJob.objects.filter(left_behind).values_list("pk", "updated_at",
+                                                                                       "reenqueued")):
+        if updated_at < now - timedelta(seconds=reenqueue_deadline_s(times)):
+            enqueue_again(pk, "pending", left_behind & Q(updated_at=updated_at))
     return counts

@@ -249,6 +249,22 @@ def test_the_reconciler_leaves_a_job_alone_while_its_retry_is_due(huey_queue):
     assert [t.args for t in huey_queue.pending()] == [(str(left.pk),)]
 
 
+def test_the_reconciler_backs_off_a_job_it_already_put_back(huey_queue):
+    """A job still pending after its re-enqueue may just be waiting in a long queue: enqueueing it again every
+    deadline would grow the queue faster than the workers drain it (a 100-kill run reached 46,000 queued tasks)."""
+    job = ledger.accept_email("queued@example.test")
+    huey_queue.flush()
+    deadline = ledger.LEDGER["deadline_s"]
+    now = timezone.now()
+    EmailJob.objects.filter(pk=job.pk).update(updated_at=now - timedelta(seconds=deadline + 1))
+    assert ledger.reconcile(now)["pending"] == 1
+    later = now + timedelta(seconds=deadline + 1)  # a deadline on: not yet, the second wait is twice as long
+    assert ledger.reconcile(later)["pending"] == 0
+    assert ledger.reconcile(now + timedelta(seconds=2 * deadline + 1))["pending"] == 1
+    assert EmailJob.objects.get(pk=job.pk).reenqueued == 2
+    assert len(huey_queue.pending()) == 2
+
+
 def test_a_job_the_reconciler_cannot_enqueue_does_not_stop_the_pass(monkeypatch, huey_queue):
     jobs_ = [ledger.accept_email(f"r{i}@example.test") for i in range(3)]
     huey_queue.flush()
