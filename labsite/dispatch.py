@@ -1,26 +1,43 @@
-"""The deferred path's one way in: the welcome email enqueued through the API the settings chose (QUEUE_API), so
-/email/deferred/ is one view on every queue backend. A backend that brings a new API adds one function here."""
+"""The deferred paths' one way in: a job enqueued through the API the settings chose (QUEUE_API), so
+/email/deferred/ (and every other enqueueing view) is one view on every queue backend. A backend that brings a new
+API adds one entry to ENQUEUE and STATUS_VIEW, and its task to each job's table below."""
 
 from django.conf import settings
 
 from labsite import tasks
 
+# How each API enqueues a task object and names the enqueued task's id.
+ENQUEUE = {"huey": lambda task, *args: task(*args).id,
+           "django_tasks": lambda task, *args: task.enqueue(*args).id,
+           "celery": lambda task, *args: task.delay(*args).id}
+STATUS_VIEW = {"huey": "task-status", "django_tasks": "djtask-status", "celery": "celery-status"}
 
-def through_huey(to: str) -> tuple[str, str]:
-    return tasks.send_welcome_email(to).id, "task-status"
+# Each job as a task of every API (labsite/tasks.py).
+WELCOME_EMAIL = {"huey": tasks.send_welcome_email, "django_tasks": tasks.send_welcome_email_django_task,
+                 "celery": tasks.send_email_task}
+NOOP = {"huey": tasks.do_nothing, "django_tasks": tasks.do_nothing_django_task, "celery": tasks.do_nothing_celery_task}
+SIGNUP_CHECK = {"huey": tasks.check_signup_huey, "django_tasks": tasks.check_signup_django_task,
+                "celery": tasks.check_signup_celery_task}
 
 
-def through_django_tasks(to: str) -> tuple[str, str]:
-    return tasks.send_welcome_email_django_task.enqueue(to).id, "djtask-status"
-
-
-def through_celery(to: str) -> tuple[str, str]:
-    return tasks.send_email_task.delay(to).id, "celery-status"
-
-
-WELCOME_EMAIL = {"huey": through_huey, "django_tasks": through_django_tasks, "celery": through_celery}
+def enqueue(job: dict, *args) -> str:
+    """Enqueue `job` (one of the tables above) with `args` through the configured API; returns the task's id."""
+    api = settings.QUEUE_API
+    return ENQUEUE[api](job[api], *args)
 
 
 def enqueue_welcome_email(to: str) -> tuple[str, str]:
     """Enqueue the email; returns the task's id and the name of the view that reports its state."""
-    return WELCOME_EMAIL[settings.QUEUE_API](to)
+    return enqueue(WELCOME_EMAIL, to), STATUS_VIEW[settings.QUEUE_API]
+
+
+def enqueue_signup_check(to: str, signup_id: int) -> str:
+    """Enqueue the task that looks for Signup `signup_id` and mails `to` what it saw; returns the task's id."""
+    return enqueue(SIGNUP_CHECK, to, signup_id)
+
+
+def enqueue_noop(count: int) -> int:
+    """Enqueue `count` no-op tasks one by one (each its own enqueue, as `count` requests would); returns count."""
+    for _ in range(count):
+        enqueue(NOOP)
+    return count

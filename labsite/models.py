@@ -50,3 +50,14 @@ class EmailJob(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id} {self.state} to {self.to}"
+
+
+class Signup(models.Model):
+    """A marker row written in the request's transaction (labsite/views/transactions.py): a task that looks for it
+    tells whether it ran before that transaction committed, or despite its rollback."""
+
+    email = models.CharField(max_length=254)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.email

@@ -1,11 +1,13 @@
 from django.urls import path
 
-from labsite.views import async_email, celery_tasks, djtasks, emails, errors, ledger, pages, thumbnails
+from labsite.views import async_email, celery_tasks, djtasks, emails, errors, ledger, pages, thumbnails, transactions
 
 urlpatterns = [
     path("noop/", emails.noop, name="noop"),
     path("email/blocking/", emails.email_blocking, name="email-blocking"),
     path("email/deferred/", emails.email_deferred, name="email-deferred"),
+    # The deferred view's form, parsed and validated, nothing enqueued: its baseline.
+    path("email/validate/", emails.email_validate, name="email-validate"),
     path("tasks/<str:task_id>/", emails.task_status, name="task-status"),
     # The same email from async views (labsite/views/async_email.py), for an ASGI server: aiosmtplib, or the blocking
     # send through sync_to_async, thread-sensitive (Django's default) or on the loop's thread pool.
@@ -15,6 +17,10 @@ urlpatterns = [
     # The job ledger design (labsite/ledger.py): nothing accepted is lost.
     path("email/ledger/", ledger.email_ledger, name="email-ledger"),
     path("jobs/<str:job_id>/", ledger.job_status, name="job-status"),
+    # Can a task run before, or despite, its transaction? (labsite/views/transactions.py)
+    path("tx/rollback/", transactions.tx_rollback, name="tx-rollback"),
+    path("tx/slow-commit/", transactions.tx_slow_commit, name="tx-slow-commit"),
+    path("tx/on-commit/", transactions.tx_on_commit, name="tx-on-commit"),
     path("thumbnails/blocking/", thumbnails.thumbnail_blocking, name="thumbnail-blocking"),
     path("thumbnails/deferred/", thumbnails.thumbnail_deferred, name="thumbnail-deferred"),
     path("djtasks/email/", djtasks.email_djtask, name="djtask-email"),

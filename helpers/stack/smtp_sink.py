@@ -34,7 +34,8 @@ from urllib.parse import parse_qs, urlparse
 import pandas as pd
 from aiosmtpd.controller import Controller
 
-RECORD_COLUMNS = ["received_at", "accepted_at", "message_id", "mail_from", "rcpt_tos", "size"]
+# subject: what a task may say about itself from outside (labsite/views/transactions.py: did it see its row?)
+RECORD_COLUMNS = ["received_at", "accepted_at", "message_id", "mail_from", "rcpt_tos", "size", "subject"]
 
 
 FAULT_MODES = ("ok", "refuse", "drop")
@@ -107,6 +108,7 @@ class SlowRecordingHandler:
             "received_at": received_at,
             "accepted_at": time.time(),
             "message_id": str(headers.get("Message-ID", "")),
+            "subject": str(headers.get("Subject", "")),
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
             "size": len(envelope.content),
