@@ -56,6 +56,14 @@ class QueueBackend:
     blocking_pickup: ClassVar[bool] = False  # an idle worker waits in a blocking pop (no polling interval)
     worker_ready_line: ClassVar[str]  # what a worker process logs once it takes tasks
     worker_stop_signal: ClassVar[int] = signal.SIGTERM  # its graceful shutdown: running tasks finish
+    # LabConfig changes that make an idle worker look for work sooner (its tuning knob, for start_consumer); empty:
+    # nothing to tune (a blocking pop, no worker)
+    tuned_worker_config: ClassVar[dict[str, object]] = {}
+    # How long the queue takes to hand a killed worker's task to another worker; None: it never does
+    redelivery_after_s: ClassVar[float | None] = None
+    # The task is a row of the site's own database, written in the request's transaction: it commits or rolls back
+    # with the request's writes
+    enqueue_in_transaction: ClassVar[bool] = False
 
     def __init__(self, lab: Lab):
         self.lab = lab

@@ -17,6 +17,7 @@ class CeleryRedisAcksLate(CeleryRedis):
     label = "Celery, Redis, acks late"
     delivery = "at-least-once"
     visibility_timeout_s = 10.0  # short enough to measure a redelivery (Celery's default: an hour)
+    redelivery_after_s = visibility_timeout_s  # a dead worker's unacknowledged task comes back after it
 
     def site_env(self) -> dict[str, str]:
         return {**super().site_env(), "LAB_CELERY_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s)}

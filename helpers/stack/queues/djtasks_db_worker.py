@@ -25,6 +25,8 @@ class TasksDbWorker(QueueBackend):
     delivery = "at-most-once"
     worker_ready_line = "Starting worker worker_id="
     worker_stop_signal = signal.SIGTERM  # the running task finishes, then the worker exits
+    tuned_worker_config = {"poll_interval_s": 0.02}  # --interval: look every 20 ms instead of every second
+    enqueue_in_transaction = True  # the task row is written over the site's own database connection
 
     def worker_argv(self) -> list[str]:
         """db_worker runs one task at a time: consumer_workers of them run side by side under one pool process."""

@@ -18,6 +18,8 @@ class HueyConsumer(QueueBackend):
     delivery = "at-most-once"
     worker_ready_line = "Huey consumer started"
     worker_stop_signal = signal.SIGINT  # Huey's graceful shutdown: running tasks finish
+    # every worker polls at least every 20 ms, whatever the idle time (Huey's defaults: 0.1 s, x1.15, up to 10 s)
+    tuned_worker_config = {"consumer_initial_delay_s": 0.005, "consumer_max_delay_s": 0.02, "consumer_backoff": 1.15}
 
     def site_env(self) -> dict[str, str]:
         c = self.lab.config
@@ -38,6 +40,7 @@ class BlockingHueyConsumer(HueyConsumer):
     that long. The site's settings read the timeout from `read_timeout_variable`."""
 
     blocking_pickup = True
+    tuned_worker_config = {}  # the pop returns when a task is pushed: no polling to tune
     read_timeout_variable: ClassVar[str]
 
     def site_env(self) -> dict[str, str]:
