@@ -49,7 +49,9 @@ def table(changes=None):
     blocking pop outside it; `changes` = {(backend, column): value}."""
     base = {"label": "x", "delivery": "at-most-once", "has_workers": True, "validate_p50_ms": 1.0,
             "deferred_p50_ms": 1.3, "enqueue_cost_us": 300.0, "view_ratio": 1.3, "wrk_enqueue_cost_us": 200.0,
-            "wrk_view_ratio": 1.5, "pickup_n": 3, "pickup_idle_cpu_pct": 0.3, "drain_per_s": 1000.0, "kill_kills": 5,
+            "wrk_view_ratio": 1.5, "pickup_n": 3, "pickup_idle_cpu_pct": 0.3, "e2e_sent": 20, "e2e_accepted": 20,
+            "e2e_delivered": 20, "e2e_response_p50_ms": 3.0, "e2e_response_p99_ms": 9.0, "e2e_completion_p50_ms": 8.0,
+            "e2e_completion_p99_ms": 40.0, "drain_per_s": 1000.0, "kill_kills": 5,
             "kill_requested": 50, "kill_duplicated": 0, "kill_late_copies": 0, "kill_settled": True,
             "kill_stuck": 0, "tx_trials": 3, "ran_before_commit": 0, "ran_after_commit": 3,
             "on_commit_ran_before_commit": 0, "never_ran": 0, "servers_mb": 0.0, "worker_mb": 80.0, "web_mb": 100.0}
@@ -76,7 +78,7 @@ def test_key_figures_are_flat_named_per_backend_and_plain():
     assert figures["polled_lost_on_kill"] == 2 and figures["blocking_runs_after_rollback"] == 3
     assert figures["tx_trials"] == 3 and figures["polled_view_emails_arrived"] == 4
     for backend in ("polled", "blocking"):  # what issue 12 asks the bench to print for every backend
-        for name in ("view_ratio", "enqueue_cost_us", "pickup_p50_ms", "drain_per_s", "lost_on_kill",
+        for name in ("view_ratio", "enqueue_cost_us", "pickup_p50_ms", "drain_per_s", "e2e_p99_ms", "lost_on_kill",
                      "duplicated_on_kill", "runs_after_rollback", "runs_before_commit"):
             assert f"{backend}_{name}" in figures
 
@@ -104,6 +106,8 @@ def test_every_claim_holds_on_a_matrix_that_bears_it_out():
     ({("polled", "never_ran"): 1}, "with transaction.on_commit"),
     ({("polled", "tuned_pickup_p50_ms"): 300.0}, "each polling backend's tuning knob"),
     ({("polled", "kill_settled"): False}, "every backend's kills settled"),
+    ({("blocking", "e2e_delivered"): 19}, "under open-loop load every backend"),
+    ({("polled", "e2e_accepted"): 19, ("polled", "e2e_delivered"): 19}, "under open-loop load every backend"),
 ])
 def test_each_claim_fails_when_its_evidence_does(change, claim):
     failed = [name for name, ok in checks(changes=change).items() if not ok]
@@ -127,3 +131,30 @@ def test_the_quick_subset_holds_every_kind_of_backend_the_verdict_compares():
     assert {k.blocking_pickup for k in kinds} == {True, False}
     assert {k.enqueue_in_transaction for k in kinds} == {True, False}
     assert any(k.tuned_worker_config and not k.blocking_pickup for k in kinds)
+
+
+def test_end_to_end_summary_takes_the_accepted_measured_requests_and_counts_the_undelivered():
+    frame = pd.DataFrame({
+        "backend": ["a"] * 5, "warmup": [True, False, False, False, False], "status": [202, 202, 202, 202, 503],
+        "latency_ms": [100.0, 2.0, 4.0, 6.0, 1.0], "completion_ms": [500.0, 10.0, 30.0, np.nan, np.nan]})
+    row = wq.end_to_end_summary(frame).loc["a"]
+    assert (row["sent"], row["accepted"], row["delivered"]) == (4, 3, 2)  # the warm-up out, the 503 not accepted
+    assert row["response_p50_ms"] == 4.0 and row["completion_p50_ms"] == 20.0
+
+
+def test_first_accepted_at_matches_each_request_number_with_its_first_copy():
+    class Lab:
+        def deliveries(self):
+            return pd.DataFrame({"rcpt_tos": [["e2e1-x-0@example.test"], ["e2e1-x-1@example.test"],
+                                              ["e2e1-x-0@example.test"], ["e2e1-y-2@example.test"], []],
+                                 "accepted_at": [5.0, 6.0, 4.0, 7.0, 8.0]})
+
+    assert wq.first_accepted_at(Lab(), "e2e1-x-").to_dict() == {0: 4.0, 1: 6.0}
+
+
+def test_findings_take_every_number_from_the_figures():
+    figures = wq.key_figures(table(), view().deliveries)
+    text = wq.findings_markdown(figures, {"polled": "Polled", "blocking": "Blocking"})
+    assert "*Polled* 300 µs; *Blocking* 300 µs" in text
+    assert "*Polled* 40.0 ms; *Blocking* 40.0 ms" in text  # the completion p99
+    assert "*Blocking* n/a" in text  # no tuning knob

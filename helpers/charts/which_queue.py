@@ -11,10 +11,10 @@ import pandas as pd
 from helpers.charts.common import backend_label, color
 from helpers.charts.scale_out import pickups as pickup_dots
 
-__all__ = ["drain", "kills", "memory", "pickup_dots", "view_cost"]
+__all__ = ["drain", "end_to_end", "kills", "memory", "pickup_dots", "view_cost"]
 
 
-SERIES = ("#1f77b4", "#ff7f0e", "#7f7f7f")  # one colour per measured column; the backend is on the x axis
+SERIES = ("#1f77b4", "#ff7f0e", "#7f7f7f", "#9467bd")  # one colour per measured column; the backend is on the x axis
 
 
 def _bars(ax, table: pd.DataFrame, columns: list[tuple[str, str]], fmt: str = "{:.3g}"):
@@ -46,6 +46,22 @@ def view_cost(table: pd.DataFrame, ax=None):
     ax.set_ylabel("deferred p50 - validate p50 (µs, symlog)")
     ax.set_title("What the enqueue adds to a request (immediate: the whole email)")
     ax.legend(fontsize=8)
+    return ax.figure
+
+
+def end_to_end(summary: pd.DataFrame, ax=None):
+    """Under open-loop load, per backend (which_queue.end_to_end_summary): the response's p50/p99 (due to answer)
+    and completion's p50/p99 (due to the SMTP server's 250)."""
+    ax = ax or plt.subplots(figsize=(11, 4.5))[1]
+    _bars(ax, summary, [("response_p50_ms", "response p50"), ("response_p99_ms", "response p99"),
+                        ("completion_p50_ms", "completion p50 (SMTP 250)"),
+                        ("completion_p99_ms", "completion p99 (SMTP 250)")], "{:.3g}")
+    ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 3)
+    ax.set_ylabel("time from the request's due time (ms, log scale)")
+    accepted = ", ".join(f"{int(n)}" for n in summary["accepted"])
+    ax.set_title(f"End to end under open-loop load (requests accepted per backend: {accepted})")
+    ax.legend(fontsize=8, ncols=2)
     return ax.figure
 
 

@@ -8,6 +8,9 @@ but for `queue_backend`, one worker each; nothing here branches on a backend's n
                      connection; the immediate backend's "deferred" view sends the email inside the request
     pickup           one email through /email/deferred/ after each idle period, until the SMTP server records it;
                      the idle workers' CPU over the same idle periods; default settings, then the tuning knob
+    end to end       open-loop Poisson load (helpers.instruments.loadgen) on /email/deferred/ at a fixed rate, each
+                     lab in turn: response time, and completion = the SMTP server's 250 (accepted_at) - the request's
+                     due time (default settings, as the pickups)
     drain            no-op tasks enqueued with the workers stopped (queue_semantics.enqueue_noop), then one worker
     kills            open-loop load with a slow SMTP server, every lab's workers SIGKILLed mid-send and restarted,
                      then settled: lost / duplicated (helpers.experiments.faults.account) / stuck (left running
@@ -19,8 +22,8 @@ but for `queue_backend`, one worker each; nothing here branches on a backend's n
 from __future__ import annotations
 
 import contextlib
+import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -29,7 +32,7 @@ import pandas as pd
 from helpers import runs
 from helpers.experiments import faults
 from helpers.experiments.scale_out import _interleaved, side_by_side, turn_order
-from helpers.instruments import cpu, wrk
+from helpers.instruments import cpu, queue_semantics, wrk
 from helpers.instruments.client import RequestSpec, time_requests
 from helpers.instruments.endpoints import load_spec
 from helpers.instruments.loadgen import run_load
@@ -53,16 +56,6 @@ VIEWS = {"validate": VALIDATE, "deferred": DEFERRED}  # label -> path
 
 def chosen_backends(quick: bool) -> list[str]:
     return list(QUICK_BACKENDS) if quick else names()
-
-
-def semantics():
-    """helpers.instruments.queue_semantics (enqueue_noop, transaction_outcomes, enqueue_cost), None while it does not
-    exist: the parts that need it are then left out (NaN), never faked."""
-    try:
-        from helpers.instruments import queue_semantics
-    except ImportError:
-        return None
-    return queue_semantics
 
 
 def has_workers(lab: Lab) -> bool:
@@ -215,19 +208,77 @@ def tunable(labs: dict[str, Lab]) -> dict[str, Lab]:
     return {b: lab for b, lab in labs.items() if lab.queue.tuned_worker_config and has_workers(lab)}
 
 
+# -- 2b. end to end under open-loop load ---------------------------------------------------------------------------
+
+@dataclass
+class E2EPlan:
+    rate: float = 20.0  # deferred requests/s to one lab at a time (open loop, Poisson)
+    duration_s: float = 5.0  # measured part
+    warmup_s: float = 0.5  # sent first, left out of every figure
+    timeout_s: float = 30.0  # a request's, and the wait for the emails its 202s promised
+
+
+def end_to_end(labs: dict[str, Lab], plan: E2EPlan) -> pd.DataFrame:
+    """Each lab in turn alone under the open-loop generator on /email/deferred/ (Poisson arrivals at `plan.rate`,
+    each request its own recipient); once the emails its 202s promised arrived (or `timeout_s`), every request is
+    matched with its first copy in the SMTP record: completion_ms = accepted_at (when the server answered 250; equal
+    to received_at here, the SMTP delay being 0) - the request's due time, NaN for an email that never came. One row
+    per request, warm-ups flagged: the generator's records (latency_ms counts from the due time) with backend,
+    completion_ms."""
+    tag = faults.new_tag("e2e")
+    frames = []
+    for k, (backend, lab) in enumerate(labs.items()):
+        spec = replace(load_spec(lab, "deferred", mode="open", rate=plan.rate, arrival="poisson", connections=16,
+                                 duration_s=plan.duration_s, warmup_s=plan.warmup_s, timeout_s=plan.timeout_s,
+                                 processes=1, seed=k + 1),
+                       form={"to": faults.recipient(tag, backend)})
+        result = run_load(spec)
+        records = result.records
+        prefix = f"{tag}-{backend}-"
+        _wait_for_copies(lab, prefix, int((records["status"] == 202).sum()), plan.timeout_s)
+        due_epoch = result.start_epoch + records["due_ms"] / 1e3
+        delivered_at = records["i"].map(first_accepted_at(lab, prefix))
+        frames.append(records.assign(backend=backend, completion_ms=(delivered_at - due_epoch) * 1e3))
+    return pd.concat(frames, ignore_index=True)
+
+
+def first_accepted_at(lab: Lab, prefix: str) -> pd.Series:
+    """Per request number n of the recipients `<prefix><n>@example.test`: when the SMTP server accepted its first
+    copy (epoch s, the 250)."""
+    found = lab.deliveries()
+    numbers = found["rcpt_tos"].map(lambda r: r[0] if r else "").str.extract(rf"^{re.escape(prefix)}(\d+)@")[0]
+    return found.assign(i=numbers).dropna(subset=["i"]).astype({"i": int}).groupby("i")["accepted_at"].min()
+
+
+def end_to_end_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per backend, the measured requests (warm-ups left out): sent, accepted (202), delivered (an SMTP copy),
+    response p50/p99 (due to answer, the 202s) and completion p50/p99 (due to the SMTP server's 250), ms."""
+    measured = frame[~frame["warmup"]]
+    rows = []
+    for backend, own in measured.groupby("backend", sort=False):
+        ok = own[own["status"] == 202]
+        rows.append({"backend": backend, "sent": len(own), "accepted": len(ok),
+                     "delivered": int(ok["completion_ms"].notna().sum()),
+                     "response_p50_ms": ok["latency_ms"].median(), "response_p99_ms": ok["latency_ms"].quantile(0.99),
+                     "completion_p50_ms": ok["completion_ms"].median(),
+                     "completion_p99_ms": ok["completion_ms"].quantile(0.99)})
+    return pd.DataFrame(rows).set_index("backend")
+
+
 # -- 3. drain ------------------------------------------------------------------------------------------------------
 
-def drains(labs: dict[str, Lab], count: int, enqueue_noop: Callable | None, tuned: bool = True) -> pd.DataFrame:
-    """Per lab in turn: its workers stopped, `count` no-op tasks enqueued through its API (enqueue_noop, from a
-    process of its own), the workers started again (`tuned`: with the backend's tuning knob, which they keep; a
-    worker never idles on a full queue, so it changes nothing here and saves a restart); tasks/s read off the queue
-    depth sampled every 5 ms (90 % to 10 % of the peak). NaN where there is no worker or no enqueue_noop yet."""
+def drains(labs: dict[str, Lab], count: int, tuned: bool = True) -> pd.DataFrame:
+    """Per lab in turn: its workers stopped, `count` no-op tasks enqueued through its API
+    (queue_semantics.enqueue_noop, from a process of its own), the workers started again (`tuned`: with the
+    backend's tuning knob, which they keep; a worker never idles on a full queue, so it changes nothing here and
+    saves a restart); tasks/s read off the queue depth sampled every 5 ms (90 % to 10 % of the peak). NaN where
+    there is no worker."""
     from concurrent.futures import ThreadPoolExecutor
 
     def fill(lab: Lab) -> str | None:
         """Stop the lab's workers and fill its queue: every lab at once (no process is started here)."""
         lab.stop_consumer()
-        return None if enqueue_noop is None else str(enqueue_noop(lab, count))
+        return str(queue_semantics.enqueue_noop(lab, count))
 
     workers = {b: has_workers(lab) for b, lab in labs.items()}  # before their workers stop
     with ThreadPoolExecutor(len(labs)) as pool:
@@ -377,17 +428,17 @@ def memory(labs: dict[str, Lab]) -> pd.DataFrame:
 OUTCOMES = ("ran_after_rollback", "ran_before_commit", "ran_after_commit", "on_commit_ran_before_commit", "never_ran")
 
 
-def transactions(labs: dict[str, Lab], trials: int, outcomes: Callable | None, **options) -> pd.DataFrame:
-    """Per backend: transaction_outcomes's counts over `trials` (`options`: its hold_ms, settle_s), every lab at
-    once (requests and reads only, no process started), beside what the backend declares (enqueue_in_transaction);
-    NaN counts while the instrument does not exist."""
+def transactions(labs: dict[str, Lab], trials: int, **options) -> pd.DataFrame:
+    """Per backend: queue_semantics.transaction_outcomes's counts over `trials` (`options`: its hold_ms, settle_s),
+    every lab at once (requests and reads only, no process started), beside what the backend declares
+    (enqueue_in_transaction)."""
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(len(labs)) as pool:
-        found = dict(zip(labs, pool.map(lambda lab: outcomes(lab, trials, **options) if outcomes else {},
+        found = dict(zip(labs, pool.map(lambda lab: queue_semantics.transaction_outcomes(lab, trials, **options),
                                         labs.values()), strict=True))
     return pd.DataFrame([{"backend": b, "trials": trials, "enqueue_in_transaction": lab.queue.enqueue_in_transaction,
-                          **{k: found[b].get(k, np.nan) for k in OUTCOMES}}
+                          **{k: found[b][k] for k in OUTCOMES}}
                          for b, lab in labs.items()]).set_index("backend")
 
 
@@ -402,7 +453,7 @@ def stop_all(labs: dict[str, Lab]) -> None:
 
 # -- the matrix, the figures, the claims ---------------------------------------------------------------------------
 
-def matrix(labs_info: pd.DataFrame, view: pd.DataFrame, pickup: pd.DataFrame, drain: pd.DataFrame,
+def matrix(labs_info: pd.DataFrame, view: pd.DataFrame, pickup: pd.DataFrame, e2e: pd.DataFrame, drain: pd.DataFrame,
            kills: pd.DataFrame, tx: pd.DataFrame, mem: pd.DataFrame) -> pd.DataFrame:
     """One row per backend: what it is (describe()), and every measured column the figures are taken from."""
     default = pickup.xs("default", level="settings")
@@ -412,6 +463,8 @@ def matrix(labs_info: pd.DataFrame, view: pd.DataFrame, pickup: pd.DataFrame, dr
     frame = frame.join(default[["n", "p50_ms", "p99_ms", "idle_cpu_pct"]].add_prefix("pickup_"))
     if tuned is not None:
         frame = frame.join(tuned[["p50_ms", "p99_ms", "idle_cpu_pct"]].add_prefix("tuned_pickup_"))
+    frame = frame.join(e2e[["sent", "accepted", "delivered", "response_p50_ms", "response_p99_ms", "completion_p50_ms",
+                            "completion_p99_ms"]].add_prefix("e2e_"))
     frame = frame.join(drain[["drain_per_s"]])
     frame = frame.join(kills[["kills", "requested", "lost", "duplicated", "stuck", "late_copies", "settled"]]
                        .add_prefix("kill_"))
@@ -426,6 +479,10 @@ def describe(labs: dict[str, Lab]) -> pd.DataFrame:
                           "tuning_knob": ", ".join(f"{k}={v}" for k, v in lab.queue.tuned_worker_config.items()),
                           "enqueue_in_transaction": lab.queue.enqueue_in_transaction,
                           "servers": ", ".join(lab.queue.servers)} for b, lab in labs.items()]).set_index("backend")
+
+
+E2E_FIGURES = {"e2e_p50_ms": "completion_p50_ms", "e2e_p99_ms": "completion_p99_ms",
+               "response_p50_ms": "response_p50_ms", "response_p99_ms": "response_p99_ms"}  # figure -> e2e_ column
 
 
 def key_figures(table: pd.DataFrame, deliveries: pd.DataFrame) -> dict:
@@ -463,6 +520,9 @@ def key_figures(table: pd.DataFrame, deliveries: pd.DataFrame) -> dict:
             f"{b}_view_accepted": int(deliveries.loc[b, "accepted"]),
             f"{b}_view_emails_arrived": int(deliveries.loc[b, "emails_arrived"]),
         })
+        # end to end under open-loop load: completion (due -> the SMTP server's 250) and response, ms; the counts
+        figures.update({f"{b}_{name}": r(row[f"e2e_{column}"], 2) for name, column in E2E_FIGURES.items()})
+        figures.update({f"{b}_e2e_{count}": int(row[f"e2e_{count}"]) for count in ("sent", "accepted", "delivered")})
     return figures
 
 
@@ -479,6 +539,8 @@ def verdict(figures: dict, table: pd.DataFrame, full: bool) -> dict[str, bool]:
         "every backend delivered every email its 202s promised when nothing failed": all(
             f[f"{b}_view_emails_arrived"] == f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"] > 0
             for b in backends),
+        "under open-loop load every backend answered every request 202 and delivered every email": all(
+            f[f"{b}_e2e_delivered"] == f[f"{b}_e2e_accepted"] == f[f"{b}_e2e_sent"] > 0 for b in backends),
         "every backend's kills settled, nothing arriving after": all(
             f[f"{b}_settled_after_kills"] and f[f"{b}_late_copies_on_kill"] == 0 for b in backends),
         "under kills each backend kept its declared delivery (at-most-once: no email twice; at-least-once: none lost)":
@@ -503,31 +565,68 @@ def verdict(figures: dict, table: pd.DataFrame, full: bool) -> dict[str, bool]:
     }
 
 
+def findings_markdown(figures: dict, labels: dict[str, str]) -> str:
+    """The notebook's "What the numbers say": one bullet per experiment, every number from `figures` (key_figures()),
+    backends named by `labels` (backend -> its queue's label) in that order."""
+    f = figures
+
+    def listing(key: str, fmt: str, unit: str = "") -> str:
+        return "; ".join(f"*{label}* " + ("n/a" if f[f"{b}_{key}"] is None else format(f[f"{b}_{key}"], fmt) + unit)
+                         for b, label in labels.items())
+
+    return "\n".join([
+        f"* **The enqueue's cost in the request** (deferred p50 − validate p50, timing client): "
+        f"{listing('enqueue_cost_us', '.0f', ' µs')}. Ratio deferred / validate: {listing('view_ratio', '.2f')}. "
+        f"wrk at one connection: {listing('wrk_enqueue_cost_us', '.0f', ' µs')}.",
+        f"* **Pickup after idle, default settings** (p50): {listing('pickup_p50_ms', '.1f', ' ms')}; p99: "
+        f"{listing('pickup_p99_ms', '.1f', ' ms')}. With the tuning knob: "
+        f"{listing('tuned_pickup_p50_ms', '.1f', ' ms')}, for idle worker CPU "
+        f"{listing('tuned_idle_cpu_pct', '.2f', ' %')} of one core, against {listing('idle_cpu_pct', '.2f', ' %')} "
+        f"with the defaults.",
+        f"* **End to end under open-loop load** (request due to the SMTP server's 250, default settings), p50: "
+        f"{listing('e2e_p50_ms', '.1f', ' ms')}; p99: {listing('e2e_p99_ms', '.1f', ' ms')}; the response's p99: "
+        f"{listing('response_p99_ms', '.1f', ' ms')}; emails delivered of those accepted: "
+        + "; ".join(f"*{label}* {f[f'{b}_e2e_delivered']} of {f[f'{b}_e2e_accepted']}" for b, label in labels.items())
+        + ".",
+        f"* **Drain by one worker**: {listing('drain_per_s', '.0f', ' tasks/s')}.",
+        f"* **Kills** ({listing('kills', 'd')} per backend): lost {listing('lost_on_kill', 'd')}; duplicated "
+        f"{listing('duplicated_on_kill', 'd')}; stuck {listing('stuck_on_kill', 'd')}, of "
+        f"{listing('requested_under_kills', 'd')} accepted.",
+        f"* **Transactions** ({f['tx_trials']} trial(s) each): ran after a rollback "
+        f"{listing('runs_after_rollback', '.0f')}; ran before its commit {listing('runs_before_commit', '.0f')}; with "
+        f"`on_commit`, before the commit {listing('on_commit_ran_before_commit', '.0f')}.",
+        f"* **Memory**: the queue's servers {listing('servers_mb', '.0f', ' MiB')}; one worker "
+        f"{listing('worker_mb', '.0f', ' MiB')}.",
+    ])
+
+
 # -- one run: what the notebook does cell by cell, and the benchmark at once --------------------------------------
 
 def run_all(run_dir, backends: list[str], view_requests: int, wrk_s: float, idle_s: list[float], repeats: int,
-            drain_tasks: int, plan: KillPlan, tx_trials: int, full: bool, tx_hold_ms: int = 1000,
+            e2e: E2EPlan, drain_tasks: int, plan: KillPlan, tx_trials: int, full: bool, tx_hold_ms: int = 1000,
             view_turns: int = 2, progress=print) -> dict:
     """Every experiment on every backend, side by side; saves the tables and returns the figures, the matrix and
     the verdict's checks (the benchmark's path; the notebook calls the same functions one cell each)."""
-    sem = semantics()
     with side_by_side(run_dir, backends, **LAB) as labs:
         info = describe(labs)
         view = view_cost(labs, view_requests, turns=view_turns, wrk_s=wrk_s)
         progress("view cost measured")
         frames = [pickups(labs, idle_s, repeats, "default")]
-        drained = drains(labs, drain_tasks, getattr(sem, "enqueue_noop", None))
+        e2e_frame = end_to_end(labs, e2e)
+        progress("pickups (default settings) and end to end measured")
+        drained = drains(labs, drain_tasks)
         frames.append(pickups(tunable(labs), idle_s, repeats, "tuned"))
-        progress("pickups and drains measured")
+        progress("drains and tuned pickups measured")
         mem = memory(labs)
         kills, timeline = kill_workers_under_load(labs, plan)
         progress("kills measured")
-        tx = transactions(labs, tx_trials, getattr(sem, "transaction_outcomes", None), hold_ms=tx_hold_ms)
+        tx = transactions(labs, tx_trials, hold_ms=tx_hold_ms)
         stop_all(labs)
     picked = pd.concat(frames, ignore_index=True)
-    table = matrix(info, view_summary(view), pickup_summary(picked), drained, kills, tx, mem)
-    for name, frame in (("view", view.timings), ("wrk", view.wrk), ("pickups", picked), ("kills", kills.reset_index()),
-                        ("kill-timeline", timeline), ("matrix", table.reset_index())):
+    table = matrix(info, view_summary(view), pickup_summary(picked), end_to_end_summary(e2e_frame), drained, kills, tx,
+                   mem)
+    for name, frame in (("view", view.timings), ("wrk", view.wrk), ("pickups", picked), ("e2e", e2e_frame),
+                        ("kills", kills.reset_index()), ("kill-timeline", timeline), ("matrix", table.reset_index())):
         runs.save_table(run_dir, name, frame)
     figures = key_figures(table, view.deliveries)
     return {"figures": figures, "table": table, "checks": verdict(figures, table, full)}
@@ -535,9 +634,11 @@ def run_all(run_dir, backends: list[str], view_requests: int, wrk_s: float, idle
 
 @benchmark("queues")
 def queues_bench(run_dir, view_requests: int = 400, wrk_s: float = 1.0, idle_s: tuple = (0.5, 2.0, 10.0),
-                 repeats: int = 3, drain_tasks: int = 5000, kills: int = 5, tx_trials: int = 5) -> dict:
+                 repeats: int = 3, e2e_rate: float = 20.0, e2e_s: float = 5.0, drain_tasks: int = 5000, kills: int = 5,
+                 tx_trials: int = 5) -> dict:
     """Every backend of helpers.stack.queues, side by side: the view's cost, pickup after idle (default and tuned,
-    idle CPU), drain of `drain_tasks` no-op tasks by one worker, `kills` SIGKILLs mid-send, transactions, memory."""
-    done = run_all(run_dir, names(), view_requests, wrk_s, list(idle_s), repeats, drain_tasks, KillPlan(kills=kills),
-                   tx_trials, full=True)
+    idle CPU), end to end at `e2e_rate` requests/s for `e2e_s` (open loop), drain of `drain_tasks` no-op tasks by one
+    worker, `kills` SIGKILLs mid-send, transactions, memory."""
+    done = run_all(run_dir, names(), view_requests, wrk_s, list(idle_s), repeats, E2EPlan(e2e_rate, e2e_s),
+                   drain_tasks, KillPlan(kills=kills), tx_trials, full=True)
     return {**done["figures"], "verdict": done["checks"]}

@@ -19,11 +19,15 @@ from helpers.instruments import cpu, enqueuer, lifecycle, queue_probe
 from helpers.instruments.client import RequestSpec, time_requests
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
+from helpers.stack.lab import LabConfig
+from helpers.stack.queues import backend_class
 
 # Huey's consumer defaults: an idle worker sleeps 0.1 s, then 15 % longer after every empty poll, up to 10 s.
 DEFAULT_POLLING = {"consumer_initial_delay_s": 0.1, "consumer_max_delay_s": 10.0, "consumer_backoff": 1.15}
-# Tuned: every worker polls at least every 20 ms, whatever the idle time (the idle CPU cost is measured).
-TUNED_POLLING = {"consumer_initial_delay_s": 0.005, "consumer_max_delay_s": 0.02, "consumer_backoff": 1.15}
+# Tuned: the tuning knob of the lab's default backend (Huey on SQLite), defined once on its class
+# (QueueBackend.tuned_worker_config): every worker polls at least every 20 ms, whatever the idle time (the idle CPU
+# cost is measured).
+TUNED_POLLING = dict(backend_class(LabConfig.queue_backend).tuned_worker_config)
 POLLING_SETTINGS = {"default": DEFAULT_POLLING, "tuned": TUNED_POLLING}
 
 

@@ -336,6 +336,7 @@ class LoadResult:
     summary: dict
     records: pd.DataFrame
     generator_cpu_s: float
+    start_epoch: float = float("nan")  # the common start (records' 0 ms) as epoch seconds, to meet other clocks
 
     @property
     def measured(self) -> pd.DataFrame:
@@ -365,6 +366,7 @@ def run_load(spec: LoadSpec, records_path: Path | None = None) -> LoadResult:
                 proc.wait()
                 raise RuntimeError(f"load generator failed to start:\n{errors.read_text()[-3000:]}")
         start_at = time.perf_counter() + 0.05
+        start_epoch = time.time() + 0.05  # the same moment on the wall clock (the SMTP server's records use it)
         for proc, _, _ in parts:
             proc.stdin.write(f"{start_at!r}\n")
             proc.stdin.close()
@@ -380,7 +382,7 @@ def run_load(spec: LoadSpec, records_path: Path | None = None) -> LoadResult:
         records.to_parquet(records_path, index=False)
     summary = summarize(records, spec)
     summary["generator_cpu_s"] = cpu_s
-    return LoadResult(spec, summary, records, cpu_s)
+    return LoadResult(spec, summary, records, cpu_s, start_epoch)
 
 
 def main() -> None:
