@@ -3,6 +3,14 @@ import tempfile
 
 import pytest
 
+# Under pytest-xdist (`make test` runs two workers), each worker has a temporary folder of its own, so what a test
+# finds by its folder (a browser probe's Chromium profile) is its own and not the other worker's.
+# Others may pass through it (not list it), as through /tmp: PostgreSQL runs as its own user.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["TMPDIR"] = tempfile.mkdtemp(prefix=f"tasks-lab-{worker}-")
+    os.chmod(os.environ["TMPDIR"], 0o711)
+    tempfile.tempdir = None
+
 # Run folders the tests create (the Lab's) go to a throwaway place, not data/runs/.
 os.environ.setdefault("LAB_RUNS_DIR", tempfile.mkdtemp(prefix="tasks-lab-runs-"))
 
@@ -43,8 +51,12 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """No process the lab started may outlive the test session: that would be an orphan."""
+    """No process the lab started may outlive the test session: that would be an orphan. Under pytest-xdist the
+    controller checks, once every worker has finished (a worker would see the other's processes)."""
     import time
+
+    if hasattr(session.config, "workerinput"):
+        return
 
     deadline = time.time() + 10  # a kernel's atexit may still be stopping its lab
     while (left := lab_servers_running(session.config._lab_started_at)) and time.time() < deadline:

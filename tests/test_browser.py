@@ -1,6 +1,8 @@
 """The sign-up page in a real browser: Debian's Chromium, headless, driven by the lab's probe through Playwright,
 against the real stack on loopback. Never skipped: `make test` installs chromium where it is missing."""
 
+import os
+import tempfile
 import time
 
 import psutil
@@ -18,13 +20,13 @@ SMTP_DELAY_MS = SMTP_DELAY_S * 1000
 
 
 def chromium_processes(since: float) -> list[psutil.Process]:
-    """Live (non-zombie) processes of a probe's Chromium started after `since`: its profile folder is in
-    their command line (the crash handler's too)."""
+    """Live (non-zombie) processes of a probe's Chromium started after `since`: its profile folder, in this test
+    process's temporary folder, is in their command line (the crash handler's too)."""
     found = []
     for proc in psutil.process_iter(["cmdline", "create_time", "status"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if (proc.info["create_time"] >= since and proc.info["status"] != psutil.STATUS_ZOMBIE
-                and browser.PROFILE_PREFIX in cmdline):
+                and os.path.join(tempfile.gettempdir(), browser.PROFILE_PREFIX) in cmdline):
             found.append(proc)
     return found
 
