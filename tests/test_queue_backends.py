@@ -136,3 +136,20 @@ def test_the_way_to_the_run_folder_opens_only_inside_the_runs_area(open_folder):
     with pytest.raises(PermissionError, match=str(open_folder)):
         postgres_server.open_the_way(run_dir, area)
     assert stat.S_IMODE(open_folder.stat().st_mode) == 0o700
+
+
+@as_root
+def test_a_reruns_private_folder_is_opened_for_its_notebooks_postgresql(open_folder, monkeypatch):
+    """`python -m helpers run` makes a private rerun folder and points its kernels' LAB_RUNS_DIR inside it: the
+    way still opens, because the rerun says where the lab's runs area begins (LAB_RUNS_AREA)."""
+    from helpers import runs
+
+    area = open_folder / "runs"
+    run_dir = area / "20261125-rerun" / "experiments" / "07-which-queue" / "djtasks_db_postgres"
+    run_dir.mkdir(parents=True)
+    for folder in [run_dir, *run_dir.parents][:4]:
+        folder.chmod(0o700)
+    monkeypatch.setenv("LAB_RUNS_DIR", str(area / "20261125-rerun" / "experiments"))
+    monkeypatch.setenv("LAB_RUNS_AREA", str(area))
+    postgres_server.open_the_way(run_dir, runs.runs_area())
+    assert stat.S_IMODE((area / "20261125-rerun").stat().st_mode) == 0o711

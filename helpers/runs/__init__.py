@@ -1,5 +1,6 @@
 """Run folders and their metadata (folders), the benchmark harness (bench), papermill reruns (rerun), comparison
-with the reference (compare), notebook hygiene (notebooks) and quick mode (params)."""
+with the reference (compare), the README's findings and the HTML report (report), notebook hygiene (notebooks) and
+quick mode (params)."""
 
 from helpers.runs.folders import (
     environment,
@@ -9,11 +10,12 @@ from helpers.runs.folders import (
     plain,
     read_metadata,
     record,
+    runs_area,
     runs_root,
     save_table,
     verdict,
     write_metadata,
 )
 
-__all__ = ["environment", "list_runs", "load_table", "new_run_dir", "plain", "read_metadata", "record", "runs_root",
-           "save_table", "verdict", "write_metadata"]
+__all__ = ["environment", "list_runs", "load_table", "new_run_dir", "plain", "read_metadata", "record", "runs_area",
+           "runs_root", "save_table", "verdict", "write_metadata"]

@@ -26,6 +26,12 @@ def runs_root() -> Path:
     return Path(os.environ.get("LAB_RUNS_DIR", REPO_ROOT / "data" / "runs"))
 
 
+def runs_area() -> Path:
+    """The outermost folder of the lab's own run folders: runs_root(), or, for the kernels of a rerun (whose runs
+    root is its experiments/ folder, inside a private rerun folder), the runs root the rerun was made in."""
+    return Path(os.environ.get("LAB_RUNS_AREA", runs_root()))
+
+
 def new_run_dir(kind: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     base = runs_root() / f"{stamp}-{kind}"

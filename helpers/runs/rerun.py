@@ -113,6 +113,7 @@ def rerun(notebooks: list[Path], parameters: dict[str, object] | None = None, qu
     figures_dir = run_dir / "figures"
     experiments_dir.mkdir()
     figures_dir.mkdir()
+    os.environ["LAB_RUNS_AREA"] = str(runs.runs_area())  # where a PostgreSQL lab may open the way to its folder
     os.environ["LAB_RUNS_DIR"] = str(experiments_dir)  # the kernels inherit it: each notebook's folder lands here
     os.environ["IPYTHONDIR"] = str(_kernel_config_dir())
     summary = {"started_at": time.time(), "environment": runs.environment(), "notebooks": {}}

@@ -177,13 +177,13 @@ class PostgresServer:
     def _prepare_folders(self) -> None:
         self.folder.mkdir(mode=0o700, exist_ok=True)
         if running_as_root():
-            from helpers.runs import runs_root
+            from helpers.runs import runs_area
 
             user = pwd.getpwnam(SERVER_USER)
             os.chown(self.folder, user.pw_uid, user.pw_gid)
             self.folder.chmod(0o700)
             self.lab.secure_files()  # before anyone may pass through the run folder
-            open_the_way(self.lab.run_dir, runs_root())
+            open_the_way(self.lab.run_dir, runs_area())
 
     def _initdb(self) -> None:
         """A new cluster whose superuser `lab` has the run's password (scram-sha-256 for local and TCP alike)."""
