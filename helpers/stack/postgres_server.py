@@ -6,7 +6,8 @@ database is this server too, so a task row written by the Tasks API's database b
 transaction) and stops it last:
 
     listen_addresses 127.0.0.1 (-h)        nothing outside this machine can reach it
-    unix socket in <run>/pg (-k), 0700     no shared /var/run/postgresql
+    no unix socket                         every client comes over TCP on loopback: no shared /var/run/postgresql,
+                                           and a deep run folder (a rerun's) exceeds a socket path's 107 bytes
     scram-sha-256 for every connection     the password is per run, in 0600 files, never on a command line:
                                            initdb reads it from pg/initdb-password (deleted after), clients from
                                            <run>/pgpass (libpq's passfile format)
@@ -133,7 +134,7 @@ class PostgresServer:
 
     @property
     def folder(self) -> Path:
-        """PostgreSQL's own folder: its data, its unix socket (the server user's, 0700)."""
+        """PostgreSQL's own folder: its data (the server user's, 0700)."""
         return self.lab.run_dir / "pg"
 
     @property
@@ -166,7 +167,7 @@ class PostgresServer:
         server = self.lab.spawn(
             "postgres",
             [*as_server_user(), bin_dir() / "postgres", "-D", self.data_dir, "-h", LOOPBACK, "-p", self.port,
-             "-k", self.folder, "-c", "unix_socket_permissions=0700"],
+             "-c", "unix_socket_directories="],
             stop_signal=signal.SIGINT)
         server.wait_until(lambda: answers(self.conninfo("postgres")), what="accepting connections")
         self._create_database()
