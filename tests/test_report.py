@@ -93,13 +93,65 @@ def test_a_failed_check_replaces_the_answer(reference):
     assert report.FINDINGS[0].answer not in report.findings_markdown(changed).split("### 1.")[1]
 
 
-def test_the_queue_matrix_is_said_to_postdate_the_reference_until_it_holds_notebook_07(reference):
-    block = report.findings_markdown(reference)
-    assert (f"`{report.QUEUE_NOTEBOOK}`, which the committed reference run" in block) == \
-        (report.QUEUE_NOTEBOOK not in reference.notebooks)
+def test_a_run_without_notebook_07_says_it_predates_the_queue_matrix(reference):
+    assert "predates" not in report.findings_markdown(reference)
+    older = copy.deepcopy(reference)
+    del older.summary["notebooks"][report.QUEUE_NOTEBOOK]
+    del older.verdicts[report.QUEUE_NOTEBOOK]
+    block = report.findings_markdown(older)
+    assert f"`{report.QUEUE_NOTEBOOK}`, which the committed reference run" in block
+    assert "| Backend |" not in block
+    assert report.rows(older)[report.FINDINGS.index(_which_queue())].verdict == "Not measured in this run."
+
+
+def _which_queue() -> report.Finding:
+    return next(f for f in report.FINDINGS if f.title == "Which queue")
+
+
+def _queue_table(block: str) -> list[str]:
+    section = block.split("Which queue\n")[1].split("\n### ")[0]
+    return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Backend")
+            and not line.startswith("| ---")]
+
+
+def test_the_which_queue_table_has_a_row_per_backend_and_its_numbers_from_the_reference(reference):
+    """One row per backend notebook 07 measured, in its order, with the label its queue class declares; change one
+    figure of a copied reference and that cell (and only the data-driven text) changes."""
+    from helpers.stack import queues
+
+    figures = reference.summary["notebooks"][report.QUEUE_NOTEBOOK]["figures"]
+    before = report.findings_markdown(reference)
+    table = _queue_table(before)
+    assert [line.split(" | ")[0].removeprefix("| ") for line in table] == \
+        [queues.backend_class(b).label for b in figures["backends"]]
+    first = figures["backends"][0]
+    assert f" | {report.number(figures[f'{first}_enqueue_cost_us'])} | " in table[0]
     changed = copy.deepcopy(reference)
-    changed.summary["notebooks"][report.QUEUE_NOTEBOOK] = {"figures": {}, "parameters": {}}
-    assert "predates" not in report.findings_markdown(changed)
+    changed.summary["notebooks"][report.QUEUE_NOTEBOOK]["figures"][f"{first}_enqueue_cost_us"] = 98765.4
+    after = _queue_table(report.findings_markdown(changed))
+    assert " | 98,765 | " in after[0] and after[1:] == table[1:] and after[0] != table[0]
+
+
+def test_the_which_queue_answer_is_read_from_the_figures(reference):
+    """Which backends lost emails under kills and which ran a rolled-back task are counted from notebook 07's
+    figures; a failed claim of 07 replaces the answer."""
+    figures = reference.summary["notebooks"][report.QUEUE_NOTEBOOK]["figures"]
+    workers = [b for b in figures["backends"] if figures[f"{b}_kills"]]
+    lost = [b for b in workers if figures[f"{b}_lost_on_kill"]]
+    index = report.FINDINGS.index(_which_queue())
+    assert f"lost emails on {len(lost)} of the {len(workers)} backends" in report.rows(reference)[index].short
+    changed = copy.deepcopy(reference)
+    for b in workers:
+        changed.summary["notebooks"][report.QUEUE_NOTEBOOK]["figures"][f"{b}_lost_on_kill"] = 1
+    assert f"lost emails on {len(workers)} of the {len(workers)} backends" in report.rows(changed)[index].short
+    claim = next(c for nb, c in _which_queue().checks if nb == report.QUEUE_NOTEBOOK and "declared delivery" in c)
+    changed.verdicts[report.QUEUE_NOTEBOOK][claim] = False
+    assert report.rows(changed)[index].short.startswith("Not confirmed: 1 of ")
+
+
+def test_the_published_benchmarks_section_the_readme_points_to_is_in_notebook_07():
+    cells = json.loads((REPO_ROOT / "notebooks" / f"{report.QUEUE_NOTEBOOK}.ipynb").read_text())["cells"]
+    assert any(f"# {report.PUBLISHED}" in "".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
 
 
 def test_a_run_without_a_notebook_says_what_it_did_not_measure(reference):
@@ -158,7 +210,7 @@ def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, r
         page.wait_for_function("[...document.images].every((img) => img.complete)")
         images = page.evaluate("[...document.images].map((img) => [img.getAttribute('src'), img.naturalWidth,"
                                " img.alt])")
-        rows = page.locator("#findings tr").count() - 1
+        rows = page.locator("#findings > tbody > tr").count() - 1
         links = page.evaluate("[...document.querySelectorAll('a[href$=\".html\"]')].map((a) => a.href)")
         failed = page.locator("li.FAIL").all_inner_texts()
         exported = context.new_page()

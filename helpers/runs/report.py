@@ -39,7 +39,7 @@ BENCH_NOTEBOOKS = {"overhead": "01-blocking-vs-deferred", "under_load": "02-unde
                    "queue": "03-the-work-still-happens", "browser": "04-what-the-user-sees", "faults": "05-faults",
                    "backends": "06-scale-out", "queues": "07-which-queue", "async": "08-does-async-fix-it"}
 QUEUE_NOTEBOOK = "07-which-queue"  # the backend matrix: Celery, RQ, Huey, django-tasks-db on one harness
-MATRIX = "Celery, RQ, django-tasks-db and Huey on PostgreSQL side by side"
+MATRIX = "Celery, RQ, Huey and Django's task backends side by side"
 
 
 # -- what was measured ------------------------------------------------------------------------------------------------
@@ -196,7 +196,8 @@ class Finding:
     chart_file: str | None = None  # its name under docs/findings/
     alt: str = ""
     quote: bool = True  # the article's own claim (quoted) or something it leaves out
-    phrases: Callable[[Figures], dict] | None = None
+    phrases: Callable[[Figures], dict] | None = None  # `{name}`s of measured, short and answer, built from the run
+    table: Callable[[Figures], tuple[list[str], list[list[str]]] | None] | None = None  # (columns, rows) from the run
 
 
 RESPONSE_TIME = (
@@ -244,11 +245,12 @@ CRASH = (
     "web server failed {05.web_restart_failed_requests} requests and lost {05.web_restart_lost} accepted emails. "
     "With the ledger nothing accepted was lost ({05.ledger_reenqueued} jobs enqueued again by the reconciler).")
 WHICH_QUEUE = (
-    "Huey on SQLite against Huey on Redis: a direct enqueue {06.huey_sqlite_enqueue_p50_us µs} against "
-    "{06.huey_redis_enqueue_p50_us µs} (median); one consumer process drains {06.huey_sqlite_drain_tasks_per_s "
-    "tasks/s} against {06.huey_redis_drain_tasks_per_s tasks/s}; four drain "
+    "{queue_run}{queue_table_note} Huey alone (notebook 06): a direct enqueue {06.huey_sqlite_enqueue_p50_us µs} on "
+    "SQLite against {06.huey_redis_enqueue_p50_us µs} on Redis (median), one consumer process draining "
+    "{06.huey_sqlite_drain_tasks_per_s tasks/s} against {06.huey_redis_drain_tasks_per_s tasks/s}, four processes "
     "{06.huey_sqlite_drain_4_consumers_tasks_per_s tasks/s} (one file lock) against "
-    "{06.huey_redis_drain_4_consumers_tasks_per_s tasks/s}.{queue_matrix}")
+    "{06.huey_redis_drain_4_consumers_tasks_per_s tasks/s}.")
+PUBLISHED = "Beside it: what the published benchmarks report"  # notebook 07's section (a heading, not a figure)
 ASYNC = (
     "The same send in an async view under uvicorn saturates at {08.async_saturation_rps requests/s}, "
     "{08.async_over_sync_saturation x} the sync workers' {08.sync_saturation_rps requests/s}, yet its median response "
@@ -272,12 +274,92 @@ def _lost_by_fault(f: Figures) -> dict:
                                        for name, counts in lost.items())}
 
 
+def _backend(name: str) -> tuple[str, str]:
+    """A backend's label and declared delivery: declarations of its class in helpers.stack.queues (run.json records
+    the measurements, not these), the name itself for a backend that no longer exists."""
+    from helpers.stack import queues
+
+    try:
+        cls = queues.backend_class(name)
+    except KeyError:
+        return name, "?"
+    return cls.label, cls.delivery
+
+
+def _labels(backends: list[str]) -> str:
+    names = [f"*{_backend(b)[0]}*" for b in backends]
+    return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names) or "none"
+
+
+def _queue_rows(f: Figures) -> list[list[str]]:
+    """Notebook 07's matrix, one row per backend it measured, every number read through `f` (a figure also found in
+    a committed `bench queues` run reads as a range); n/a where the backend has no such figure (no worker)."""
+    nb, fig = QUEUE_NOTEBOOK, f.measured.notebooks[QUEUE_NOTEBOOK]["figures"]
+    trials = fig["tx_trials"]
+
+    def cell(b: str, name: str, unit: str = "") -> str:
+        return "n/a" if fig.get(f"{b}_{name}") is None else f(nb, f"{b}_{name}", unit)
+
+    rows = []
+    for b in fig["backends"]:
+        label, delivery = _backend(b)
+        tuned = "" if fig.get(f"{b}_tuned_pickup_p50_ms") is None else f" (tuned {cell(b, 'tuned_pickup_p50_ms')})"
+        kills = (f"{cell(b, 'lost_on_kill')} / {cell(b, 'duplicated_on_kill')} / {cell(b, 'stuck_on_kill')} "
+                 f"({fig[f'{b}_kills']} kills)" if fig[f"{b}_kills"] else "no worker")
+        rows.append([label, delivery, cell(b, "enqueue_cost_us"), cell(b, "pickup_p50_ms") + tuned,
+                     cell(b, "drain_per_s"), cell(b, "e2e_p99_ms"), kills,
+                     f"{cell(b, 'runs_after_rollback')} of {trials}", f"{cell(b, 'runs_before_commit')} of {trials}",
+                     cell(b, "worker_mb") if fig[f"{b}_kills"] else "no worker"])
+    return rows
+
+
+QUEUE_COLUMNS = ["Backend", "Delivery (declared)", "Enqueue in the request, µs",
+                 "Pickup after idle, p50 ms (default; tuned)", "Drain, tasks/s (one worker)", "End to end p99, ms",
+                 "Killed workers: lost / duplicated / stuck", "Ran after a rollback", "Ran before its commit",
+                 "Worker memory, MiB"]
+
+
+def _queue_table(f: Figures) -> tuple[list[str], list[list[str]]] | None:
+    if QUEUE_NOTEBOOK not in f.measured.notebooks:
+        return None
+    return QUEUE_COLUMNS, _queue_rows(f)
+
+
 def _queue_matrix(f: Figures) -> dict:
-    """Notebook 07's backend matrix, or that the run predates it."""
-    if QUEUE_NOTEBOOK in f.measured.notebooks:
-        return {"queue_matrix": f" {MATRIX}: notebook `{QUEUE_NOTEBOOK}`."}
-    return {"queue_matrix": f" {MATRIX}: notebook `{QUEUE_NOTEBOOK}`, which {f.measured.label} "
-                            f"({f.measured.started()}) predates; it holds no figures for it."}
+    """Notebook 07's run (its own date and commit when it ran apart), and the answers read from its figures: which
+    backends lost emails under kills, which picked up first after idle, which ran a rolled-back task."""
+    m = f.measured
+    if QUEUE_NOTEBOOK not in m.notebooks:
+        return {"queue_run": f"{MATRIX}: notebook `{QUEUE_NOTEBOOK}`, which {m.label} ({m.started()}) predates; it "
+                             f"holds no figures for it.", "queue_table_note": "", "queue_short": "", "queue_answer": ""}
+    entry = m.notebooks[QUEUE_NOTEBOOK]
+    fig, own = entry["figures"], entry.get("run", {})
+    day = datetime.fromtimestamp(own.get("started_at", m.summary["started_at"]), UTC).strftime("%Y-%m-%d")
+    commit = own.get("commit", m.summary["environment"]["git_commit"])[:7]
+    backends = fig["backends"]
+    workers = [b for b in backends if fig[f"{b}_kills"]]
+    lost = [b for b in workers if fig[f"{b}_lost_on_kill"]]
+    kept = [b for b in workers if not fig[f"{b}_lost_on_kill"]]
+    duplicated = [b for b in kept if fig[f"{b}_duplicated_on_kill"]]
+    first = min(workers, key=lambda b: fig[f"{b}_pickup_p50_ms"])
+    skipped = [b for b in backends if not fig[f"{b}_runs_after_rollback"]]
+    copies = sum(fig[f"{b}_duplicated_on_kill"] for b in duplicated)
+    kills = (f"killed workers lost emails on {len(lost)} of the {len(workers)} backends with workers, none on "
+             f"{_labels(kept)}" + (f" ({'it' if duplicated == kept else _labels(duplicated)} sent {number(copies)} "
+                                   f"email{'s' if copies != 1 else ''} twice instead)" if copies else ""))
+    pickup = f"{_labels([first])} picked up first after idle"
+    rollback = f"a rolled-back task never ran only on {_labels(skipped)}"
+    return {
+        "queue_run": f"{MATRIX}, {len(backends)} backends, from one full-mode run of notebook `{QUEUE_NOTEBOOK}` on "
+                     f"{day} at commit `{commit}` (every figure in the table is from that run; "
+                     f"{fig['tx_trials']} transaction trials each).",
+        "queue_table_note": f" Its section “{PUBLISHED}” sets the published benchmarks (python_queue_benchmark, "
+                            f"queue-latency-benchmark, django-vtasks) beside these figures, as context, not targets.",
+        "queue_short": f"{kills[0].upper()}{kills[1:]}; {pickup}; {rollback}.",
+        "queue_answer": f"{kills[0].upper()}{kills[1:]}; {pickup} (p50, default settings), and each polling "
+                        f"backend's tuning knob cut its pickup at least 2x; {rollback}, whose task row is part of the "
+                        f"site's transaction: every other backend ran it.",
+    }
 
 
 FINDINGS = [
@@ -369,14 +451,32 @@ FINDINGS = [
              ("05-faults", "web restart: requests failed, yet neither design lost an accepted email"),
              ("05-faults", "with ledger: every accepted job delivered in the ledger, message by message")],
             CRASH, quote=False),
-    Finding("Which queue", "On one machine SQLite costs less; Redis gains from more consumers.",
-            "On one machine Huey on SQLite enqueues, and drains with one consumer process, faster than on Redis; "
-            "Redis gains from more consumer processes.",
-            ["06-scale-out", QUEUE_NOTEBOOK],
-            [("06-scale-out", "a direct enqueue costs less on SQLite than on Redis (p50)"),
+    Finding("Which queue", "{queue_short}", "{queue_answer}",
+            [QUEUE_NOTEBOOK, "06-scale-out"],
+            [(QUEUE_NOTEBOOK, "every backend delivered every email its 202s promised when nothing failed"),
+             (QUEUE_NOTEBOOK, "under open-loop load every backend answered every request 202 and delivered every "
+                              "email"),
+             (QUEUE_NOTEBOOK, "every backend's kills settled, nothing arriving after"),
+             (QUEUE_NOTEBOOK, "under kills each backend kept its declared delivery (at-most-once: no email twice; "
+                              "at-least-once: none lost)"),
+             (QUEUE_NOTEBOOK, "the kills lost accepted emails on the at-most-once backends (full mode; quick: each "
+                              "kill met a worker)"),
+             (QUEUE_NOTEBOOK, "every blocking-pop backend picked up at least 2x sooner than every polling one (p50, "
+                              "default settings)"),
+             (QUEUE_NOTEBOOK, "each polling backend's tuning knob cut its pickup p50 at least 2x"),
+             (QUEUE_NOTEBOOK, "rolled back: the task never ran where it is a row of the site's transaction, and ran "
+                              "on every other backend"),
+             (QUEUE_NOTEBOOK, "in its transaction, a transactional backend's task ran only after the commit, every "
+                              "time"),
+             (QUEUE_NOTEBOOK, "with transaction.on_commit, no task ran before its commit, and every committed task "
+                              "ran, on every backend"),
+             ("06-scale-out", "a direct enqueue costs less on SQLite than on Redis (p50)"),
              ("06-scale-out", "one consumer process drains SQLite faster than Redis"),
              ("06-scale-out", "4 consumer processes drain Redis faster than 1 (quick mode: timed with all 4 up)")],
-            WHICH_QUEUE, quote=False, phrases=_queue_matrix),
+            WHICH_QUEUE, f"{QUEUE_NOTEBOOK}-fig06", "which-queue-kills.png",
+            "Emails lost, duplicated and left stuck (marked running or unacknowledged) per queue backend after its "
+            "workers were SIGKILLed mid-send: one group of bars per backend, the counts of the table's killed-workers "
+            "column.", quote=False, phrases=_queue_matrix, table=_queue_table),
     Finding("When async is enough", "Async frees the server thread, not the user's wait.",
             "An async view frees the server thread, not the user's wait: enough when capacity is the problem and "
             "the user must learn the outcome in the response; deferring is what cuts the wait.",
@@ -397,6 +497,8 @@ class Row:
     finding: Finding
     measured: str | None  # None: the run holds no figure for it
     checks: list[tuple[str, str, bool | None]]  # (notebook, claim, held; None: not checked in this run)
+    table: tuple[list[str], list[list[str]]] | None = None
+    answers: tuple[str, str] | None = None  # (short, answer) as the run's phrases fill them
 
     @property
     def passed(self) -> int:
@@ -413,23 +515,29 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        return self._verdict(self.finding.answer)
+        return self._verdict(self.answers[1] if self.answers else self.finding.answer)
 
     @property
     def short(self) -> str:
-        return self._verdict(self.finding.short)
+        return self._verdict(self.answers[0] if self.answers else self.finding.short)
 
 
 def rows(measured: Measured) -> list[Row]:
     result = []
     for finding in FINDINGS:
         figures = Figures(measured)
+        try:  # a run of notebook 07 alone still shows its matrix
+            table = finding.table(figures) if finding.table else None
+        except KeyError:
+            table = None
         try:
             text = f"{fill(finding.measured, figures, finding.phrases)} {figures.runs_note()}"
+            phrases = finding.phrases(figures) if finding.phrases else {}
+            answers = (finding.short.format(**phrases), finding.answer.format(**phrases)) if phrases else None
         except KeyError:
-            text = None
+            text = answers = None
         checks = [(nb, claim, measured.verdicts.get(nb, {}).get(claim)) for nb, claim in finding.checks]
-        result.append(Row(finding, text, checks))
+        result.append(Row(finding, text, checks, table, answers))
     return result
 
 
@@ -445,20 +553,29 @@ def _check_line(notebook: str, claim: str, held: bool | None) -> str:
     return f"{claim}: {state} ({notebook.split('-')[0]})"
 
 
+def _markdown_row(cells: list[str]) -> str:
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"
+
+
 def findings_markdown(measured: Measured) -> str:
     """The README's findings block (markers excluded)."""
     env = measured.summary["environment"]
     all_checks = sum(len(v) for v in measured.verdicts.values())
     all_passed = sum(sum(v.values()) for v in measured.verdicts.values())
     minutes = measured.minutes()
+    apart = {nb: entry["run"] for nb, entry in measured.notebooks.items() if entry.get("run")}
+    together = [nb.split("-")[0] for nb in measured.notebooks if nb not in apart]
+    own = "".join(f", and {nb.split('-')[0]} in a full-mode run of its own on "
+                  f"{datetime.fromtimestamp(run['started_at'], UTC).strftime('%Y-%m-%d')} at commit "
+                  f"`{run['commit'][:7]}`" for nb, run in apart.items())
     lines = [
         "<!-- generated by `python -m helpers report` from data/reference/: edit helpers/runs/report.py, "
         "not this block -->",
         "",
-        f"From {measured.label}: notebooks {', '.join(nb.split('-')[0] for nb in measured.notebooks)} in full mode "
+        f"From {measured.label}: notebooks {', '.join(together)} in full mode "
         f"on {measured.started()}, "
         f"{env['cpu_count']} cores, Python {env['python']}, commit `{env['git_commit'][:7]}`"
-        + (f", {minutes:.0f} minutes" if minutes else "")
+        + (f", {minutes:.0f} minutes" if minutes else "") + own
         + f"; {all_passed} of {all_checks} verdict checks PASS. Each figure is from that one run unless a range "
         "says how many runs it spans (a committed benchmark run of the same figures). Numbers from another "
         "machine are not targets: `make run` measures yours.",
@@ -473,6 +590,10 @@ def findings_markdown(measured: Measured) -> str:
         heading = "The article says" if row.finding.quote else "The article leaves out"
         lines += ["", f"### {n}. {heading}: {row.finding.title}", "", f"**{row.verdict}**", "",
                   row.measured or "Not measured in this run.", ""]
+        if row.table:
+            columns, cells = row.table
+            lines += [_markdown_row(columns), _markdown_row(["---"] * len(columns)),
+                      *[_markdown_row(cell) for cell in cells], ""]
         if row.finding.chart_file:
             lines += [f"![{row.finding.alt}](docs/findings/{row.finding.chart_file})", ""]
         lines.append(f"Verdict lines ({_notebook_links(row.finding, measured)}):")
@@ -534,6 +655,9 @@ img { max-width: 100%; } figure { margin: 1rem 0; } .charts img { max-width: 32r
 <tr><th>The article says, or leaves out</th><th>What the lab found</th><th>Measured</th><th>Checks</th></tr>
 {% for row in rows %}
 <tr><td>{{ row.title }}</td><td>{{ row.verdict }}</td><td>{{ row.measured or "Not measured in this run." }}
+{% if row.table %}<table class="matrix"><tr>{% for column in row.table[0] %}<th>{{ column }}</th>{% endfor %}</tr>
+{% for cells in row.table[1] %}<tr>{% for cell in cells %}<td>{{ cell }}</td>{% endfor %}</tr>{% endfor %}
+</table>{% endif %}
 {% if row.chart %}<figure><img src="{{ row.chart }}" alt="{{ row.alt }}"></figure>{% endif %}</td>
 <td><ul>{% for line, state in row.checks %}<li class="{{ state }}">{{ line }}</li>{% endfor %}</ul></td></tr>
 {% endfor %}
@@ -574,7 +698,8 @@ def write_html(measured: Measured, folder: Path) -> Path:
             path = Path(shutil.copyfile(path, folder / "figures" / path.name))
         return path.resolve().relative_to(folder.resolve()).as_posix()
 
-    table = [{"title": row.finding.title, "verdict": row.verdict, "measured": row.measured,
+    table = [{"title": row.finding.title, "verdict": row.verdict.replace("*", ""),  # Markdown's italics
+              "measured": row.measured, "table": row.table,
               "chart": link(measured.charts[row.finding.chart]) if row.finding.chart in measured.charts else None,
               "alt": row.finding.alt,
               "checks": [(_check_line(*check), {True: "PASS", False: "FAIL", None: "none"}[check[2]])
