@@ -15,7 +15,7 @@
   connection is no refusal: the server may have taken the message, so the attempt counts as uncertain and the
   next one asks the provider first.
 - The reconciler (`reconcile`, run every second by `manage.py reconcile_jobs`) enqueues again every job left
-  `pending` past the deadline (doubled for each time it did so already) with no retry due (its task died with a
+  `pending` past the deadline (a far longer one while Huey's queue holds tasks) with no retry due (its task died with a
   consumer, its enqueue died with a web worker, its retries ran out) and every `sending` job whose lease expired
   (its worker died mid-send). A job it cannot enqueue is logged and counted; the pass goes on.
 
@@ -166,10 +166,14 @@ def accept_email(to: str, idempotency_key: str | None = None) -> EmailJob:
     return job
 
 
-def reenqueue_deadline_s(times_reenqueued: int) -> float:
-    """How long a pending job is left alone before the reconciler enqueues it again: the deadline, doubled for
-    every time it already did (at most 64 times the deadline)."""
-    return LEDGER["deadline_s"] * 2 ** min(times_reenqueued, 6)
+def reenqueue_deadline_s(times_reenqueued: int, queue_empty: bool) -> float:
+    """How long a pending job is left alone before the reconciler enqueues it again. With the queue empty, its task
+    cannot be waiting there (it died with a worker, or its enqueue failed): the deadline. Otherwise it may just be
+    waiting behind others, and a copy of it would lengthen that queue for every job in it: eight times the deadline,
+    doubled for every time it was enqueued again already (at most 512 times)."""
+    if queue_empty:
+        return LEDGER["deadline_s"]
+    return LEDGER["deadline_s"] * 2 ** (3 + min(times_reenqueued, 6))
 
 
 def reconcile(now=None) -> dict:
@@ -190,18 +194,18 @@ def reconcile(now=None) -> dict:
             counts["errors"] += 1
             log.exception("reconcile: could not enqueue job %s again", pk)
 
+    queue_empty = tasks.queued_tasks() == 0  # before this pass adds any
     expired = EmailJob.objects.filter(state=State.SENDING, lease_until__lt=now).values_list("pk", "attempts")
     for pk, attempts in list(expired):
         # The worker never reported: it may have died before or after the server's 250.
         enqueue_again(pk, "expired_lease", Q(state=State.SENDING, attempts=attempts), state=State.PENDING,
                       lease_until=None, uncertain_attempts=F("uncertain_attempts") + 1)
-    # Pending past its deadline, and no retry of Huey's due any more (a job waiting out its backoff has one). The
-    # deadline doubles with each re-enqueue of the same job: a job may be pending only because it waits in a long
-    # queue, and putting it back every deadline would grow that queue faster than the workers drain it.
+    # Pending past its deadline (a longer one while the queue holds tasks: see reenqueue_deadline_s), and no retry
+    # of Huey's due any more (a job waiting out its backoff has one).
     left_behind = Q(state=State.PENDING, updated_at__lt=stale) & (
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale))
     for pk, updated_at, times in list(EmailJob.objects.filter(left_behind).values_list("pk", "updated_at",
                                                                                        "reenqueued")):
-        if updated_at < now - timedelta(seconds=reenqueue_deadline_s(times)):
+        if updated_at < now - timedelta(seconds=reenqueue_deadline_s(times, queue_empty)):
             enqueue_again(pk, "pending", left_behind & Q(updated_at=updated_at))
     return counts

@@ -102,6 +102,12 @@ def check_signup_celery_task(to: str, signup_id: int) -> dict:
     return check_signup(to, signup_id)
 
 
+def queued_tasks() -> int:
+    """Tasks waiting in Huey's queue (not those held for later, nor those workers hold): the reconciler's test of
+    whether a pending job's task may still be waiting there."""
+    return HUEY.pending_count()
+
+
 def run_email_job(job_id: str) -> dict:
     return ledger.deliver_job(job_id)
 

@@ -249,20 +249,25 @@ def test_the_reconciler_leaves_a_job_alone_while_its_retry_is_due(huey_queue):
     assert [t.args for t in huey_queue.pending()] == [(str(left.pk),)]
 
 
-def test_the_reconciler_backs_off_a_job_it_already_put_back(huey_queue):
-    """A job still pending after its re-enqueue may just be waiting in a long queue: enqueueing it again every
-    deadline would grow the queue faster than the workers drain it (a 100-kill run reached 46,000 queued tasks)."""
-    job = ledger.accept_email("queued@example.test")
-    huey_queue.flush()
+def test_the_reconciler_leaves_a_job_alone_while_the_queue_may_hold_its_task(huey_queue):
+    """A job still pending while the queue holds tasks may just be waiting in it: a copy every deadline would grow
+    the queue faster than the workers drain it (a 100-kill run reached 46,000 queued tasks). With the queue empty its
+    task cannot be waiting: it is enqueued again at the deadline."""
+    job = ledger.accept_email("queued@example.test")  # its task waits in the queue
     deadline = ledger.LEDGER["deadline_s"]
     now = timezone.now()
     EmailJob.objects.filter(pk=job.pk).update(updated_at=now - timedelta(seconds=deadline + 1))
-    assert ledger.reconcile(now)["pending"] == 1
-    later = now + timedelta(seconds=deadline + 1)  # a deadline on: not yet, the second wait is twice as long
-    assert ledger.reconcile(later)["pending"] == 0
-    assert ledger.reconcile(now + timedelta(seconds=2 * deadline + 1))["pending"] == 1
-    assert EmailJob.objects.get(pk=job.pk).reenqueued == 2
-    assert len(huey_queue.pending()) == 2
+    assert ledger.reconcile(now)["pending"] == 0
+    assert ledger.reconcile(now + timedelta(seconds=4 * deadline))["pending"] == 0
+    assert ledger.reconcile(now + timedelta(seconds=8 * deadline))["pending"] == 1  # the long deadline: 8x
+    assert EmailJob.objects.get(pk=job.pk).reenqueued == 1
+    # the second time, twice as long
+    later = now + timedelta(seconds=8 * deadline)
+    assert ledger.reconcile(later + timedelta(seconds=8 * deadline + 1))["pending"] == 0
+    assert ledger.reconcile(later + timedelta(seconds=16 * deadline + 1))["pending"] == 1
+    huey_queue.flush()  # every task lost, as with a killed consumer: enqueued again at the deadline
+    assert ledger.reconcile(later + timedelta(seconds=17 * deadline + 2))["pending"] == 1
+    assert len(huey_queue.pending()) == 1
 
 
 def test_a_job_the_reconciler_cannot_enqueue_does_not_stop_the_pass(monkeypatch, huey_queue):
