@@ -22,23 +22,24 @@ def view_latency(summary: pd.DataFrame, ax=None):
 
 
 def pickups(frame: pd.DataFrame, ax=None):
-    """Every task's pickup delay (enqueue -> start) per setting, log scale, with its median."""
-    ax = ax or plt.subplots(figsize=(7, 4))[1]
+    """Every task's pickup delay (enqueue -> start) per setting, one row each (log scale), with its median: rows,
+    so that a dozen settings' names stay readable."""
     settings = list(dict.fromkeys(frame["setting"]))
+    ax = ax or plt.subplots(figsize=(7.5, 1.2 + 0.42 * len(settings)))[1]
     rng = np.random.default_rng(0)
     for k, setting in enumerate(settings):
-        values = frame.loc[frame["setting"] == setting, "pickup_ms"].to_numpy()
-        backend = frame.loc[frame["setting"] == setting, "backend"].iloc[0]
-        ax.scatter(k + rng.uniform(-0.15, 0.15, len(values)), values, alpha=0.7, color=color(backend),
-                   label=f"{setting} (n={len(values)})")
-        ax.hlines(np.median(values), k - 0.3, k + 0.3, color="black")
-    ax.set_xticks(range(len(settings)), [s.replace(", ", ",\n") for s in settings])
-    ax.set_xlabel("queue backend and idle workers' wait")
-    ax.set_yscale("log")
-    ax.set_ylabel("pickup delay: enqueue to start (ms, log scale)")
+        rows = frame[frame["setting"] == setting]
+        values = rows["pickup_ms"].to_numpy()
+        ax.scatter(values, k + rng.uniform(-0.15, 0.15, len(values)), alpha=0.7, color=color(rows["backend"].iloc[0]))
+        ax.vlines(np.median(values), k - 0.3, k + 0.3, color="black")
+    counts = frame.groupby("setting", sort=False)["pickup_ms"].size()
+    ax.set_yticks(range(len(settings)), [f"{s} (n={counts[s]})" for s in settings], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_ylabel("queue backend and idle workers' wait")
+    ax.set_xscale("log")
+    ax.set_xlabel("pickup delay: enqueue to start (ms, log scale)")
     ax.set_title("Pickup after an idle period (bar: median)")
-    ax.grid(True, which="both", axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.grid(True, which="both", axis="x", alpha=0.3)
     return ax.figure
 
 
