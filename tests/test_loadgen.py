@@ -1,6 +1,7 @@
 """The load generator against a tiny local server whose delays we set: open loop must count the queueing a
 stall causes (latency from the moment a request was due), closed loop by its nature does not."""
 
+import os
 import socket
 import threading
 import time
@@ -148,3 +149,12 @@ def test_a_closed_loop_keeps_its_users_in_flight_and_agrees_with_littles_law(sta
                                 warmup_s=0.3, processes=1)).summary
     assert 2.5 < summary["in_flight_mean"] <= 4.0 + 1e-9
     assert summary["littles_law_in_flight"] == pytest.approx(summary["in_flight_mean"], rel=0.1)
+
+
+def test_a_generator_kept_to_one_core_runs_there(stalling_server):
+    """The harness keeps the generator off the server's cores: its processes must run where the spec says."""
+    port = stalling_server.server_address[1]
+    core = max(os.sched_getaffinity(0))
+    summary = run_load(LoadSpec("127.0.0.1", port, path="/", mode="closed", connections=2, duration_s=0.3,
+                                warmup_s=0.1, cpus=[core])).summary
+    assert summary["generator_cpus"] == [core] and summary["errors"] == 0

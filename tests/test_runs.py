@@ -5,6 +5,7 @@ import inspect
 import stat
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -52,6 +53,41 @@ def test_wrk_output_is_parsed_with_its_units():
     assert figures["p50_ms"] == 0.812 and figures["p75_ms"] == 3.42 and figures["p99_ms"] == 1200.0
     assert figures["socket_errors"] == 5 and figures["non_2xx"] == 7
     assert figures["mean_ms"] == 3.23 and figures["in_flight"] == pytest.approx(4890.08 * 3.23e-3)
+
+
+def test_the_lab_latencies_get_wrks_coordinated_omission_correction():
+    """wrk prints its latencies after stats_correct(): a sample of at least twice the expected interval (run time
+    over requests per connection) gains one synthetic sample per interval below it, while above the interval."""
+    from helpers.analysis.latency import as_wrk_reports
+
+    quick = np.full(100, 1000)
+    assert np.array_equal(as_wrk_reports(quick, run_s=0.15, connections=1), quick)  # interval 1,500 us: none long
+    samples = np.append(np.full(99, 1000), 50_000)
+    corrected = as_wrk_reports(samples, run_s=0.15, connections=1)
+    added = np.sort(corrected[100:])
+    assert np.array_equal(corrected[:100], samples)
+    assert len(added) == 32 and added[0] == 2000 and added[-1] == 48_500 and set(np.diff(added)) == {1500}
+
+
+def test_the_generator_is_held_against_wrk_beside_it_at_the_concurrency_it_kept():
+    from helpers.experiments.under_load import harness_figures
+
+    def row(tool, trial, connections, p50, rps=1000.0, in_flight=float("nan")):
+        return {"tool": tool, "trial": trial, "connections": connections, "rps": rps, "p50_ms": p50,
+                "p99_ms": 2 * p50, "p50_raw_ms": p50 * 0.9, "in_flight": in_flight, "littles_law": in_flight,
+                "littles_law_raw": in_flight, "cpu_us_per_request": 50.0, "errors": 0}
+
+    # trial 0 kept 12 in flight (its lab p50 is held against wrk at 12); trial 1 kept 16
+    turns = pd.DataFrame([row("wrk", 0, 16, 4.0), row("lab", 0, 16, 3.0, in_flight=12.2),
+                          row("wrk matched", 0, 12, 3.2), row("lab", 1, 16, 3.8, in_flight=15.9),
+                          row("wrk", 1, 16, 4.0)])
+    figures = harness_figures(turns)
+    assert figures["p50_ratio"] == pytest.approx((3.0 / 3.2 + 3.8 / 4.0) / 2, abs=1e-3)
+    # the server's speed drifts between trials; each pair meets the same drift, and its ratio is what counts
+    drift = pd.DataFrame([row("wrk", 0, 16, 4.0, rps=1000.0), row("lab", 0, 16, 4.0, rps=900.0, in_flight=16.0),
+                          row("lab", 1, 16, 2.0, rps=1800.0, in_flight=16.0), row("wrk", 1, 16, 2.0, rps=2000.0),
+                          row("wrk", 2, 16, 4.0, rps=1300.0), row("lab", 2, 16, 4.0, rps=1400.0, in_flight=16.0)])
+    assert harness_figures(drift)["rps_ratio"] == pytest.approx(0.9)
 
 
 def test_rerun_parameters_parse_like_python_literals():

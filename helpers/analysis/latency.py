@@ -40,3 +40,18 @@ def bootstrap_ci(values, statistic=np.median, confidence: float = 0.95, seed: in
     result = bootstrap((values,), statistic, confidence_level=confidence, method="percentile",
                        rng=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def as_wrk_reports(service_us, run_s: float, connections: int) -> np.ndarray:
+    """The samples as wrk (4.x) would print them. wrk does not print the latencies it measured: its
+    `stats_correct()` first adds, for every sample at least twice the expected interval (its run time over the
+    requests per connection), one synthetic sample per interval below it, down to the interval (a
+    coordinated-omission correction for a closed loop). That is why wrk's mean latency times its throughput
+    exceeds its connection count. A latency compared with wrk's goes through the same correction first."""
+    samples = np.asarray(service_us, dtype=np.int64)
+    per_connection = len(samples) // connections
+    if per_connection == 0:
+        return samples
+    interval = int(run_s * 1e6) // per_connection
+    added = [np.arange(s - interval, interval, -interval) for s in samples[samples >= 2 * interval]]
+    return np.concatenate([samples, *added])

@@ -3,8 +3,10 @@ model beside them), and `python -m helpers bench harness`, which checks the load
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from math import nan
 from urllib.parse import urlencode
 
@@ -23,59 +25,120 @@ from helpers.stack import Lab
 from helpers.stack.processes import LOOPBACK
 
 
-def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, duration_s: float = 8.0,
-                     trials: int = 2) -> pd.DataFrame:
-    """Closed loop at the same connection count, the lab's generator and wrk taking turns (A B, B A...), then wrk
-    again at the concurrency the lab's generator really kept in flight ("wrk matched"): a generator short of CPU
-    keeps fewer requests in flight than its connections, and a latency is comparable only at the same load.
+def _wrk_row(figures: dict, trial: int, tool: str, connections: int) -> dict:
+    return {"tool": tool, "trial": trial, "connections": connections, "rps": figures["rps"],
+            "p50_ms": figures["p50_ms"], "p99_ms": figures["p99_ms"], "p50_raw_ms": nan, "in_flight": nan,
+            "littles_law": figures.get("in_flight", nan),
+            "cpu_us_per_request": 1e6 * figures["cpu_s"] / figures["requests"],
+            "errors": figures["socket_errors"] + figures["non_2xx"]}
 
-    wrk times a request from its write to the end of the response; the lab's `service` time is the same span. In
-    flight: the lab's is measured from its records, wrk's from Little's law (throughput x mean latency); the
-    lab's Little's-law figure is kept beside its measured one, as a check of its bookkeeping."""
+
+def _lab_row(lab: Lab, endpoint: str, connections: int, duration_s: float, tool_cpus, trial: int,
+             warmup_s: float = 1.0, at_start=None) -> dict:
+    """One closed-loop run of the generator, in compare_with_wrk's terms (p50 and p99 as wrk would print them)."""
+    result = run_load(load_spec(lab, endpoint, mode="closed", connections=connections, duration_s=duration_s,
+                                warmup_s=warmup_s, cpus=tool_cpus), at_start=at_start)
+    s, measured = result.summary, result.measured
+    ok = measured[measured["error"].isna()]
+    as_wrk = latency.as_wrk_reports((ok["service_ms"] * 1e3).astype(int), duration_s, connections) / 1e3
+    return {"tool": "lab", "trial": trial, "connections": connections, "rps": s["throughput"],
+            "p50_ms": float(np.percentile(as_wrk, 50)), "p99_ms": float(np.percentile(as_wrk, 99)),
+            "p50_raw_ms": s["service_p50_ms"], "in_flight": s["in_flight_mean"],
+            "littles_law": s["throughput"] * as_wrk.mean() / 1e3, "littles_law_raw": s["littles_law_in_flight"],
+            "cpu_us_per_request": 1e6 * result.generator_cpu_s / len(result.records),
+            "errors": s["errors"] + s["non_2xx"]}
+
+
+def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, duration_s: float = 8.0,
+                     trials: int = 2, server_cpus: list[int] | None = None,
+                     tool_cpus: list[int] | None = None) -> pd.DataFrame:
+    """Closed loop at the same connection count, the lab's generator and wrk taking turns (A B, B A...).
+
+    Like with like: wrk times a request from its write to the end of the response, the lab's `service` time is the
+    same span; wrk prints its latencies after a coordinated-omission correction (`latency.as_wrk_reports`), so the
+    lab's `p50_ms` and `p99_ms` here go through the same correction (its raw p50 is kept beside). In flight: the
+    lab's from its records; for both, Little's law on the printed figures (throughput x mean latency).
+
+    `server_cpus` and `tool_cpus` put the web server and the load tools on separate cores: on shared cores a tool's
+    own CPU is taken from the server, and the comparison measures the tools' CPU cost (`cpu_us_per_request`, kept
+    in every row) more than their measurement. If the generator keeps fewer requests in flight than its
+    connections, wrk runs again at that concurrency ("wrk matched")."""
     path, method, form = ENDPOINTS[endpoint]
     body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
+    if server_cpus:
+        lab.processes["web"].pin(server_cpus)
     # wrk has no warm-up of its own: a discarded run first, so neither tool meets a cold server.
-    wrk.run(lab.url(path), connections, 2, method=method, body=body)
+    wrk.run(lab.url(path), connections, 2, method=method, body=body, cpus=tool_cpus)
 
     def run_wrk(trial: int, tool: str, at: int) -> dict:
-        figures = wrk.run(lab.url(path), at, duration_s, method=method, body=body)
-        return {"tool": tool, "trial": trial, "connections": at, "rps": figures["rps"], "p50_ms": figures["p50_ms"],
-                "p99_ms": figures["p99_ms"], "in_flight": figures.get("in_flight", nan), "littles_law": nan,
-                "errors": figures["socket_errors"] + figures["non_2xx"]}
+        figures = wrk.run(lab.url(path), at, duration_s, method=method, body=body, cpus=tool_cpus)
+        return _wrk_row(figures, trial, tool, at)
+
+    def run_lab(trial: int) -> dict:
+        return _lab_row(lab, endpoint, connections, duration_s, tool_cpus, trial)
 
     rows = []
     for trial in range(trials):
         tools = ("wrk", "lab") if trial % 2 == 0 else ("lab", "wrk")
         for tool in tools:
-            if tool == "wrk":
-                rows.append(run_wrk(trial, "wrk", connections))
-            else:
-                s = run_load(load_spec(lab, endpoint, mode="closed", connections=connections,
-                                       duration_s=duration_s, warmup_s=1.0)).summary
-                rows.append({"tool": "lab", "trial": trial, "connections": connections, "rps": s["throughput"],
-                             "p50_ms": s["service_p50_ms"], "p99_ms": s["service_p99_ms"],
-                             "in_flight": s["in_flight_mean"], "littles_law": s["littles_law_in_flight"],
-                             "errors": s["errors"] + s["non_2xx"]})
-        kept = rows[-1 if tools[-1] == "lab" else -2]["in_flight"]
-        rows.append(run_wrk(trial, "wrk matched", max(1, round(kept))))
+            rows.append(run_wrk(trial, "wrk", connections) if tool == "wrk" else run_lab(trial))
+        kept = round(rows[-1 if tools[-1] == "lab" else -2]["in_flight"])
+        if kept != connections:
+            rows.append(run_wrk(trial, "wrk matched", max(1, kept)))
+    return pd.DataFrame(rows)
+
+
+def side_by_side(lab: Lab, endpoint: str = "noop", connections: int = 8, duration_s: float = 5.0, trials: int = 6,
+                 server_cpus: list[int] | None = None, tool_cpus: list[int] | None = None) -> pd.DataFrame:
+    """The lab's generator and wrk at the same time, `connections` each, against the same server: both meet the
+    same moment of a server whose speed drifts (on this shared host it halves for seconds at a time, which no
+    alternation of separate runs can cancel). A generator that turns its connections round slower than wrk gets
+    a smaller share of the answers; one that times them differently reports another p50. The server must serve
+    every connection alike: one worker process (with several, a keep-alive connection stays with the worker that
+    accepted it, and the split follows that draw, not the tools). Rows as compare_with_wrk's (wrk's figures
+    cover its whole run, the generator's its own, started together)."""
+    path, method, form = ENDPOINTS[endpoint]
+    body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
+    if server_cpus:
+        lab.processes["web"].pin(server_cpus)
+    wrk.run(lab.url(path), 2 * connections, 2, method=method, body=body, cpus=tool_cpus)  # warm-up, discarded
+    run_wrk = partial(wrk.run, lab.url(path), connections, duration_s, method=method, body=body, cpus=tool_cpus)
+    rows, beside = [], []
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for trial in range(trials):
+            rows.append(_lab_row(lab, endpoint, connections, duration_s, tool_cpus, trial, warmup_s=0.0,
+                                 at_start=lambda: beside.append(pool.submit(run_wrk))))
+            rows.append(_wrk_row(beside.pop().result(), trial, "wrk", connections))
     return pd.DataFrame(rows)
 
 
 def harness_figures(turns: pd.DataFrame) -> dict:
-    """The generator against wrk, medians over the trials: throughput at the same connection count, p50 at the
-    same concurrency in flight (and, for the record, at the same connection count), and the in-flight counts."""
-    medians = turns.groupby("tool")[["rps", "p50_ms", "p99_ms", "in_flight", "littles_law", "connections"]].median()
-    lab, same, matched = medians.loc["lab"], medians.loc["wrk"], medians.loc["wrk matched"]
+    """The generator against wrk. Each trial's lab run is held against the wrk run beside it in time (the turns
+    alternate, A B B A), and the ratios are the medians of those paired ratios: on a shared host the server's own
+    speed drifts by 10-20 % from one run to the next, and a pair meets the same drift. Throughput at the same
+    connection count; p50 (as wrk reports it, and raw) at the concurrency the generator kept in flight; in flight
+    and each tool's CPU per request, medians over the trials."""
+    lab = turns[turns["tool"] == "lab"].set_index("trial")
+    same = turns[turns["tool"] == "wrk"].set_index("trial")
+    kept = lab["in_flight"].round().astype(int)
+    matched = same.copy()
+    for trial, row in turns[turns["tool"] == "wrk matched"].set_index("trial").iterrows():
+        matched.loc[trial] = row
+    ratio = {"rps": lab["rps"] / same["rps"], "p50": lab["p50_ms"] / matched["p50_ms"],
+             "p50_raw": lab["p50_raw_ms"] / matched["p50_ms"]}
     return {
-        "lab_rps": round(lab["rps"], 1), "wrk_rps": round(same["rps"], 1),
-        "rps_ratio": round(lab["rps"] / same["rps"], 3),
-        "lab_p50_ms": round(lab["p50_ms"], 3), "wrk_p50_ms": round(same["p50_ms"], 3),
-        "p50_ratio_same_connections": round(lab["p50_ms"] / same["p50_ms"], 3),
-        "wrk_matched_connections": int(matched["connections"]), "wrk_matched_p50_ms": round(matched["p50_ms"], 3),
-        "p50_ratio": round(lab["p50_ms"] / matched["p50_ms"], 3),
-        "lab_in_flight": round(lab["in_flight"], 2), "lab_littles_law_in_flight": round(lab["littles_law"], 2),
-        "lab_littles_law_error": round(abs(lab["littles_law"] / lab["in_flight"] - 1), 4),
-        "wrk_in_flight": round(same["in_flight"], 2),
+        "lab_rps": round(lab["rps"].median(), 1), "wrk_rps": round(same["rps"].median(), 1),
+        "rps_ratio": round(ratio["rps"].median(), 3), "rps_ratio_min": round(ratio["rps"].min(), 3),
+        "lab_p50_ms": round(lab["p50_ms"].median(), 3), "lab_p50_raw_ms": round(lab["p50_raw_ms"].median(), 3),
+        "wrk_p50_ms": round(same["p50_ms"].median(), 3),
+        "wrk_matched_connections": int(kept.median()), "wrk_matched_p50_ms": round(matched["p50_ms"].median(), 3),
+        "p50_ratio": round(ratio["p50"].median(), 3), "p50_ratio_raw": round(ratio["p50_raw"].median(), 3),
+        "lab_in_flight": round(lab["in_flight"].median(), 2),
+        "lab_littles_law_in_flight": round(lab["littles_law"].median(), 2),
+        "lab_littles_law_raw_error": round((lab["littles_law_raw"] / lab["in_flight"] - 1).abs().max(), 4),
+        "wrk_littles_law_in_flight": round(same["littles_law"].median(), 2),
+        "lab_cpu_us_per_request": round(lab["cpu_us_per_request"].median(), 1),
+        "wrk_cpu_us_per_request": round(same["cpu_us_per_request"].median(), 1),
     }
 
 
@@ -252,34 +315,58 @@ def under_load(run_dir, smtp_delay_s: float = 0.1, web_workers: int = 4, rate_fr
     return key_figures(measured)
 
 
+def separate_cores() -> tuple[list[int] | None, list[int] | None]:
+    """The server's cores and the load tools' core: the last core for the tools, the others for the server (None,
+    None on a single core)."""
+    cores = sorted(os.sched_getaffinity(0))
+    return (cores[:-1], cores[-1:]) if len(cores) >= 2 else (None, None)
+
+
 @benchmark("harness")
-def harness(run_dir, connections: int = 16, duration_s: float = 8.0, trials: int = 3,
+def harness(run_dir, connections: int = 16, duration_s: float = 5.0, trials: int = 6,
             open_rate: float = 1000.0) -> dict:
-    """The lab's load generator against wrk on the same endpoint and connection count, then open loop.
+    """The lab's load generator against wrk on the same endpoint, then open loop.
+
+    The headline figures come from `side_by_side`: both tools at once, `connections` / 2 each, against one gthread
+    worker process with a thread per connection, kept on its own cores (`separate_cores`, as a load test keeps
+    its generator off the server's machine). Run one
+    after the other, the tools meet a server whose speed on this shared host drifts by up to a half between
+    runs, and on shared cores each tool's CPU is taken from the server: the `shared_cores_*` figures (alternating
+    runs, `connections` each, tools and server on every core) are kept for the record, with each tool's CPU per
+    request that explains most of their throughput gap.
 
     gunicorn runs gthread workers here so both tools keep their connections alive: with sync workers every
-    request costs a new TCP connection, and the client's CPU for that (taken from the same 2 cores as the
-    server) dominates the comparison. The sync-worker figures are printed beside, for the record."""
+    request costs a new TCP connection, and the client's CPU for that dominates the comparison. The sync-worker
+    figures are printed beside, for the record."""
+    server_cpus, tool_cpus = separate_cores()
     with Lab(run_dir=run_dir, web_workers=4, web_worker_class="gthread", web_threads=4) as lab:
-        turns = compare_with_wrk(lab, "noop", connections, duration_s, trials)
+        shared = compare_with_wrk(lab, "noop", connections, duration_s, trials=4)
         open_loop = run_load(load_spec(lab, "noop", mode="open", rate=open_rate, arrival="poisson",
                                        connections=256, duration_s=10.0, warmup_s=2.0)).summary
+    with Lab(run_dir=run_dir / "side-by-side", web_workers=1, web_worker_class="gthread",
+             web_threads=connections) as lab:
+        turns = side_by_side(lab, "noop", connections // 2, duration_s, trials, server_cpus, tool_cpus)
     with Lab(run_dir=run_dir / "sync", web_workers=4) as lab:
         sync_turns = compare_with_wrk(lab, "noop", connections, duration_s, 1)
         sync = sync_turns.set_index("tool")
-    runs.save_table(run_dir, "wrk-vs-lab", pd.concat([turns.assign(server="gthread"),
-                                                      sync_turns.assign(server="sync")]))
+    runs.save_table(run_dir, "wrk-vs-lab", pd.concat([turns.assign(server="gthread", design="side by side"),
+                                                      shared.assign(server="gthread", design="alternating"),
+                                                      sync_turns.assign(server="sync", design="alternating")]))
+    shared_figures = harness_figures(shared)
     return {
-        "server": "gunicorn gthread 4 workers x 4 threads, keep-alive",
-        "connections": connections, "trials": trials,
+        "server": f"gunicorn gthread 1 worker x {connections} threads, keep-alive (shared cores: 4 x 4)",
+        "server_cpus": server_cpus, "tool_cpus": tool_cpus,
+        "connections_each": connections // 2, "trials": trials,
         **harness_figures(turns),
+        **{f"shared_cores_{k}": shared_figures[k] for k in ("rps_ratio", "p50_ratio", "lab_rps", "wrk_rps",
+                                                            "lab_cpu_us_per_request", "wrk_cpu_us_per_request")},
         "achieved_rate": round(open_loop["achieved_rate"], 1),
         "achieved_ratio": round(open_loop["achieved_rate"] / open_rate, 4),
         "sched_lag_p99_ms": open_loop["lag_p99_ms"],
         "open_loop_latency_p50_ms": open_loop["latency_p50_ms"],
         "open_loop_latency_p99_ms": open_loop["latency_p99_ms"],
         "open_loop_late": open_loop["late"],
-        "errors": int(turns["errors"].sum() + open_loop["errors"]),
+        "errors": int(turns["errors"].sum() + shared["errors"].sum() + open_loop["errors"]),
         "sync_workers_lab_rps": round(sync.loc["lab", "rps"], 1),
         "sync_workers_wrk_rps": round(sync.loc["wrk", "rps"], 1),
         "sync_workers_rps_ratio": round(sync.loc["lab", "rps"] / sync.loc["wrk", "rps"], 3),

@@ -18,11 +18,13 @@ import argparse
 import asyncio
 import base64
 import json
+import os
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlencode
@@ -55,6 +57,7 @@ class LoadSpec:
     timeout_s: float = 60.0
     seed: int = 1
     processes: int = 2  # generator processes sharing the load (like wrk's threads); histograms merge
+    cpus: list[int] | None = None  # the cores the generator may use (None: any), to keep it off the server's
 
 
 def arrival_times(rate: float, seconds: float, arrival: str, seed: int) -> np.ndarray:
@@ -343,8 +346,10 @@ class LoadResult:
         return self.records[~self.records["warmup"]]
 
 
-def run_load(spec: LoadSpec, records_path: Path | None = None) -> LoadResult:
-    """Run one load in `spec.processes` generator processes; merge their records.
+def run_load(spec: LoadSpec, records_path: Path | None = None,
+             at_start: Callable[[], object] | None = None) -> LoadResult:
+    """Run one load in `spec.processes` generator processes; merge their records. `at_start` is called at the
+    moment the processes are told to start (another tool started beside it meets the server at the same time).
 
     Each process reports when it has imported everything; only then is the common start time chosen, so a
     slow start on a busy machine delays the run instead of making its first requests late."""
@@ -367,21 +372,26 @@ def run_load(spec: LoadSpec, records_path: Path | None = None) -> LoadResult:
                 raise RuntimeError(f"load generator failed to start:\n{errors.read_text()[-3000:]}")
         start_at = time.perf_counter() + 0.05
         start_epoch = time.time() + 0.05  # the same moment on the wall clock (the SMTP server's records use it)
+        if at_start is not None:
+            at_start()
         for proc, _, _ in parts:
             proc.stdin.write(f"{start_at!r}\n")
             proc.stdin.close()
-        raw, cpu_s = [], 0.0
+        raw, cpu_s, cpus = [], 0.0, set()
         for proc, out, errors in parts:
             stdout = proc.stdout.read()
             if proc.wait() != 0:
                 raise RuntimeError(f"load generator failed ({proc.returncode}):\n{errors.read_text()[-3000:]}")
-            cpu_s += json.loads(stdout.strip().splitlines()[-1])["generator_cpu_s"]
+            report = json.loads(stdout.strip().splitlines()[-1])
+            cpu_s += report["generator_cpu_s"]
+            cpus.update(report["cpus"])
             raw.append(pd.read_parquet(out))
     records = records_from_raw(pd.concat(raw, ignore_index=True), spec, start_at)
     if records_path is not None:
         records.to_parquet(records_path, index=False)
     summary = summarize(records, spec)
     summary["generator_cpu_s"] = cpu_s
+    summary["generator_cpus"] = sorted(cpus)  # the cores its processes were allowed
     return LoadResult(spec, summary, records, cpu_s, start_epoch)
 
 
@@ -392,6 +402,8 @@ def main() -> None:
     parser.add_argument("--part", type=int, default=0)
     args = parser.parse_args()
     spec = LoadSpec(**json.loads(args.spec.read_text()))
+    if spec.cpus:
+        os.sched_setaffinity(0, spec.cpus)
     try:
         import uvloop
 
@@ -406,7 +418,8 @@ def main() -> None:
     after = resource.getrusage(resource.RUSAGE_SELF)  # the load's own CPU, imports left out
     generator.raw_records().to_parquet(args.records, index=False)
     cpu_s = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    print(json.dumps({"generator_cpu_s": cpu_s, "requests": len(generator.rows)}))
+    print(json.dumps({"generator_cpu_s": cpu_s, "requests": len(generator.rows),
+                      "cpus": sorted(os.sched_getaffinity(0))}))
 
 
 if __name__ == "__main__":

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -35,15 +37,22 @@ def parse(output: str) -> dict:
 
 
 def run(url: str, connections: int, duration_s: float, threads: int = 2, method: str = "GET",
-        body: str | None = None) -> dict:
+        body: str | None = None, cpus: Sequence[int] | None = None) -> dict:
+    """One wrk run; `cpus` keeps it on those cores (taskset). Its figures include the CPU it used (`cpu_s`)."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: `make system-deps` (or apt-get install wrk)")
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency", url]
+    if cpus:
+        argv[:0] = ["taskset", "--cpu-list", ",".join(map(str, cpus))]
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         if method != "GET":
             script.write(f'wrk.method = "{method}"\nwrk.body = "{body or ""}"\n'
                          'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
             script.flush()
-            argv[1:1] = ["-s", str(Path(script.name))]
+            argv[argv.index("wrk") + 1:argv.index("wrk") + 1] = ["-s", str(Path(script.name))]
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    return parse(done.stdout)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = parse(done.stdout)
+    figures["cpu_s"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return figures

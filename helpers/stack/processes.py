@@ -121,6 +121,13 @@ class ManagedProcess:
             time.sleep(0.02)
         raise ProcessFailed(f"{self.name} not {what} after {timeout} s:\n{self.log_text()[-3000:]}")
 
+    def pin(self, cpus: Sequence[int]) -> None:
+        """Keep the process and its children on `cpus` (a worker forked later inherits it from its parent), so a
+        load tool on the other cores cannot take CPU from it."""
+        for process in [psutil.Process(self.popen.pid), *self.descendants()]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.cpu_affinity(list(cpus))
+
     def descendants(self) -> list[psutil.Process]:
         try:
             return psutil.Process(self.popen.pid).children(recursive=True)
