@@ -33,13 +33,22 @@ LAB_SERVER_MARKERS = ("helpers.stack.smtp_sink", "run_huey", "reconcile_jobs", "
                       "/bin/postgres -D", "db_worker", "rqworker", "celery -A labsite", "worker_pool.py")
 
 
-def lab_servers_running(since: float) -> list[str]:
+def lab_servers_running(since: float, runs_dir: str | None = None) -> list[str]:
+    """The lab's processes started since `since` by this test session: those that carry its LAB_RUNS_DIR in their
+    environment or their command line (another checkout's tests or benchmarks, running beside, are not ours)."""
     import psutil
 
+    runs_dir = runs_dir or os.environ["LAB_RUNS_DIR"]
     found = []
     for proc in psutil.process_iter(["cmdline", "create_time", "pid"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
-        if proc.info["create_time"] >= since and any(m in cmdline for m in LAB_SERVER_MARKERS):
+        if proc.info["create_time"] < since or not any(m in cmdline for m in LAB_SERVER_MARKERS):
+            continue
+        try:
+            ours = runs_dir in cmdline or proc.environ().get("LAB_RUNS_DIR") == runs_dir
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            ours = runs_dir in cmdline
+        if ours:
             found.append(f"{proc.info['pid']}: {cmdline[:120]}")
     return found
 

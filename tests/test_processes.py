@@ -85,3 +85,39 @@ def test_nothing_is_loaded_in_the_forked_child(tmp_path, monkeypatch):
                              tmp_path / "child.log").start()
     assert process.popen.wait(10) == 0
     assert process.log_text().strip() == str(os.getpid())
+
+
+def test_pinning_a_server_pins_the_workers_it_already_forked(tmp_path):
+    pid_file = tmp_path / "worker.pid"
+    core = max(os.sched_getaffinity(0))
+    process = ManagedProcess("forker", ["sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"],
+                             tmp_path / "forker.log").start()
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.pin([core])
+        worker = psutil.Process(int(pid_file.read_text()))
+        assert psutil.Process(process.pid).cpu_affinity() == [core] and worker.cpu_affinity() == [core]
+    finally:
+        process.stop()
+
+
+def test_the_orphan_check_counts_this_sessions_processes_only(tmp_path):
+    """Another checkout's lab, running beside the tests, is not an orphan of this session."""
+    from tests.conftest import lab_servers_running
+
+    since = time.time() - 1
+    argv = [sys.executable, "-c", "import time; time.sleep(60)", "helpers.stack.smtp_sink"]
+    theirs = subprocess.Popen(argv, env={**os.environ, "LAB_RUNS_DIR": str(tmp_path / "elsewhere")})
+    ours = subprocess.Popen(argv)
+    try:
+        time.sleep(0.3)
+        found = lab_servers_running(since)
+        assert any(line.startswith(f"{ours.pid}:") for line in found)
+        assert not any(line.startswith(f"{theirs.pid}:") for line in found)
+    finally:
+        for process in (theirs, ours):
+            process.kill()
+            process.wait()
