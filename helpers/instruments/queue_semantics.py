@@ -11,14 +11,11 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
-import sys
 import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from helpers import REPO_ROOT
-from helpers.stack.processes import DIE_WITH_PARENT, LOOPBACK
+from helpers.stack.processes import LOOPBACK
 
 if TYPE_CHECKING:  # pandas only in the parent: the timing children start sooner without it
     import pandas as pd
@@ -29,11 +26,7 @@ if TYPE_CHECKING:  # pandas only in the parent: the timing children start sooner
 def enqueue_noop(lab: Lab, count: int, timeout: float = 600.0) -> dict:
     """Enqueue `count` no-op tasks through the API the lab's settings chose (`python -m django enqueue_noop`, run
     with the lab's environment); returns the command's JSON: count, seconds (enqueueing alone), api."""
-    done = subprocess.run([sys.executable, "-m", "django", "enqueue_noop", str(count)], env=lab.django_env(),
-                          cwd=REPO_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=timeout,
-                          check=False, preexec_fn=DIE_WITH_PARENT)
-    if done.returncode != 0:
-        raise RuntimeError(f"enqueue_noop failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    done = lab.manage("enqueue_noop", count, timeout=timeout)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

@@ -18,6 +18,7 @@ import re
 import secrets
 import sqlite3
 import stat
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ import pandas as pd
 import psutil
 
 from helpers import REPO_ROOT, runs
-from helpers.stack.processes import LOOPBACK, ManagedProcess, free_port, tcp_accepts
+from helpers.stack.processes import DIE_WITH_PARENT, LOOPBACK, ManagedProcess, free_port, tcp_accepts
 from helpers.stack.queues import backend_class
 from helpers.stack.smtp_sink import count_deliveries, read_deliveries
 
@@ -325,14 +326,20 @@ class Lab:
 
     def _migrate(self) -> None:
         """Create or update Django's database (the job ledger) before any process of the site uses it."""
-        import subprocess
+        self.manage("migrate", "--noinput", "-v", "1", log_name="migrate.log")
 
-        with open(self.run_dir / "migrate.log", "ab") as log:
-            done = subprocess.run([sys.executable, "-m", "django", "migrate", "--noinput", "-v", "1"],
-                                  env=self.django_env(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=120, umask=0o077)
+    def manage(self, *args, timeout: float = 120.0, log_name: str | None = None) -> subprocess.CompletedProcess:
+        """Run a Django management command with the site's environment, as the lab's own processes see it. Its
+        output is returned (and appended to `log_name` in the run folder); a failure raises with the output's tail."""
+        done = subprocess.run([sys.executable, "-m", "django", *map(str, args)], env=self.django_env(),
+                              cwd=REPO_ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              timeout=timeout, umask=0o077, preexec_fn=DIE_WITH_PARENT)
+        if log_name is not None:
+            with open(os.open(self.run_dir / log_name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a") as log:
+                log.write(done.stdout + done.stderr)
         if done.returncode != 0:
-            raise RuntimeError(f"migrate failed ({done.returncode}): see {self.run_dir / 'migrate.log'}")
+            raise RuntimeError(f"{args[0]} failed ({done.returncode}):\n{(done.stdout + done.stderr)[-3000:]}")
+        return done
 
     def _start_reconciler(self) -> None:
         reconciler = self.spawn("reconciler", [sys.executable, "-m", "django", "reconcile_jobs",
