@@ -122,15 +122,19 @@ def test_copies_that_arrive_after_settling_are_reported_late_and_counted():
 
 
 class StubLab:
-    """What wait_until_settled reads of a lab: one ledger job stays pending until `pending_for_s` has passed."""
+    """What wait_until_settled reads of a lab: one ledger job stays pending until `pending_for_s` has passed;
+    with `progressing`, the SMTP server accepts one more message at every read meanwhile."""
 
-    def __init__(self, pending_for_s, running=True):
+    def __init__(self, pending_for_s, running=True, progressing=False):
         self.until = faults.time.monotonic() + pending_for_s
         self.queue = SimpleNamespace(scheduled=lambda: 0)
         self.running, self.processes = running, {"reconciler": "dead" if not running else "alive"}
+        self.progressing, self.received = progressing, 7
 
     def emails_received(self):
-        return 7
+        if self.progressing and faults.time.monotonic() < self.until:
+            self.received += 1
+        return self.received
 
     def queue_depth(self):
         return 0
@@ -144,6 +148,17 @@ def test_a_settle_that_times_out_says_so():
     assert timed_out["settled"] is False and timed_out["settle_s"] >= 0.6
     settled = faults.wait_until_settled(StubLab(pending_for_s=0.3), "t1", timeout_s=10, quiet_s=0.2)
     assert settled["settled"] is True and settled["settle_s"] < 5
+
+
+def test_a_backlog_that_drains_is_waited_for_and_a_stall_is_not():
+    """A long episode's backlog takes longer than the timeout to drain while messages keep arriving: the timeout
+    counts from the last progress. Progress without end still stops at the overall limit."""
+    draining = faults.wait_until_settled(StubLab(pending_for_s=1.5, progressing=True), "t1", timeout_s=0.6,
+                                         quiet_s=0.2)
+    assert draining["settled"] is True and draining["settle_s"] >= 1.5
+    endless = faults.wait_until_settled(StubLab(pending_for_s=60, progressing=True), "t1", timeout_s=0.3,
+                                        quiet_s=0.2, limit_s=1.0)
+    assert endless["settled"] is False and 1.0 <= endless["settle_s"] < 5
 
 
 def test_settling_stops_when_a_lab_process_died():

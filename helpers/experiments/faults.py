@@ -67,7 +67,7 @@ class FaultPlan:
     fault_for_s: float = 1.5  # how long the fault lasts (consumer: how long it stays dead)
     kills: int = 1  # consumer_kill: injections, spread over the load
     smtp_delay_s: float | None = None  # the SMTP server's delay during the episode (None: the lab's own)
-    settle_timeout_s: float = 90.0
+    settle_timeout_s: float = 90.0  # settling gives up after this long without progress
 
 
 # -- injecting ------------------------------------------------------------------------------------------------
@@ -150,26 +150,38 @@ def ledger_states(lab: Lab, tag: str, numbers: Iterable[int]) -> pd.Series:
     return pd.Series(states, dtype=object)
 
 
-def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.0) -> dict:
+def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.0,
+                       limit_s: float | None = None) -> dict:
     """Until the ledger has no job of the episode left pending or sending, the queue (and Huey's schedule of
     retries) is empty and the SMTP server has accepted nothing new for `quiet_s`: whatever is not delivered
-    then, is lost. Returns {"settled": False when `timeout_s` ran out first, "settle_s": seconds waited}: an
-    episode that did not settle has work under way, and its account is not final."""
+    then, is lost.
+
+    `timeout_s` counts from the last progress (a message accepted, a job closed), not from the start: a long
+    episode leaves a backlog that takes minutes to drain while it is plainly making progress, and only a stall
+    means the work is stuck. `limit_s` (10 x timeout_s by default) bounds the whole wait. Returns {"settled":
+    False when either ran out first, "settle_s": seconds waited}: an episode that did not settle has work under
+    way, and its account is not final."""
+    limit_s = 10 * timeout_s if limit_s is None else limit_s
     started = time.monotonic()
     last_count, last_change = lab.emails_received(), started
+    last_open, last_progress = None, started
     while True:
         time.sleep(0.2)
         if not lab.running:  # the reconciler among them: a dead one would leave jobs behind for good
             raise RuntimeError(f"a lab process died while the ledger settled: {lab.processes}")
         now = time.monotonic()
         count = lab.emails_received()
-        if count != last_count:
-            last_count, last_change = count, now
         jobs = ledger_jobs(lab, tag)
-        if (jobs["pending"] + jobs["sending"] == 0 and lab.queue_depth() == 0 and lab.queue.scheduled() == 0
+        still_open = jobs["pending"] + jobs["sending"]
+        if count != last_count:
+            last_count, last_change, last_progress = count, now, now
+        if last_open is not None and still_open < last_open:
+            last_progress = now
+        last_open = still_open
+        if (still_open == 0 and lab.queue_depth() == 0 and lab.queue.scheduled() == 0
                 and now - last_change >= quiet_s):
             return {"settled": True, "settle_s": now - started}
-        if now - started >= timeout_s:
+        if now - last_progress >= timeout_s or now - started >= limit_s:
             return {"settled": False, "settle_s": now - started}
 
 
