@@ -3,6 +3,8 @@ stall causes (latency from the moment a request was due), closed loop by its nat
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -158,3 +160,19 @@ def test_a_generator_kept_to_one_core_runs_there(stalling_server):
     summary = run_load(LoadSpec("127.0.0.1", port, path="/", mode="closed", connections=2, duration_s=0.3,
                                 warmup_s=0.1, cpus=[core])).summary
     assert summary["generator_cpus"] == [core] and summary["errors"] == 0
+
+
+def test_wrks_cpu_is_its_own_when_another_child_ends_beside_it(stalling_server):
+    """The harness runs wrk beside the load generator's processes: the CPU a child spent and was reaped with while
+    wrk ran must not be counted as wrk's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from helpers.instruments import wrk
+
+    url = f"http://127.0.0.1:{stalling_server.server_address[1]}/"
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        running = pool.submit(wrk.run, url, 1, 2, threads=1)
+        busy = "import time\nend = time.process_time() + 0.8\nwhile time.process_time() < end: pass"
+        subprocess.run([sys.executable, "-c", busy], check=True)
+        figures = running.result()
+    assert figures["requests"] > 0 and figures["cpu_s"] < 0.5

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import resource
 import shutil
 import subprocess
 import tempfile
@@ -50,9 +50,16 @@ def run(url: str, connections: int, duration_s: float, threads: int = 2, method:
                          'wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"\n')
             script.flush()
             argv[argv.index("wrk") + 1:argv.index("wrk") + 1] = ["-s", str(Path(script.name))]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        done = subprocess.run(argv, capture_output=True, text=True, check=True)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    figures = parse(done.stdout)
-    figures["cpu_s"] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+        with tempfile.TemporaryFile("w+") as errors:
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True)
+            output = process.stdout.read()
+            # wait4 gives this child's own CPU: RUSAGE_CHILDREN would also count any other child reaped meanwhile
+            # (a load generator running beside it)
+            _, status, usage = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            if process.returncode != 0:
+                errors.seek(0)
+                raise subprocess.CalledProcessError(process.returncode, argv, output, errors.read())
+    figures = parse(output)
+    figures["cpu_s"] = usage.ru_utime + usage.ru_stime
     return figures
