@@ -49,6 +49,17 @@ def _lab_row(lab: Lab, endpoint: str, connections: int, duration_s: float, tool_
             "errors": s["errors"] + s["non_2xx"]}
 
 
+def _prepare(lab: Lab, endpoint: str, connections: int, server_cpus, tool_cpus) -> tuple[str, str, str | None]:
+    """The endpoint as wrk sends it (path, method, body), the server pinned to its cores, and a discarded wrk run
+    first: wrk has no warm-up of its own, and neither tool should meet a cold server."""
+    path, method, form = ENDPOINTS[endpoint]
+    body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
+    if server_cpus:
+        lab.processes["web"].pin(server_cpus)
+    wrk.run(lab.url(path), connections, 2, method=method, body=body, cpus=tool_cpus)
+    return path, method, body
+
+
 def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, duration_s: float = 8.0,
                      trials: int = 2, server_cpus: list[int] | None = None,
                      tool_cpus: list[int] | None = None) -> pd.DataFrame:
@@ -63,12 +74,7 @@ def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, du
     own CPU is taken from the server, and the comparison measures the tools' CPU cost (`cpu_us_per_request`, kept
     in every row) more than their measurement. If the generator keeps fewer requests in flight than its
     connections, wrk runs again at that concurrency ("wrk matched")."""
-    path, method, form = ENDPOINTS[endpoint]
-    body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
-    if server_cpus:
-        lab.processes["web"].pin(server_cpus)
-    # wrk has no warm-up of its own: a discarded run first, so neither tool meets a cold server.
-    wrk.run(lab.url(path), connections, 2, method=method, body=body, cpus=tool_cpus)
+    path, method, body = _prepare(lab, endpoint, connections, server_cpus, tool_cpus)
 
     def run_wrk(trial: int, tool: str, at: int) -> dict:
         figures = wrk.run(lab.url(path), at, duration_s, method=method, body=body, cpus=tool_cpus)
@@ -97,11 +103,7 @@ def side_by_side(lab: Lab, endpoint: str = "noop", connections: int = 8, duratio
     every connection alike: one worker process (with several, a keep-alive connection stays with the worker that
     accepted it, and the split follows that draw, not the tools). Rows as compare_with_wrk's (wrk's figures
     cover its whole run, the generator's its own, started together)."""
-    path, method, form = ENDPOINTS[endpoint]
-    body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
-    if server_cpus:
-        lab.processes["web"].pin(server_cpus)
-    wrk.run(lab.url(path), 2 * connections, 2, method=method, body=body, cpus=tool_cpus)  # warm-up, discarded
+    path, method, body = _prepare(lab, endpoint, 2 * connections, server_cpus, tool_cpus)
     run_wrk = partial(wrk.run, lab.url(path), connections, duration_s, method=method, body=body, cpus=tool_cpus)
     rows, beside = [], []
     with ThreadPoolExecutor(max_workers=1) as pool:
