@@ -121,3 +121,26 @@ def test_the_orphan_check_counts_this_sessions_processes_only(tmp_path):
         for process in (theirs, ours):
             process.kill()
             process.wait()
+
+
+def test_a_server_whose_port_was_taken_before_it_bound_starts_on_another(tmp_path, monkeypatch):
+    """free_port() says a port was free a moment ago; here another process listens on it by the time the SMTP
+    server binds. The lab must not take that other process for its server, and must start its own elsewhere."""
+    import socket
+
+    import helpers.stack.lab as lab_module
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    picks = [taken.getsockname()[1]]
+    real_free_port = lab_module.free_port
+    monkeypatch.setattr(lab_module, "free_port", lambda: picks.pop() if picks else real_free_port())
+    monkeypatch.setenv("AIOSMTPD_CONTROLLER_TIMEOUT", "3")  # how long the sink waits before it gives up binding
+    lab = Lab(run_dir=tmp_path / "lab")
+    try:
+        lab._start_smtp()
+        assert lab.smtp_port != taken.getsockname()[1] and lab.processes["smtp"].listens_on(lab.smtp_port)
+    finally:
+        lab.stop()
+        taken.close()

@@ -30,7 +30,13 @@ import pandas as pd
 import psutil
 
 from helpers import REPO_ROOT, runs
-from helpers.stack.processes import DIE_WITH_PARENT, LOOPBACK, ManagedProcess, free_port, tcp_accepts
+from helpers.stack.processes import (
+    DIE_WITH_PARENT,
+    LOOPBACK,
+    ManagedProcess,
+    free_port,
+    retry_if_port_taken,
+)
 from helpers.stack.queues import backend_class
 from helpers.stack.smtp_sink import count_deliveries, read_deliveries
 
@@ -198,12 +204,16 @@ class Lab:
         return process
 
     def _start_smtp(self) -> None:
+        retry_if_port_taken(self._start_smtp_on_free_ports)
+
+    def _start_smtp_on_free_ports(self) -> None:
         self.smtp_port = free_port()
         self.smtp_status_port = free_port()  # the SMTP server's message-status API (helpers.smtp_sink)
         smtp = self.spawn("smtp", [sys.executable, "-m", "helpers.stack.smtp_sink", "--port", self.smtp_port,
                                     "--delay", self.config.smtp_delay_s, "--record", self.smtp_record,
                                     "--control", self.smtp_control, "--status-port", self.smtp_status_port])
-        smtp.wait_until(lambda: tcp_accepts(self.smtp_port), what="accepting SMTP connections")
+        smtp.wait_until(lambda: smtp.listens_on(self.smtp_port) and smtp.listens_on(self.smtp_status_port),
+                        what="listening for SMTP and status requests")
 
     # -- the workers: consumer_processes separate processes, "consumer", "consumer-2", ... -----------------------
 
@@ -284,12 +294,18 @@ class Lab:
                 "--graceful-timeout", "5", "--timeout", "120", "--log-level", "warning"]
 
     def _start_web(self, port: int | None = None) -> None:
-        self.web_port = port or free_port()
+        """On `port` (a restart keeps its port), or on a free one."""
+        if port is not None:
+            return self._start_web_on(port)
+        retry_if_port_taken(lambda: self._start_web_on(free_port()))
+
+    def _start_web_on(self, port: int) -> None:
+        self.web_port = port
         log = self.run_dir / "web.log"
         # a restarted server appends to the same log
         starts_before = log.read_text(errors="replace").count(UVICORN_STARTED) if log.exists() else 0
         web = self.spawn("web", self.web_argv())
-        web.wait_until(lambda: self._all_web_workers_answer(starts_before), timeout=60,
+        web.wait_until(lambda: web.listens_on(port) and self._all_web_workers_answer(starts_before), timeout=60,
                        what="serving on every worker")
 
     def _all_web_workers_answer(self, starts_before: int = 0) -> bool:

@@ -33,7 +33,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers.stack.processes import LOOPBACK, free_port
+from helpers.stack.processes import LOOPBACK, free_port, retry_if_port_taken
 from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
@@ -159,7 +159,12 @@ class PostgresServer:
 
     def start(self) -> None:
         self.stop()
-        self.port = self.port or free_port()
+        if self.port is not None:  # a restart keeps its port: the site and the workers know it
+            return self._start_on(self.port)
+        retry_if_port_taken(lambda: self._start_on(free_port()))
+
+    def _start_on(self, port: int) -> None:
+        self.port = port
         self._prepare_folders()
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()

@@ -54,6 +54,19 @@ class ProcessFailed(RuntimeError):
     pass
 
 
+def retry_if_port_taken[T](start: Callable[[], T], attempts: int = 3) -> T:
+    """Run `start` (which picks its ports with free_port() and starts a server on them) again when the server could
+    not bind: free_port() only says a port was free a moment ago, and another process (a test beside this one, a
+    client's ephemeral port) may take it before the server binds."""
+    for attempt in range(attempts):
+        try:
+            return start()
+        except ProcessFailed as failure:
+            if "in use" not in str(failure).lower() or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 class ManagedProcess:
     """One server process: its command, environment, log file and clean stop."""
 
@@ -128,6 +141,16 @@ class ManagedProcess:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.cpu_affinity(list(cpus))
 
+    def listens_on(self, port: int) -> bool:
+        """The process (or a child of it) itself listens on `port`: a port that merely accepts connections may be
+        another process's, which took it before this one could bind."""
+        for process in [psutil.Process(self.popen.pid), *self.descendants()]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                       for c in process.net_connections(kind="inet")):
+                    return True
+        return False
+
     def descendants(self) -> list[psutil.Process]:
         try:
             return psutil.Process(self.popen.pid).children(recursive=True)
@@ -179,8 +202,3 @@ def kill_session(session_id: int) -> None:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
             if proc.pid != os.getpid() and os.getsid(proc.pid) == session_id:
                 proc.kill()
-
-
-def tcp_accepts(port: int, host: str = LOOPBACK) -> bool:
-    with socket.create_connection((host, port), timeout=0.5):
-        return True

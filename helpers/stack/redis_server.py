@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from helpers.stack.processes import LOOPBACK, free_port
+from helpers.stack.processes import LOOPBACK, free_port, retry_if_port_taken
 from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
@@ -118,7 +118,12 @@ class RedisServer:
 
     def start(self) -> None:
         self.stop()  # what is left of a previous one (a crashed server's entry)
-        self.port = self.port or free_port()
+        if self.port is not None:  # a restart keeps its port: the site and the workers know it
+            return self._start_on(self.port)
+        retry_if_port_taken(lambda: self._start_on(free_port()))
+
+    def _start_on(self, port: int) -> None:
+        self.port = port
         conf = write_config(self.lab.run_dir, self.port, self.lab.config.huey_synchronous, self._password)
         server = self.lab.spawn("redis", [executable(), str(conf)])
         server.wait_until(lambda: answers(self.url), what="answering PING")
