@@ -128,14 +128,14 @@ def test_a_server_whose_port_was_taken_before_it_bound_starts_on_another(tmp_pat
     server binds. The lab must not take that other process for its server, and must start its own elsewhere."""
     import socket
 
-    import helpers.stack.lab as lab_module
+    import helpers.stack.processes as processes_module
 
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
     taken.listen()
     picks = [taken.getsockname()[1]]
-    real_free_port = lab_module.free_port
-    monkeypatch.setattr(lab_module, "free_port", lambda: picks.pop() if picks else real_free_port())
+    real_free_port = processes_module.free_port
+    monkeypatch.setattr(processes_module, "free_port", lambda: picks.pop() if picks else real_free_port())
     monkeypatch.setenv("AIOSMTPD_CONTROLLER_TIMEOUT", "3")  # how long the sink waits before it gives up binding
     lab = Lab(run_dir=tmp_path / "lab")
     try:

@@ -35,7 +35,7 @@ from helpers.stack.processes import (
     LOOPBACK,
     ManagedProcess,
     free_port,
-    retry_if_port_taken,
+    start_on_port,
 )
 from helpers.stack.queues import backend_class
 from helpers.stack.smtp_sink import count_deliveries, read_deliveries
@@ -161,18 +161,8 @@ class Lab:
 
     def listening_sockets(self) -> dict[int, str]:
         """Port -> address of every socket the lab's processes listen on (all must be loopback)."""
-        import psutil
-
-        listening = {}
-        for pid in self.pids():
-            try:  # a short-lived child (a PostgreSQL backend) may be gone already
-                connections = psutil.Process(pid).net_connections(kind="inet")
-            except psutil.NoSuchProcess:
-                continue
-            for conn in connections:
-                if conn.status == psutil.CONN_LISTEN:
-                    listening[conn.laddr.port] = conn.laddr.ip
-        return listening
+        return {port: address for process in self.processes.values()
+                for port, address in process.listening().items()}
 
     # -- the three servers ------------------------------------------------------------------------
 
@@ -204,10 +194,10 @@ class Lab:
         return process
 
     def _start_smtp(self) -> None:
-        retry_if_port_taken(self._start_smtp_on_free_ports)
+        start_on_port(self._start_smtp_on)
 
-    def _start_smtp_on_free_ports(self) -> None:
-        self.smtp_port = free_port()
+    def _start_smtp_on(self, port: int) -> None:
+        self.smtp_port = port
         self.smtp_status_port = free_port()  # the SMTP server's message-status API (helpers.smtp_sink)
         smtp = self.spawn("smtp", [sys.executable, "-m", "helpers.stack.smtp_sink", "--port", self.smtp_port,
                                     "--delay", self.config.smtp_delay_s, "--record", self.smtp_record,
@@ -295,9 +285,7 @@ class Lab:
 
     def _start_web(self, port: int | None = None) -> None:
         """On `port` (a restart keeps its port), or on a free one."""
-        if port is not None:
-            return self._start_web_on(port)
-        retry_if_port_taken(lambda: self._start_web_on(free_port()))
+        start_on_port(self._start_web_on, port)
 
     def _start_web_on(self, port: int) -> None:
         self.web_port = port

@@ -33,7 +33,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers.stack.processes import LOOPBACK, free_port, retry_if_port_taken
+from helpers.stack.processes import LOOPBACK, start_on_port
 from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
@@ -159,9 +159,7 @@ class PostgresServer:
 
     def start(self) -> None:
         self.stop()
-        if self.port is not None:  # a restart keeps its port: the site and the workers know it
-            return self._start_on(self.port)
-        retry_if_port_taken(lambda: self._start_on(free_port()))
+        start_on_port(self._start_on, self.port)  # a restart keeps its port: the site and the workers know it
 
     def _start_on(self, port: int) -> None:
         self.port = port

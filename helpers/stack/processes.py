@@ -54,13 +54,19 @@ class ProcessFailed(RuntimeError):
     pass
 
 
-def retry_if_port_taken[T](start: Callable[[], T], attempts: int = 3) -> T:
-    """Run `start` (which picks its ports with free_port() and starts a server on them) again when the server could
-    not bind: free_port() only says a port was free a moment ago, and another process (a test beside this one, a
-    client's ephemeral port) may take it before the server binds."""
+def start_on_port(start_on: Callable[[int], None], port: int | None = None, attempts: int = 3) -> int:
+    """Start a server with `start_on(port)`: on `port` (a restart keeps its port: clients know it), or on a free
+    port, picked again when the server could not bind. free_port() only says a port was free a moment ago, and
+    another process (a test beside this one, a client's ephemeral port) may take it before the server binds.
+    Returns the port."""
+    if port is not None:
+        start_on(port)
+        return port
     for attempt in range(attempts):
+        port = free_port()
         try:
-            return start()
+            start_on(port)
+            return port
         except ProcessFailed as failure:
             if "in use" not in str(failure).lower() or attempt == attempts - 1:
                 raise
@@ -141,15 +147,21 @@ class ManagedProcess:
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.cpu_affinity(list(cpus))
 
-    def listens_on(self, port: int) -> bool:
-        """The process (or a child of it) itself listens on `port`: a port that merely accepts connections may be
-        another process's, which took it before this one could bind."""
+    def listening(self) -> dict[int, str]:
+        """Port -> address of every socket the process (or a child of it) listens on; none once it has exited."""
+        found = {}
+        if not self.alive():
+            return found
         for process in [psutil.Process(self.popen.pid), *self.descendants()]:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
-                       for c in process.net_connections(kind="inet")):
-                    return True
-        return False
+            with contextlib.suppress(psutil.NoSuchProcess):  # a short-lived child (a PostgreSQL backend)
+                found.update({c.laddr.port: c.laddr.ip for c in process.net_connections(kind="inet")
+                              if c.status == psutil.CONN_LISTEN})
+        return found
+
+    def listens_on(self, port: int) -> bool:
+        """The process itself listens on `port`: a port that merely accepts connections may be another process's,
+        which took it before this one could bind."""
+        return port in self.listening()
 
     def descendants(self) -> list[psutil.Process]:
         try:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from helpers.stack.processes import LOOPBACK, free_port, retry_if_port_taken
+from helpers.stack.processes import LOOPBACK, start_on_port
 from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
@@ -118,9 +118,7 @@ class RedisServer:
 
     def start(self) -> None:
         self.stop()  # what is left of a previous one (a crashed server's entry)
-        if self.port is not None:  # a restart keeps its port: the site and the workers know it
-            return self._start_on(self.port)
-        retry_if_port_taken(lambda: self._start_on(free_port()))
+        start_on_port(self._start_on, self.port)  # a restart keeps its port: the site and the workers know it
 
     def _start_on(self, port: int) -> None:
         self.port = port
