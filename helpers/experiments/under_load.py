@@ -115,11 +115,11 @@ def side_by_side(lab: Lab, endpoint: str = "noop", connections: int = 8, duratio
 
 
 def harness_figures(turns: pd.DataFrame) -> dict:
-    """The generator against wrk. Each trial's lab run is held against the wrk run beside it in time (the turns
-    alternate, A B B A), and the ratios are the medians of those paired ratios: on a shared host the server's own
-    speed drifts by 10-20 % from one run to the next, and a pair meets the same drift. Throughput at the same
-    connection count; p50 (as wrk reports it, and raw) at the concurrency the generator kept in flight; in flight
-    and each tool's CPU per request, medians over the trials."""
+    """The generator against wrk. Each trial's lab run is held against its own trial's wrk run (run at the same
+    time by side_by_side, next to it by compare_with_wrk), and the ratios are the medians of those paired ratios:
+    on a shared host the server's own speed drifts from one run to the next, and a pair meets the same drift.
+    Throughput at the same connection count; p50 (as wrk reports it, and raw) at the concurrency the generator
+    kept in flight; in flight and each tool's CPU per request, medians over the trials."""
     lab = turns[turns["tool"] == "lab"].set_index("trial")
     same = turns[turns["tool"] == "wrk"].set_index("trial")
     kept = lab["in_flight"].round().astype(int)
