@@ -12,6 +12,8 @@ from django.conf import settings
 from django.core.mail import EmailMessage, mailers
 from django.core.mail.utils import DNS_NAME
 
+from labsite import models
+
 WELCOME_SUBJECT = "Welcome to the lab"
 WELCOME_BODY = "Thanks for signing up. This message was sent by the background-tasks lab.\n"
 
@@ -63,3 +65,19 @@ async def send_welcome_email_async(to: str, message_id: str | None = None) -> di
 
 def do_nothing() -> None:
     """The empty job: what the queue itself costs per task (enqueue, pickup, bookkeeping)."""
+
+
+# The transaction experiments (labsite/views/transactions.py): the task looks for the Signup row the request wrote
+# in its transaction and says in the email's subject what it saw and when it started, so the SMTP server's record
+# shows from outside whether a task ran before the commit.
+SIGNUP_SUBJECT = "Welcome: signup row {seen} when the task started at {started_at:.6f}"
+
+
+def check_signup(to: str, signup_id: int) -> dict:
+    """Look for the Signup row, then send the welcome email with a subject saying whether it was there."""
+    started_at = time.time()
+    seen = "visible" if models.Signup.objects.filter(pk=signup_id).exists() else "missing"
+    message = welcome_message(to)
+    message.subject = SIGNUP_SUBJECT.format(seen=seen, started_at=started_at)
+    message.send(fail_silently=False)
+    return {"to": to, "row": seen, "started_at": started_at}

@@ -85,7 +85,7 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 
-# Django's Tasks API: the very same @task functions (the *_django_task ones in labsite/tasks.py) run in the
+# Django's Tasks API: the very same @task functions (the *_django_task ones of labsite/tasks.py) run in the
 # request (immediate) or on the Huey consumer (huey); this setting is the whole difference.
 # A queue backend of the Tasks API (QUEUE_API "django_tasks") sets TASKS in its QUEUE_BACKENDS entry instead.
 TASK_BACKENDS = {

@@ -2,18 +2,18 @@
 around a plain job function (labsite.jobs, labsite.thumbnails, labsite.ledger), so the blocking path and every
 queued path run one implementation.
 
-- Huey's own tasks (`send_welcome_email`, `make_thumbnail`, `do_nothing`): calling one enqueues it. Their names
-  are the task names Huey logs and its stats record.
-- The same jobs through Django's Tasks API (`*_django_task`, `.enqueue(...)`): the TASKS setting alone decides
-  whether they run on the Huey consumer or inside the request. Arguments and results must be JSON.
-- The same email as a Celery task (`send_email_task`, `@shared_task`, `.delay(...)`), as the seed article writes it:
-  the app (labsite/celery.py) sends it to the broker of the CELERY_ settings.
-- The no-op and the signup check on every API (`do_nothing*`, `check_signup*`), which labsite.dispatch picks by
-  QUEUE_API: a drain measurement's filler, and the transaction experiments' witness.
-- The job ledger's task (`deliver_email_job`), enqueued in the request's on-commit hook or by the reconciler, with
-  retries and backoff from settings.LAB_LEDGER.
+Each job is a task of every queue API (`on_every_api`), in a table labsite.dispatch picks from by QUEUE_API:
+- Huey's own task, named after the job (`send_welcome_email`, `make_thumbnail`, `do_nothing`, `check_signup`):
+  calling one enqueues it. Its name is the one Huey logs and its stats record.
+- Django's Tasks API (`<job>_django_task`, `.enqueue(...)`): the TASKS setting alone decides whether it runs on a
+  worker or inside the request. Arguments and results must be JSON.
+- Celery (`<job>_celery_task`, `@shared_task`, `.delay(...)`), sent to the broker of the CELERY_ settings by the app
+  of labsite/celery.py. The email keeps the seed article's name, `send_email_task`.
+The job ledger's task (`deliver_email_job`) is Huey's alone, enqueued in the request's on-commit hook or by the
+reconciler, with retries and backoff from settings.LAB_LEDGER.
 """
 
+import functools
 import time
 
 from celery import shared_task
@@ -24,82 +24,37 @@ from huey.contrib.djhuey import HUEY, db_task, signal
 from huey.contrib.djhuey import task as huey_task
 
 # Module imports, not names: labsite.ledger enqueues the tasks below, so each module may load first.
-from labsite import jobs, ledger, models, thumbnails
+from labsite import jobs, ledger, thumbnails
 
 RUNNING_KEY = "running:{}"
 
 
-@huey_task()
-def send_welcome_email(to: str) -> dict:
-    return jobs.send_welcome_email(to)
+def module_function(job, name: str):
+    """`job` as a function of this module called `name`. Django Tasks and Celery find a task again by its function's
+    module and name, and Huey and Celery name the task after them, so each API's task needs a function of its own."""
+
+    @functools.wraps(job)
+    def run(*args, **kwargs):
+        return job(*args, **kwargs)
+
+    run.__module__, run.__name__, run.__qualname__ = __name__, name, name
+    return run
 
 
-@huey_task()
-def make_thumbnail(source: str) -> dict:
-    return thumbnails.make_thumbnail(source)
+def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = None) -> dict:
+    """`job` as a task of each queue API, bound in this module under the names the docstring above gives (where the
+    workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the database."""
+    names = {"huey": name, "django_tasks": f"{name}_django_task", "celery": celery_name or f"{name}_celery_task"}
+    decorators = {"huey": huey(), "django_tasks": django_task, "celery": shared_task}
+    by_api = {api: decorators[api](module_function(job, names[api])) for api in names}
+    globals().update({names[api]: task for api, task in by_api.items()})
+    return by_api
 
 
-@huey_task()
-def do_nothing() -> None:
-    return jobs.do_nothing()
-
-
-# The transaction experiments (labsite/views/transactions.py): the task looks for the Signup row the request wrote
-# in its transaction and says in the email's subject what it saw and when it started, so the SMTP server's record
-# shows from outside whether a task ran before the commit.
-SIGNUP_SUBJECT = "Welcome: signup row {seen} when the task started at {started_at:.6f}"
-
-
-def check_signup(to: str, signup_id: int) -> dict:
-    """Look for the Signup row, then send the welcome email with a subject saying whether it was there."""
-    started_at = time.time()
-    seen = "visible" if models.Signup.objects.filter(pk=signup_id).exists() else "missing"
-    message = jobs.welcome_message(to)
-    message.subject = SIGNUP_SUBJECT.format(seen=seen, started_at=started_at)
-    message.send(fail_silently=False)
-    return {"to": to, "row": seen, "started_at": started_at}
-
-
-@db_task()
-def check_signup_huey(to: str, signup_id: int) -> dict:
-    return check_signup(to, signup_id)
-
-
-@django_task
-def send_welcome_email_django_task(to: str) -> dict:
-    return jobs.send_welcome_email(to)
-
-
-@django_task
-def make_thumbnail_django_task(source: str) -> dict:
-    return thumbnails.make_thumbnail(source)
-
-
-@django_task
-def do_nothing_django_task() -> None:
-    return jobs.do_nothing()
-
-
-@django_task
-def check_signup_django_task(to: str, signup_id: int) -> dict:
-    return check_signup(to, signup_id)
-
-
-@shared_task
-def send_email_task(to: str) -> dict:
-    """The welcome email as the seed article's Celery code has it (`send_email_task.delay(...)`)."""
-    return jobs.send_welcome_email(to)
-
-
-@shared_task
-def do_nothing_celery_task() -> None:
-    """The empty job on Celery, for drain measurements (labsite.dispatch.enqueue_noop)."""
-    return jobs.do_nothing()
-
-
-@shared_task
-def check_signup_celery_task(to: str, signup_id: int) -> dict:
-    return check_signup(to, signup_id)
+WELCOME_EMAIL = on_every_api(jobs.send_welcome_email, "send_welcome_email", celery_name="send_email_task")
+THUMBNAIL = on_every_api(thumbnails.make_thumbnail, "make_thumbnail")
+NOOP = on_every_api(jobs.do_nothing, "do_nothing")  # a drain measurement's filler
+SIGNUP_CHECK = on_every_api(jobs.check_signup, "check_signup", huey=db_task)  # the transaction experiments' witness
 
 
 def queued_tasks() -> int:

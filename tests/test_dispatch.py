@@ -31,3 +31,29 @@ def test_the_deferred_view_enqueues_through_django_tasks_when_the_backend_says_s
 def test_an_unknown_queue_api_fails_loudly():
     with pytest.raises(KeyError):
         dispatch.enqueue_welcome_email("x@example.test")
+
+
+@pytest.mark.parametrize("table", ["WELCOME_EMAIL", "THUMBNAIL", "NOOP", "SIGNUP_CHECK"])
+def test_every_job_is_a_task_of_every_api_that_its_worker_finds_again_by_name(table):
+    """A worker finds a task by name: Django Tasks imports its module path, Celery and Huey look its name up in the
+    registry that importing labsite.tasks fills. Each must lead back to the very task the view enqueues."""
+    from celery import current_app
+    from django.utils.module_loading import import_string
+    from huey.contrib.djhuey import HUEY
+
+    from labsite import tasks
+
+    by_api = getattr(tasks, table)
+    assert set(by_api) == set(dispatch.ENQUEUE)
+    assert import_string(by_api["django_tasks"].module_path) is by_api["django_tasks"]
+    assert current_app.tasks[by_api["celery"].name] is by_api["celery"]._get_current_object()  # a shared_task proxy
+    assert by_api["celery"].name.startswith("labsite.tasks.")
+    huey_task = by_api["huey"].task_class
+    assert HUEY._registry.string_to_task(f"labsite.tasks.{huey_task.__name__}") is huey_task
+    assert getattr(tasks, huey_task.__name__) is by_api["huey"]
+
+
+def test_the_seed_articles_celery_task_keeps_its_name():
+    from labsite import tasks
+
+    assert tasks.WELCOME_EMAIL["celery"].name == "labsite.tasks.send_email_task"

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 from helpers.instruments import queue_semantics
-from labsite import dispatch, tasks
+from labsite import dispatch, jobs
 from labsite.models import Signup
 from tests.test_views import BAD_ADDRESSES, UNSENDABLE_ADDRESSES
 
@@ -83,7 +83,7 @@ def test_a_committed_signup_is_checked_by_its_task_which_reports_the_row_in_the_
     assert body["commit_started_at"] <= body["committed_at"]
     assert Signup.objects.filter(pk=body["signup_id"], email="sc@example.test").exists()
     [task] = huey_queue.pending()
-    assert task.name == "check_signup_huey" and (body["task_id"] in (task.id, None))
+    assert task.name == "check_signup" and (body["task_id"] in (task.id, None))
     huey_queue.execute(huey_queue.dequeue())
     [message] = mail.outbox
     assert message.to == ["sc@example.test"]
@@ -92,7 +92,7 @@ def test_a_committed_signup_is_checked_by_its_task_which_reports_the_row_in_the_
 
 @real_commits
 def test_the_check_says_missing_for_a_row_that_is_not_there():
-    result = tasks.check_signup("gone@example.test", 10**9)
+    result = jobs.check_signup("gone@example.test", 10**9)
     assert result["row"] == "missing"
     assert "signup row missing" in mail.outbox[0].subject
 
@@ -120,7 +120,7 @@ def test_the_transaction_views_refuse_a_bad_address_and_other_methods(client, hu
     ("visible", 100.5, False),
 ])
 def test_a_task_ran_before_the_commit_when_it_missed_the_row_or_started_earlier(seen, started_at, before):
-    subject = tasks.SIGNUP_SUBJECT.format(seen=seen, started_at=started_at)  # what the task sends
+    subject = jobs.SIGNUP_SUBJECT.format(seen=seen, started_at=started_at)  # what the task sends
     assert queue_semantics.ran_before_commit(subject, commit_started_at=100.0) is before
 
 

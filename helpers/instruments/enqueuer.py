@@ -1,10 +1,11 @@
 """Enqueue tasks straight into the site's queue from a process of its own, on a schedule, timing each enqueue.
 
 The enqueuer is the site's code run outside the web server: it sets Django up with the lab's environment and
-calls the very task functions the views call, natively (`tasks.X(...)`, djhuey) or through Django's Tasks API
-(`tasks.X_django_task.enqueue(...)`). Sending at precomputed offsets makes arrivals open-loop: a slow enqueue delays
-the next one's send, not its due time, and the lag is recorded. With `after_finish` each offset is instead an
-idle gap after the previous task finished (read from the stats recorder), so no task overlaps the one before.
+calls the very task functions the views call, natively (djhuey's `tasks.X(...)`) or through Django's Tasks API
+(`.enqueue(...)`), as labsite.dispatch enqueues them. Sending at precomputed offsets makes arrivals open-loop: a slow
+enqueue delays the next one's send, not its due time, and the lag is recorded. With `after_finish` each offset is
+instead an idle gap after the previous task finished (read from the stats recorder), so no task overlaps the one
+before.
 
     python -m helpers.instruments.enqueuer < plan.json     (see `enqueue`; helpers.instruments.plan_process)
 """
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # pandas only in the caller: the enqueuer process starts 0.3 
 
 COLUMNS = ["seq", "task_id", "due_at", "enqueued_at", "enqueue_us", "lag_ms", "error"]
 KINDS = ("noop", "email", "thumbnail")
-APIS = ("huey", "djtasks")
+APIS = {"huey": "huey", "djtasks": "django_tasks"}  # a plan's api -> labsite.dispatch's name for it
 
 
 @dataclass
@@ -47,16 +48,16 @@ def enqueue(env: dict[str, str], plan: EnqueuePlan, timeout: float = 600.0) -> p
 
 def task_caller(kind: str, api: str, plan: EnqueuePlan):
     """A function of the task's number that enqueues one task and returns its id (untimed set-up included)."""
-    from labsite import tasks, thumbnails
+    from labsite import dispatch, tasks, thumbnails
 
     if kind == "noop":
-        native, through_django = tasks.do_nothing, tasks.do_nothing_django_task
+        job = tasks.NOOP
         arguments = lambda i: ()  # noqa: E731
     elif kind == "email":
-        native, through_django = tasks.send_welcome_email, tasks.send_welcome_email_django_task
+        job = tasks.WELCOME_EMAIL
         arguments = lambda i: (plan.recipient.format(i=i),)  # noqa: E731
     else:
-        native, through_django = tasks.make_thumbnail, tasks.make_thumbnail_django_task
+        job = tasks.THUMBNAIL
         suffix = "." + plan.source_image.rsplit(".", 1)[-1]
 
         def arguments(i):
@@ -64,9 +65,8 @@ def task_caller(kind: str, api: str, plan: EnqueuePlan):
             shutil.copyfile(plan.source_image, target)
             return (str(target),)
 
-    if api == "huey":
-        return arguments, lambda args: native(*args).id
-    return arguments, lambda args: through_django.enqueue(*args).id
+    api = APIS[api]
+    return arguments, lambda args: dispatch.ENQUEUE[api](job[api], *args)
 
 
 def finished_at(task_id: str, timeout: float = 120.0) -> float:

@@ -33,7 +33,7 @@ def enqueue_noop(lab: Lab, count: int, timeout: float = 600.0) -> dict:
 # -- transactions: /tx/rollback/, /tx/slow-commit/, /tx/on-commit/ (labsite/views/transactions.py) -----------------
 
 TX_PATHS = {"rollback": "/tx/rollback/", "slow_commit": "/tx/slow-commit/", "on_commit": "/tx/on-commit/"}
-# What labsite.tasks.check_signup puts in the subject (labsite.tasks.SIGNUP_SUBJECT).
+# What labsite.jobs.check_signup puts in the subject (labsite.jobs.SIGNUP_SUBJECT).
 SIGNUP_SUBJECT = re.compile(r"signup row (visible|missing) when the task started at ([\d.]+)")
 
 

@@ -1,5 +1,5 @@
-"""Both jobs through Django's Tasks API (the *_django_task tasks in labsite/tasks.py), whose backend (immediate or
-Huey's) the TASKS setting picks, and the Tasks API's view of a task."""
+"""Both jobs through Django's Tasks API (the "django_tasks" entries of labsite/tasks.py's tables), whose backend
+(immediate or Huey's) the TASKS setting picks, and the Tasks API's view of a task."""
 
 from django.http import JsonResponse
 from django.tasks import TaskResultStatus, default_task_backend
@@ -25,13 +25,13 @@ def djtask_response(result) -> JsonResponse:
 @csrf_exempt
 @allow("POST")
 def email_djtask(request):
-    return djtask_response(tasks.send_welcome_email_django_task.enqueue(email_parameter(request)))
+    return djtask_response(tasks.WELCOME_EMAIL["django_tasks"].enqueue(email_parameter(request)))
 
 
 @csrf_exempt
 @allow("POST")
 def thumbnail_djtask(request):
-    return djtask_response(tasks.make_thumbnail_django_task.enqueue(str(thumbnails.accept_upload(request))))
+    return djtask_response(tasks.THUMBNAIL["django_tasks"].enqueue(str(thumbnails.accept_upload(request))))
 
 
 @allow("GET", "HEAD")

@@ -54,7 +54,7 @@ def signup(request, path: str):
             return delivered(result)
         query["message_id"] = result["message_id"]
     else:
-        task_id = tasks.send_welcome_email(to).id
+        task_id = tasks.WELCOME_EMAIL["huey"](to).id
         if wants_json(request):
             return queued(task_id)
         query["task_id"] = task_id

@@ -16,4 +16,4 @@ def thumbnail_blocking(request):
 @csrf_exempt
 @allow("POST")
 def thumbnail_deferred(request):
-    return queued(tasks.make_thumbnail(str(thumbnails.accept_upload(request))).id)
+    return queued(tasks.THUMBNAIL["huey"](str(thumbnails.accept_upload(request))).id)

@@ -3,7 +3,7 @@
 
 - /tx/rollback/: enqueues the welcome email directly inside the transaction (the mistake being measured), then
   rolls the transaction back. A queue outside Django's database keeps the task; one inside it loses it with the row.
-- /tx/slow-commit/: enqueues the signup check (labsite.tasks.check_signup) directly, holds the transaction open
+- /tx/slow-commit/: enqueues the signup check (labsite.jobs.check_signup) directly, holds the transaction open
   `hold_ms`, then commits. The task mails what it saw: the row missing means it ran before the commit.
 - /tx/on-commit/: the same, enqueued the way Django documents, `transaction.on_commit(partial(...))`.
 
