@@ -136,7 +136,6 @@ def test_a_server_whose_port_was_taken_before_it_bound_starts_on_another(tmp_pat
     picks = [taken.getsockname()[1]]
     real_free_port = processes_module.free_port
     monkeypatch.setattr(processes_module, "free_port", lambda: picks.pop() if picks else real_free_port())
-    monkeypatch.setenv("AIOSMTPD_CONTROLLER_TIMEOUT", "3")  # how long the sink waits before it gives up binding
     lab = Lab(run_dir=tmp_path / "lab")
     try:
         lab._start_smtp()
@@ -144,3 +143,20 @@ def test_a_server_whose_port_was_taken_before_it_bound_starts_on_another(tmp_pat
     finally:
         lab.stop()
         taken.close()
+
+
+def test_the_smtp_server_refuses_a_taken_port_before_aiosmtpd_waits_for_it(tmp_path, monkeypatch):
+    """aiosmtpd's Controller.start() reports a failed bind only once its whole ready_timeout has passed (10 s a
+    retry of start_on_port); the sink must fail with the bind's own error before it starts the controller."""
+    import errno
+    import socket
+
+    from helpers.stack import smtp_sink
+
+    def start(controller):
+        raise AssertionError("the controller was started on a port that was taken: it waits its ready_timeout")
+
+    monkeypatch.setattr(smtp_sink.Controller, "start", start)
+    with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(OSError) as failure:
+        smtp_sink.main(["--port", str(taken.getsockname()[1]), "--record", str(tmp_path / "record.jsonl")])
+    assert failure.value.errno == errno.EADDRINUSE

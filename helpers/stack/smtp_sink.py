@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import signal
+import socket
 import threading
 import time
 from email.parser import BytesParser
@@ -170,6 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--status-port", type=int, default=None, help="serve the message-status API here")
     args = parser.parse_args(argv)
 
+    # aiosmtpd's Controller notices a port it cannot bind only when its whole ready_timeout has passed: a port taken
+    # by another process fails here at once instead ("Address already in use"), and the lab picks another.
+    with socket.create_server(("127.0.0.1", args.port)):
+        pass
     controller = Controller(
         SlowRecordingHandler(args.record, args.delay, args.control), hostname="127.0.0.1", port=args.port,
         ready_timeout=10,
