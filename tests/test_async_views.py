@@ -219,3 +219,13 @@ def test_bottleneck_is_the_lowest_bound_and_c_over_s_is_its_slot_case():
 def test_executor_threads_is_thread_pool_executors_default():
     cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
     assert queueing.executor_threads() == min(32, cpus + 4)
+
+
+def test_refinement_bisects_between_the_highest_rate_that_held_and_the_lowest_that_ran_away():
+    rows = [{"rate": 6.7, "ran_away": False}, {"rate": 213.3, "ran_away": False}, {"rate": 426.7, "ran_away": True}]
+    assert experiment.refined_rate(rows) == round(math.sqrt(213.3 * 426.7), 1)
+    rows.append({"rate": 301.7, "ran_away": True})  # the middle ran away too: the next goes below it
+    assert experiment.refined_rate(rows) == round(math.sqrt(213.3 * 301.7), 1)
+    assert experiment.refined_rate([{"rate": 100.0, "ran_away": False}, {"rate": 105.0, "ran_away": True}]) is None
+    assert experiment.refined_rate([{"rate": 6.7, "ran_away": False}, {"rate": 13.3, "ran_away": False}]) is None
+    assert experiment.refined_rate([{"rate": 6.7, "ran_away": True}]) is None  # nothing held: no bracket

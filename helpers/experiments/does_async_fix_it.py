@@ -79,6 +79,8 @@ class Setup:
     # c/S: each variant goes up until its latency runs away (one point past saturation), never above twice the
     # capacity the model predicts from its points so far
     deferred_steps: tuple[float, ...] | None = None  # the deferred variants' own ladder (None: the same)
+    refine_steps: int = 2  # points after the first runaway, each at the geometric middle of the highest rate that
+    # held and the lowest that ran away: the ladder doubles, so each halves (on a log scale) where saturation lies
     duration_s: float = 3.0  # measured part of each point
     warmup_s: float = 1.0  # sent first, left out
     generator_processes: int = 1  # one uvloop process keeps up with these rates (its lag is recorded)
@@ -94,8 +96,8 @@ class Setup:
         return [round(step * self.nominal_capacity, 1) for step in steps]
 
     def points_planned(self) -> int:
-        """The most load points the ladders can take (for a progress bar)."""
-        return sum(len(self.rates(BY_NAME[name])) for name in self.variants)
+        """The most load points the ladders and their refinements can take (for a progress bar)."""
+        return sum(len(self.rates(BY_NAME[name])) + self.refine_steps for name in self.variants)
 
     def server_config(self, server: str) -> dict:
         """The LabConfig fields of one web server configuration (gunicorn runs gthread whenever threads > 1)."""
@@ -274,24 +276,43 @@ def sweep_variant(lab: Lab, variant: Variant, setup: Setup, progress=None) -> tu
     """Up the rate ladder until latency runs away (or the ladder ends): one point past saturation is enough. No rung
     goes above twice what the variant's slots allow (slots / S, S from its first point), so the overload, and the
     backlog the server works off after it, stays bounded. (CPU bounds are left out here: estimated at a low rate
-    they are too low.)"""
+    they are too low.) Then `setup.refine_steps` points narrow down where between two rungs it ran away."""
     prime(lab, variant, setup)
     rows, records = [], []
-    for rate in setup.rates(variant):
-        if rows:
-            rate = min(rate, round(2 * setup.slots(variant) / (rows[0]["service_p50_ms"] / 1e3), 1))
-            if rate <= rows[-1]["rate"]:
-                break
+
+    def measure_at(rate: float) -> dict:
         row, frame = measure_point(lab, variant, rate, setup, rows[0]["latency_p50_ms"] if rows else None)
         rows.append(row)
         records.append(frame)
         if progress is not None:
             progress.update(1)
-        if row["ran_away"]:
+        return row
+
+    for rate in setup.rates(variant):
+        if rows:
+            rate = min(rate, round(2 * setup.slots(variant) / (rows[0]["service_p50_ms"] / 1e3), 1))
+            if rate <= rows[-1]["rate"]:
+                break
+        if measure_at(rate)["ran_away"]:
             break
+    for _ in range(setup.refine_steps):
+        rate = refined_rate(rows)
+        if rate is None:
+            break
+        measure_at(rate)
     if progress is not None:
-        progress.update(len(setup.rates(variant)) - len(rows))
+        progress.update(len(setup.rates(variant)) + setup.refine_steps - len(rows))
     return rows, records
+
+
+def refined_rate(rows: list[dict], finest: float = 1.1) -> float | None:
+    """The next rate to try between the highest rate that held and the lowest that ran away: their geometric middle,
+    or None when there is no such pair or they are already within `finest` (a ratio) of each other."""
+    held = [row["rate"] for row in rows if not row["ran_away"]]
+    away = [row["rate"] for row in rows if row["ran_away"]]
+    if not held or not away or min(away) <= max(held) * finest:
+        return None
+    return round(math.sqrt(max(held) * min(away)), 1)
 
 
 # -- what the user is told when the SMTP server fails mid-request ----------------------------------------------------
@@ -551,11 +572,11 @@ def key_figures(measured: Measured) -> dict:
 @benchmark("async")
 def async_views(run_dir, smtp_delay_s: float = 0.3, smtp_timeout_s: float = 2.0, web_workers: int = 4,
                 web_threads: int = 4, consumer_workers: int = 64, rate_steps=(0.5, 1, 2, 4, 8, 16, 32),
-                duration_s: float = 3.0, warmup_s: float = 1.0) -> dict:
+                refine_steps: int = 2, duration_s: float = 3.0, warmup_s: float = 1.0) -> dict:
     """Notebook 08's sweep with its full-mode parameters (Setup's defaults)."""
     setup = Setup(smtp_delay_s=smtp_delay_s, smtp_timeout_s=smtp_timeout_s, web_workers=web_workers,
                   web_threads=web_threads, consumer_workers=consumer_workers, rate_steps=tuple(rate_steps),
-                  duration_s=duration_s, warmup_s=warmup_s)
+                  refine_steps=refine_steps, duration_s=duration_s, warmup_s=warmup_s)
     with Lab(run_dir=run_dir, **setup.lab_config()) as lab:
         measured = measure(lab, setup)
     save_tables(run_dir, measured)
