@@ -229,3 +229,19 @@ def test_refinement_bisects_between_the_highest_rate_that_held_and_the_lowest_th
     assert experiment.refined_rate([{"rate": 100.0, "ran_away": False}, {"rate": 105.0, "ran_away": True}]) is None
     assert experiment.refined_rate([{"rate": 6.7, "ran_away": False}, {"rate": 13.3, "ran_away": False}]) is None
     assert experiment.refined_rate([{"rate": 6.7, "ran_away": True}]) is None  # nothing held: no bracket
+
+
+def test_the_deferred_p50_is_taken_where_it_held_and_a_deferred_view_that_saturated_first_is_named():
+    """Up to the aiosmtplib view's saturation (here 300/s answered): a deferred point that ran away is left out of
+    the p50 and named instead; a point above that rate counts for neither."""
+    points = pd.DataFrame([
+        {"variant": "async", "rate": 213.3, "goodput_rps": 215.7, "ran_away": False, "latency_p50_ms": 317.0},
+        {"variant": "async", "rate": 426.7, "goodput_rps": 300.0, "ran_away": True, "latency_p50_ms": 1800.0},
+        {"variant": "deferred_gunicorn", "rate": 213.3, "goodput_rps": 215.7, "ran_away": False, "latency_p50_ms": 2.4},
+        {"variant": "deferred_gunicorn", "rate": 426.7, "goodput_rps": 419.3, "ran_away": True, "latency_p50_ms": 90.0},
+        {"variant": "deferred_uvicorn", "rate": 179.4, "goodput_rps": 185.7, "ran_away": False, "latency_p50_ms": 16.2},
+        {"variant": "deferred_uvicorn", "rate": 213.3, "goodput_rps": 208.5, "ran_away": True, "latency_p50_ms": 255.4},
+    ])
+    measured = experiment.Measured(experiment.Setup(), points, pd.DataFrame(), pd.DataFrame(), 2)
+    assert measured.deferred_p50_ms() == 16.2
+    assert measured.deferred_saturated_first() == ["deferred_uvicorn"]
