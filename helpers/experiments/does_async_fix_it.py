@@ -547,9 +547,8 @@ def key_figures(measured: Measured) -> dict:
     and predicted), whether it ran away within the ladder, p50/p99 at the lowest rate, memory per request in flight;
     then what the verdict compares: the async send against the sync workers, its lowest p50 against the SMTP delay,
     the deferred view's highest p50 under either server at the rates it held up to the async send's saturation (and
-    which deferred variants saturated first), every in-request send's
-    lowest p50, each slot-bound variant's slots / S, a sync worker slot's memory, and what the user was told under
-    the SMTP faults."""
+    which deferred variants saturated first), every in-request send's lowest p50, each slot-bound variant's slots / S,
+    a sync worker slot's memory, and what the user was told under the SMTP faults."""
     summary = measured.summary().set_index("variant")
     figures = {"smtp_delay_ms": round(measured.setup.smtp_delay_s * 1e3, 1),
                "web_workers": measured.setup.web_workers, "cores": measured.cores,
