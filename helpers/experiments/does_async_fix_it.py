@@ -29,11 +29,11 @@ import psutil
 
 from helpers import runs
 from helpers.analysis import queueing
-from helpers.instruments.cpu import CpuMeter, tree
+from helpers.instruments.cpu import CpuMeter
 from helpers.instruments.loadgen import LoadSpec, run_load
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
-from helpers.stack.processes import LOOPBACK
+from helpers.stack.processes import LOOPBACK, tree
 from helpers.stack.smtp_sink import set_fault
 
 SERVERS = ("gunicorn sync", "gunicorn gthread", "uvicorn")  # the lab restarts its web server between them

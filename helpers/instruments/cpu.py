@@ -9,14 +9,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-
-def tree(pid: int) -> list[psutil.Process]:
-    """A process and its live descendants (gunicorn's workers, Huey's process workers)."""
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+from helpers.stack.processes import tree  # the one reading of a process tree, shared with the stack
 
 
 def cpu_seconds(pids) -> dict[int, float]:

@@ -54,6 +54,15 @@ class ProcessFailed(RuntimeError):
     pass
 
 
+def tree(pid: int) -> list[psutil.Process]:
+    """A process and its live descendants (gunicorn's workers, Huey's process workers)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def start_on_port(start_on: Callable[[int], None], port: int | None = None, attempts: int = 3) -> int:
     """Start a server with `start_on(port)`: on `port` (a restart keeps its port: clients know it), or on a free
     port, picked again when the server could not bind. free_port() only says a port was free a moment ago, and
@@ -143,7 +152,7 @@ class ManagedProcess:
     def pin(self, cpus: Sequence[int]) -> None:
         """Keep the process and its children on `cpus` (a worker forked later inherits it from its parent), so a
         load tool on the other cores cannot take CPU from it."""
-        for process in [psutil.Process(self.popen.pid), *self.descendants()]:
+        for process in tree(self.popen.pid):
             with contextlib.suppress(psutil.NoSuchProcess):
                 process.cpu_affinity(list(cpus))
 
@@ -152,7 +161,7 @@ class ManagedProcess:
         found = {}
         if not self.alive():
             return found
-        for process in [psutil.Process(self.popen.pid), *self.descendants()]:
+        for process in tree(self.popen.pid):
             with contextlib.suppress(psutil.NoSuchProcess):  # a short-lived child (a PostgreSQL backend)
                 found.update({c.laddr.port: c.laddr.ip for c in process.net_connections(kind="inet")
                               if c.status == psutil.CONN_LISTEN})
