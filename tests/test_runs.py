@@ -301,7 +301,7 @@ def under_load_result():
     def point(endpoint, mode, level, throughput, p50, p99, web, consumer, lag):
         return {"endpoint": endpoint, "mode": mode, "level": level, "trial": 0, "requests": 100, "errors": 0,
                 "non_2xx": 0, "throughput": throughput, "latency_p50_ms": p50, "latency_p99_ms": p99,
-                "cpu_web_pct": web, "cpu_consumer_pct": consumer, "lag_p99_ms": lag}
+                "service_p99_ms": p99 - lag, "cpu_web_pct": web, "cpu_consumer_pct": consumer, "lag_p99_ms": lag}
 
     open_points = pd.DataFrame([
         point("blocking", "open", 20.0, 20.0, 101.0, 130.0, 5.0, 0.2, 1.0),
@@ -309,7 +309,7 @@ def under_load_result():
         point("blocking", "open", 48.0, 39.0, 700.0, 1500.0, 9.0, 0.3, 7.5),
         point("deferred", "open", 20.0, 20.0, 2.0, 6.0, 2.0, 3.0, 1.0),
         point("deferred", "open", 36.0, 36.0, 2.5, 9.0, 3.0, 6.0, 1.0),
-        point("deferred", "open", 48.0, 48.0, 3.0, 12.0, 4.0, 8.0, 1.0),
+        point("deferred", "open", 48.0, 48.0, 3.0, 12.0, 4.0, 8.0, 4.0),
     ])
     closed_points = pd.DataFrame([point("blocking", "closed", 1, 9.5, 105.0, 120.0, 3.0, 0.1, 0.0),
                                   point("blocking", "closed", 8, 38.0, 210.0, 260.0, 9.0, 0.1, 0.0)])
@@ -330,6 +330,7 @@ def test_under_load_key_figures_pick_the_points_each_claim_needs():
     assert figures["rates_at_or_above_capacity"] == [48.0]
     assert figures["saturation_throughput"] == 39.0 and figures["saturation_ratio"] == 0.975
     assert figures["deferred_p99_ms_at_saturation"] == 12.0
+    assert figures["deferred_service_p99_ms_at_saturation"] == 8.0  # the generator's 4 ms lag apart
     assert figures["blocking_p50_ms_lowest_rate"] == 101.0 and figures["blocking_p99_ms_lowest_rate"] == 130.0
     assert figures["blocking_p99_ms_below_capacity"] == 300.0  # 36/s, the highest rate below c/S
     assert figures["blocking_p99_ms_highest_rate"] == 1500.0
