@@ -1,18 +1,19 @@
 import os
-import tempfile
 
 import pytest
 
-# Under pytest-xdist (`make test` runs two workers), each worker has a temporary folder of its own, so what a test
-# finds by its folder (a browser probe's Chromium profile) is its own and not the other worker's.
-# Others may pass through it (not list it), as through /tmp: PostgreSQL runs as its own user.
-if worker := os.environ.get("PYTEST_XDIST_WORKER"):
-    os.environ["TMPDIR"] = tempfile.mkdtemp(prefix=f"tasks-lab-{worker}-")
-    os.chmod(os.environ["TMPDIR"], 0o711)
-    tempfile.tempdir = None
+from tests.scratch import remove_scratch_folder, scratch_folder, worker_folder
 
-# Run folders the tests create (the Lab's) go to a throwaway place, not data/runs/.
-os.environ.setdefault("LAB_RUNS_DIR", tempfile.mkdtemp(prefix="tasks-lab-runs-"))
+# Every temporary file of the session goes into its scratch folder, removed when the session ends. Under
+# pytest-xdist (`make test` runs two workers) each worker has a temporary folder of its own in it.
+if worker := os.environ.get("PYTEST_XDIST_WORKER"):
+    worker_folder(worker)
+
+# Run folders the tests create (the Lab's, the notebook kernels' that nbval starts: they inherit it) go there too,
+# not to data/runs/.
+if "LAB_RUNS_DIR" not in os.environ:
+    (scratch_folder() / "runs").mkdir(mode=0o700, exist_ok=True)
+    os.environ["LAB_RUNS_DIR"] = str(scratch_folder() / "runs")
 
 
 @pytest.fixture
@@ -59,9 +60,11 @@ def pytest_sessionstart(session):
     session.config._lab_started_at = time.time() - 1
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session, exitstatus):
     """No process the lab started may outlive the test session: that would be an orphan. Under pytest-xdist the
-    controller checks, once every worker has finished (a worker would see the other's processes)."""
+    controller checks, once every worker has finished (a worker would see the other's processes). Then the
+    session's scratch folder goes."""
     import time
 
     if hasattr(session.config, "workerinput"):
@@ -73,3 +76,4 @@ def pytest_sessionfinish(session, exitstatus):
     if left:
         print("\nlab processes left running after the tests:\n  " + "\n  ".join(left))
         session.exitstatus = 1
+    remove_scratch_folder()

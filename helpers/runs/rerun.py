@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import ast
 import base64
+import contextlib
 import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -44,13 +46,27 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
-def _kernel_config_dir() -> Path:
-    """An IPython profile that renders every inline figure as PNG and SVG, so both can be saved."""
-    ipython_dir = Path(tempfile.mkdtemp(prefix="tasks-lab-ipython-"))
-    profile = ipython_dir / "profile_default"
-    profile.mkdir(parents=True)
-    (profile / "ipython_kernel_config.py").write_text("c.InlineBackend.figure_formats = {'png', 'svg'}\n")
-    return ipython_dir
+@contextlib.contextmanager
+def kernel_environment(experiments_dir: Path) -> Iterator[None]:
+    """For the rerun's length, the environment its kernels inherit: each notebook's run folder lands in
+    `experiments_dir`, a PostgreSQL lab may open the way down from the lab's runs area, and an IPython profile
+    renders every inline figure as PNG and SVG, so both can be saved. The profile's folder is removed after."""
+    with tempfile.TemporaryDirectory(prefix="tasks-lab-ipython-") as ipython_dir:
+        profile = Path(ipython_dir) / "profile_default"
+        profile.mkdir()
+        (profile / "ipython_kernel_config.py").write_text("c.InlineBackend.figure_formats = {'png', 'svg'}\n")
+        values = {"LAB_RUNS_AREA": str(runs.runs_area()), "LAB_RUNS_DIR": str(experiments_dir),
+                  "IPYTHONDIR": ipython_dir}
+        before = {name: os.environ.get(name) for name in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for name, value in before.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 def save_figures(executed: Path, figures_dir: Path) -> list[Path]:
@@ -113,27 +129,25 @@ def rerun(notebooks: list[Path], parameters: dict[str, object] | None = None, qu
     figures_dir = run_dir / "figures"
     experiments_dir.mkdir()
     figures_dir.mkdir()
-    os.environ["LAB_RUNS_AREA"] = str(runs.runs_area())  # where a PostgreSQL lab may open the way to its folder
-    os.environ["LAB_RUNS_DIR"] = str(experiments_dir)  # the kernels inherit it: each notebook's folder lands here
-    os.environ["IPYTHONDIR"] = str(_kernel_config_dir())
     summary = {"started_at": time.time(), "environment": runs.environment(), "notebooks": {}}
-    for notebook in tqdm(notebooks, desc="notebooks", unit="nb"):
-        given = {k: v for k, v in parameters.items() if k in declared[notebook]}
-        executed = run_dir / notebook.name
-        started = time.monotonic()
-        entry = {"parameters_given": given, "status": "ok"}
-        try:
-            papermill.execute_notebook(str(notebook), str(executed), parameters=given, kernel_name=KERNEL,
-                                       cwd=str(notebook.parent), progress_bar=True, config=KERNEL_CONFIG)
-        except papermill.PapermillExecutionError as exc:
-            entry.update(status="failed", error=f"{exc.ename}: {exc.evalue}")
-        entry["seconds"] = round(time.monotonic() - started, 1)
-        if executed.exists():
-            entry["html"] = export_html(executed).name
-            entry["figures_saved"] = [p.name for p in save_figures(executed, figures_dir)]
-        entry.update(experiment_figures(experiments_dir, notebook))
-        summary["notebooks"][notebook.stem] = entry
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    with kernel_environment(experiments_dir):
+        for notebook in tqdm(notebooks, desc="notebooks", unit="nb"):
+            given = {k: v for k, v in parameters.items() if k in declared[notebook]}
+            executed = run_dir / notebook.name
+            started = time.monotonic()
+            entry = {"parameters_given": given, "status": "ok"}
+            try:
+                papermill.execute_notebook(str(notebook), str(executed), parameters=given, kernel_name=KERNEL,
+                                           cwd=str(notebook.parent), progress_bar=True, config=KERNEL_CONFIG)
+            except papermill.PapermillExecutionError as exc:
+                entry.update(status="failed", error=f"{exc.ename}: {exc.evalue}")
+            entry["seconds"] = round(time.monotonic() - started, 1)
+            if executed.exists():
+                entry["html"] = export_html(executed).name
+                entry["figures_saved"] = [p.name for p in save_figures(executed, figures_dir)]
+            entry.update(experiment_figures(experiments_dir, notebook))
+            summary["notebooks"][notebook.stem] = entry
+            (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     summary["finished_at"] = time.time()
     summary["claims_failed"] = failed_claims(summary)
     summary["succeeded"] = succeeded(summary)

@@ -1,0 +1,52 @@
+"""The lab leaves nothing behind: no temporary file after a test session, no run folder beyond the newest few after
+`make clean`, no process after its kernel died or its session id went to another, no secret in a server's
+environment, and no loopback request sent to a proxy."""
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from helpers import REPO_ROOT
+from tests import scratch
+
+pytestmark = pytest.mark.stack
+
+
+# -- a test session leaves nothing outside the clone -----------------------------------------------------------
+
+
+@pytest.fixture
+def watched():
+    """An empty folder that PostgreSQL's user may pass through (as /tmp), to serve as a temporary folder."""
+    folder = Path(tempfile.mkdtemp(prefix="watched-", dir=scratch.scratch_folder()))
+    folder.chmod(0o711)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_a_test_session_leaves_nothing_in_the_temporary_folder_nor_in_the_clone(watched):
+    """A pytest session of its own (two xdist workers, a PostgreSQL lab, tmp_path, a kernel-like child), started
+    with an empty temporary folder: afterwards that folder is still empty and the clone's .tmp/ holds no more than
+    before."""
+    env = {name: value for name, value in os.environ.items()
+           if name not in (scratch.SCRATCH, scratch.OWNER, "LAB_RUNS_DIR", "LAB_RUN_DIR", "LAB_TESTS_RUN_DIR_OWNER")
+           and not name.startswith("PYTEST_")}
+    base = scratch.scratch_base()
+    before = set(base.iterdir()) if base.exists() else set()
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "2",
+                           "tests/leave_nothing_session.py"], cwd=REPO_ROOT, env={**env, "TMPDIR": str(watched)},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert sorted(p.name for p in watched.iterdir()) == []
+    assert (set(base.iterdir()) if base.exists() else set()) == before
+
+
+def test_the_session_runs_inside_its_scratch_folder():
+    folder = scratch.scratch_folder()
+    assert Path(os.environ["LAB_RUNS_DIR"]).parent == folder
+    assert Path(os.environ["TMPDIR"]) in (folder, folder / os.environ.get("PYTEST_XDIST_WORKER", ""))
