@@ -68,8 +68,15 @@ report: setup
 lint: setup
 	$(VENV)/bin/ruff check labsite helpers tests
 
+# The virtual environment, the test sessions' scratch folders (what a session cut short left in .tmp/) and every
+# run folder of data/runs/ but the newest KEEP_RUNS (by name: each begins with its UTC start time; other folders,
+# like reference-report/, stay). `make clean KEEP_RUNS=0` removes every run.
+KEEP_RUNS ?= 5
+RUNS_DIR ?= data/runs
+SCRATCH_DIR ?= .tmp
 clean:
-	rm -rf $(VENV) data/runs/*/
+	rm -rf $(VENV) $(SCRATCH_DIR)
+	@ls -d $(RUNS_DIR)/[0-9]*/ 2>/dev/null | sort | head -n -$(KEEP_RUNS) | xargs -r rm -rf --
 
 # Notebooks are committed without outputs, but for the verdict cell nbval compares (metadata keep_output).
 strip: setup

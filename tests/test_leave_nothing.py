@@ -50,3 +50,21 @@ def test_the_session_runs_inside_its_scratch_folder():
     folder = scratch.scratch_folder()
     assert Path(os.environ["LAB_RUNS_DIR"]).parent == folder
     assert Path(os.environ["TMPDIR"]) in (folder, folder / os.environ.get("PYTEST_XDIST_WORKER", ""))
+
+
+# -- make clean keeps the newest runs ---------------------------------------------------------------------------
+
+
+def test_make_clean_keeps_the_newest_runs_only(tmp_path):
+    runs = tmp_path / "runs"
+    names = ["20261120T100000-rerun", "20261121T100000-lab", "20261122T100000-rerun", "20261123T100000-bench"]
+    for name in names:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "run.json").write_text("{}")
+    (runs / "reference-report").mkdir()
+    (runs / ".gitkeep").write_text("")
+    (tmp_path / "scratch" / "session-x").mkdir(parents=True)
+    subprocess.run(["make", "-s", "clean", f"RUNS_DIR={runs}", f"VENV={tmp_path / 'venv'}",
+                    f"SCRATCH_DIR={tmp_path / 'scratch'}", "KEEP_RUNS=2"], cwd=REPO_ROOT, check=True, timeout=30)
+    assert sorted(p.name for p in runs.iterdir()) == [".gitkeep", *names[2:], "reference-report"]
+    assert not (tmp_path / "scratch").exists()
