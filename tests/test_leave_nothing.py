@@ -4,15 +4,22 @@ environment, and no loopback request sent to a proxy."""
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from helpers import REPO_ROOT
+from helpers.stack.processes import (
+    LOOPBACK,
+)
 from tests import scratch
+from tests.test_processes import wait_gone
 
 pytestmark = pytest.mark.stack
 
@@ -68,3 +75,29 @@ def test_make_clean_keeps_the_newest_runs_only(tmp_path):
                     f"SCRATCH_DIR={tmp_path / 'scratch'}", "KEEP_RUNS=2"], cwd=REPO_ROOT, check=True, timeout=30)
     assert sorted(p.name for p in runs.iterdir()) == [".gitkeep", *names[2:], "reference-report"]
     assert not (tmp_path / "scratch").exists()
+
+
+# -- wrk dies with the kernel that started it ----------------------------------------------------------------
+
+
+def test_wrk_dies_with_the_kernel_that_started_it():
+    """SIGKILL the process that runs wrk (as a notebook kernel dies): wrk goes too."""
+    with socket.create_server((LOOPBACK, 0)) as silent:  # accepts connections, never answers
+        script = ("from helpers.instruments import wrk\n"
+                  f"wrk.run('http://{LOOPBACK}:{silent.getsockname()[1]}/', connections=1, duration_s=120, "
+                  "threads=1)\n")
+        kernel = subprocess.Popen([sys.executable, "-c", script], cwd=REPO_ROOT, start_new_session=True)
+        wrk = []
+        try:
+            deadline = time.monotonic() + 20
+            while not (wrk := [p.pid for p in psutil.Process(kernel.pid).children() if p.name() == "wrk"]):
+                assert time.monotonic() < deadline, "wrk did not start"
+                time.sleep(0.05)
+            kernel.kill()
+            kernel.wait(10)
+            assert wait_gone(wrk, timeout=5) == []
+        finally:
+            kernel.kill()
+            kernel.wait(10)
+            for pid in wait_gone(wrk, timeout=0):
+                psutil.Process(pid).kill()

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from helpers.stack.processes import DIE_WITH_PARENT
+
 UNITS_MS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -38,7 +40,8 @@ def parse(output: str) -> dict:
 
 def run(url: str, connections: int, duration_s: float, threads: int = 2, method: str = "GET",
         body: str | None = None, cpus: Sequence[int] | None = None) -> dict:
-    """One wrk run; `cpus` keeps it on those cores (taskset). Its figures include the CPU it used (`cpu_s`)."""
+    """One wrk run; `cpus` keeps it on those cores (taskset). Its figures include the CPU it used (`cpu_s`). wrk dies
+    with the thread that started it (a killed notebook kernel takes it along)."""
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed: `make system-deps` (or apt-get install wrk)")
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration_s:g}s", "--latency", url]
@@ -51,7 +54,8 @@ def run(url: str, connections: int, duration_s: float, threads: int = 2, method:
             script.flush()
             argv[argv.index("wrk") + 1:argv.index("wrk") + 1] = ["-s", str(Path(script.name))]
         with tempfile.TemporaryFile("w+") as errors:
-            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True)
+            process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True,
+                                       preexec_fn=DIE_WITH_PARENT)
             output = process.stdout.read()
             # wait4 gives this child's own CPU: RUSAGE_CHILDREN would also count any other child reaped meanwhile
             # (a load generator running beside it)
