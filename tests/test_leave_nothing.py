@@ -17,6 +17,7 @@ import pytest
 from helpers import REPO_ROOT
 from helpers.stack.processes import (
     LOOPBACK,
+    ManagedProcess,
 )
 from tests import scratch
 from tests.test_processes import wait_gone
@@ -101,3 +102,53 @@ def test_wrk_dies_with_the_kernel_that_started_it():
             kernel.wait(10)
             for pid in wait_gone(wrk, timeout=0):
                 psutil.Process(pid).kill()
+
+
+# -- a stop kills only what is really ours -------------------------------------------------------------------
+
+LAST_PID = Path("/proc/sys/kernel/ns_last_pid")
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (as CI has)")
+
+
+def start_with_pid(pid: int, attempts: int = 300) -> subprocess.Popen | None:
+    """A process with the id `pid`, leading a session of its own (so its session id is `pid` too), or None when
+    another process kept taking the id first or the id is still in use."""
+    for _ in range(attempts):
+        LAST_PID.write_text(str(pid - 1))
+        process = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        if process.pid == pid:
+            return process
+        process.kill()
+        process.wait()
+    return None
+
+
+@as_root
+def test_stop_spares_a_process_that_was_given_a_reaped_childs_session_id(tmp_path):
+    """A child killed and reaped (a crashed worker) frees its id; another program's process may get it and lead a
+    session with it. Stopping the child's entry later must not kill that process."""
+    process = ManagedProcess("crashed", ["sleep", "60"], tmp_path / "crashed.log").start()
+    process.kill()
+    stranger = start_with_pid(process.pid)
+    if stranger is None:
+        pytest.skip("could not give the reaped id to another process (the machine forks too fast)")
+    try:
+        assert os.getsid(stranger.pid) == process.pid
+        process.stop()
+        assert stranger.poll() is None, "stop() killed a process that was not the lab's"
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_stop_still_kills_its_own_orphan_in_the_session(tmp_path):
+    pid_file = tmp_path / "orphan.pid"
+    process = ManagedProcess("orphaner", ["sh", "-c", f"sleep 300 & echo $! > {pid_file}; kill -9 $$"],
+                             tmp_path / "orphaner.log").start()
+    deadline = time.monotonic() + 10
+    while process.alive() or not pid_file.exists() or not pid_file.read_text().strip():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    orphan = int(pid_file.read_text())
+    process.stop()
+    assert wait_gone([orphan], timeout=5) == []

@@ -2,6 +2,8 @@
 
 psutil finds every descendant (gunicorn workers, Huey process workers) so stopping a parent never leaves
 an orphan; PR_SET_PDEATHSIG makes each direct child die with the kernel that started it, even on SIGKILL.
+Each process carries a tag of its own in its environment, which its children inherit: an orphan is recognised by
+it, never by a session id alone (a reaped process's id may be given to another).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,6 +23,7 @@ from pathlib import Path
 import psutil
 
 LOOPBACK = "127.0.0.1"
+PROCESS_TAG = "LAB_PROCESS_TAG"  # names one ManagedProcess; its children inherit it
 _PR_SET_PDEATHSIG = 1
 # Resolved once, here: loading a library in a forked child while other threads run can deadlock before exec.
 _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform == "linux" else None
@@ -98,7 +102,8 @@ class ManagedProcess:
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"}
+        self.tag = secrets.token_hex(8)
+        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", PROCESS_TAG: self.tag}
         self.cwd = cwd
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout
@@ -194,7 +199,7 @@ class ManagedProcess:
             except ProcessLookupError:
                 pass
         kill_all(family)
-        kill_session(self.popen.pid)
+        kill_session(self.popen.pid, self.tag)
         return self.popen.returncode
 
     def kill(self) -> None:
@@ -216,10 +221,13 @@ def kill_all(processes: list[psutil.Process], timeout: float = 5.0) -> None:
     psutil.wait_procs(still, timeout=timeout)
 
 
-def kill_session(session_id: int) -> None:
-    """SIGKILL what is left in a child's session (it started one): a grandchild whose parent died is no longer
-    its descendant, but it stays in the session."""
+def kill_session(session_id: int, tag: str) -> None:
+    """SIGKILL what is left in a child's session (it started one) and carries its tag: a grandchild whose parent
+    died is no longer its descendant, but it stays in the session. Once the child is reaped its id, hence its
+    session's, may be another process's: the tag in the environment tells ours apart (a process whose environment
+    cannot be read is not taken for ours)."""
     for proc in psutil.process_iter(["pid"]):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied, ProcessLookupError):
-            if proc.pid != os.getpid() and os.getsid(proc.pid) == session_id:
+            if proc.pid != os.getpid() and os.getsid(proc.pid) == session_id \
+                    and proc.environ().get(PROCESS_TAG) == tag:
                 proc.kill()
