@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from helpers import REPO_ROOT
+from helpers.stack import Lab
 from helpers.stack.processes import (
     LOOPBACK,
     ManagedProcess,
@@ -152,3 +153,28 @@ def test_stop_still_kills_its_own_orphan_in_the_session(tmp_path):
     orphan = int(pid_file.read_text())
     process.stop()
     assert wait_gone([orphan], timeout=5) == []
+
+
+# -- a PostgreSQL lab starts again in its run folder ---------------------------------------------------------
+
+
+def test_a_postgresql_lab_starts_again_in_an_existing_run_folder(tmp_path):
+    """A second lab in the same run folder (a rerun of a cell) finds the cluster initialised with the first lab's
+    password, and answers."""
+    from helpers import runs
+
+    run_dir = runs.new_run_dir("pg-again")
+    first = Lab(run_dir=run_dir, queue_backend="huey_postgres")
+    try:
+        first.queue.start_servers()
+        with first.queue.postgres.connect() as conn:
+            conn.execute("create table kept (n int)")
+    finally:
+        first.stop()
+    again = Lab(run_dir=run_dir, queue_backend="huey_postgres")
+    try:
+        again.queue.start_servers()
+        with again.queue.postgres.connect() as conn:
+            assert conn.execute("select count(*) from kept").fetchone() == (0,)
+    finally:
+        again.stop()

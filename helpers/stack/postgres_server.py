@@ -10,7 +10,8 @@ transaction) and stops it last:
                                            and a deep run folder (a rerun's) exceeds a socket path's 107 bytes
     scram-sha-256 for every connection     the password is per run, in 0600 files, never on a command line:
                                            initdb reads it from pg/initdb-password (deleted after), clients from
-                                           <run>/pgpass (libpq's passfile format)
+                                           <run>/pgpass (libpq's passfile format), which a later lab in the same
+                                           run folder reads it back from: its cluster keeps that password
 
 PostgreSQL refuses to run as root, and CI runs as root. Then initdb and the server run as Debian's unprivileged
 `postgres` user: the run folder becomes 0711 (others may pass through it, not list it) and its pg/ folder belongs
@@ -130,7 +131,7 @@ class PostgresServer:
     def __init__(self, lab: Lab):
         self.lab = lab
         self.port: int | None = None
-        self._password = secrets.token_urlsafe(24)
+        self._password: str | None = None
 
     @property
     def folder(self) -> Path:
@@ -165,7 +166,10 @@ class PostgresServer:
         self.port = port
         self._prepare_folders()
         if not (self.data_dir / "PG_VERSION").exists():
+            self._password = secrets.token_urlsafe(24)
             self._initdb()
+        elif self._password is None:
+            self._password = self._password_of_the_cluster()
         private_file(self.passfile, f"{LOOPBACK}:{self.port}:*:{ROLE}:{self._password}\n")
         server = self.lab.spawn(
             "postgres",
@@ -188,6 +192,15 @@ class PostgresServer:
             self.folder.chmod(0o700)
             self.lab.secure_files()  # before anyone may pass through the run folder
             open_the_way(self.lab.run_dir, runs_area())
+
+    def _password_of_the_cluster(self) -> str:
+        """The password an earlier lab in this run folder gave the cluster it initialised (its last field in the
+        passfile)."""
+        try:
+            return self.passfile.read_text().strip().rsplit(":", 1)[1]
+        except (FileNotFoundError, IndexError):
+            raise RuntimeError(f"{self.data_dir} holds a cluster but {self.passfile} no password for it: remove "
+                               f"the run folder's pg/ to start afresh") from None
 
     def _initdb(self) -> None:
         """A new cluster whose superuser `lab` has the run's password (scram-sha-256 for local and TCP alike)."""
