@@ -18,7 +18,10 @@ from helpers import REPO_ROOT
 from helpers.stack import Lab
 from helpers.stack.processes import (
     LOOPBACK,
+    PROCESS_TAG,
+    SERVER_ENVIRONMENT,
     ManagedProcess,
+    process_environment,
 )
 from tests import scratch
 from tests.test_processes import wait_gone
@@ -178,3 +181,37 @@ def test_a_postgresql_lab_starts_again_in_an_existing_run_folder(tmp_path):
             assert conn.execute("select count(*) from kept").fetchone() == (0,)
     finally:
         again.stop()
+
+
+# -- each server gets only the environment it needs ------------------------------------------------------------
+
+
+def environment_names(process: psutil.Process) -> set[str]:
+    """The names in a process's environment; none for one that has exited meanwhile (a PostgreSQL backend)."""
+    try:
+        return set(process.environ())
+    except psutil.NoSuchProcess:
+        return set()
+
+
+@pytest.mark.parametrize("backend, server", [("huey_postgres", "postgres"), ("huey_redis", "redis")])
+def test_a_server_gets_only_the_environment_it_needs(backend, server, monkeypatch):
+    monkeypatch.setenv("LAB_SOMETHING_OF_THE_TESTS", "not for servers")
+    lab = Lab(queue_backend=backend)
+    try:
+        lab.queue.start_servers()
+        server_process = psutil.Process(lab.processes[server].pid)
+        assert PROCESS_TAG in environment_names(server_process)  # readable: the server did not overwrite it
+        for process in [server_process, *server_process.children(recursive=True)]:
+            names = environment_names(process)
+            assert "LAB_SECRET_KEY" not in names and "LAB_SOMETHING_OF_THE_TESTS" not in names
+            assert names <= {*SERVER_ENVIRONMENT, "PYTHONUNBUFFERED", PROCESS_TAG, "no_proxy", "NO_PROXY"}
+    finally:
+        lab.stop()
+
+
+def test_process_environment_keeps_only_what_it_is_told(monkeypatch):
+    monkeypatch.setenv("LAB_SECRET_KEY", "secret")
+    monkeypatch.setenv("PATH", "/usr/bin")
+    env = process_environment({"LAB_RUN_DIR": "/run"}, keep=SERVER_ENVIRONMENT)
+    assert env["PATH"] == "/usr/bin" and "LAB_SECRET_KEY" not in env and "LAB_RUN_DIR" not in env

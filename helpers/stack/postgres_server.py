@@ -12,6 +12,7 @@ transaction) and stops it last:
                                            initdb reads it from pg/initdb-password (deleted after), clients from
                                            <run>/pgpass (libpq's passfile format), which a later lab in the same
                                            run folder reads it back from: its cluster keeps that password
+    SERVER_ENVIRONMENT only                the server sees none of the site's settings (its secret key)
 
 PostgreSQL refuses to run as root, and CI runs as root. Then initdb and the server run as Debian's unprivileged
 `postgres` user: the run folder becomes 0711 (others may pass through it, not list it) and its pg/ folder belongs
@@ -34,7 +35,7 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from helpers.stack.processes import LOOPBACK, start_on_port
+from helpers.stack.processes import LOOPBACK, SERVER_ENVIRONMENT, process_environment, start_on_port
 from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
@@ -175,7 +176,7 @@ class PostgresServer:
             "postgres",
             [*as_server_user(), bin_dir() / "postgres", "-D", self.data_dir, "-h", LOOPBACK, "-p", self.port,
              "-c", "unix_socket_directories="],
-            stop_signal=signal.SIGINT)
+            stop_signal=signal.SIGINT, keep_env=SERVER_ENVIRONMENT)
         server.wait_until(lambda: answers(self.conninfo("postgres")), what="accepting connections")
         self._create_database()
 
@@ -213,7 +214,8 @@ class PostgresServer:
                     [*as_server_user(), bin_dir() / "initdb", "-D", self.data_dir, "-U", ROLE,
                      f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C",
                      "--no-sync", "--no-instructions"],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120, umask=0o077)
+                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=120, umask=0o077,
+                    env=process_environment(keep=SERVER_ENVIRONMENT))
         finally:
             pwfile.unlink(missing_ok=True)
         if done.returncode != 0:

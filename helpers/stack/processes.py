@@ -3,7 +3,8 @@
 psutil finds every descendant (gunicorn workers, Huey process workers) so stopping a parent never leaves
 an orphan; PR_SET_PDEATHSIG makes each direct child die with the kernel that started it, even on SIGKILL.
 Each process carries a tag of its own in its environment, which its children inherit: an orphan is recognised by
-it, never by a session id alone (a reaped process's id may be given to another).
+it, never by a session id alone (a reaped process's id may be given to another). A server that runs none of the
+lab's code gets only the environment it needs (SERVER_ENVIRONMENT).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from pathlib import Path
 import psutil
 
 LOOPBACK = "127.0.0.1"
+# The names of the lab's environment variables a server that runs none of its code keeps (PostgreSQL, Redis, the
+# SMTP sink): the site's secret key and settings stay out of it.
+SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
 PROCESS_TAG = "LAB_PROCESS_TAG"  # names one ManagedProcess; its children inherit it
 _PR_SET_PDEATHSIG = 1
 # Resolved once, here: loading a library in a forked child while other threads run can deadlock before exec.
@@ -52,6 +56,14 @@ def die_with_parent() -> None:
 
 
 DIE_WITH_PARENT = die_with_parent if _prctl is not None else None
+
+
+def process_environment(env: dict[str, str] | None = None, keep: Sequence[str] | None = None) -> dict[str, str]:
+    """This process's environment updated with `env`; with `keep`, only the variables it names."""
+    merged = {**os.environ, **(env or {})}
+    if keep is not None:
+        merged = {name: value for name, value in merged.items() if name in keep}
+    return merged
 
 
 class ProcessFailed(RuntimeError):
@@ -98,12 +110,15 @@ class ManagedProcess:
         cwd: Path | None = None,
         stop_signal: int = signal.SIGTERM,
         stop_timeout: float = 10.0,
+        keep_env: Sequence[str] | None = None,
     ):
+        """`env` updates this process's environment for the child; `keep_env` names the only variables it keeps
+        (SERVER_ENVIRONMENT for a server that runs none of the lab's code)."""
         self.name = name
         self.argv = [str(a) for a in argv]
         self.log_path = Path(log_path)
         self.tag = secrets.token_hex(8)
-        self.env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", PROCESS_TAG: self.tag}
+        self.env = {**process_environment(env, keep_env), "PYTHONUNBUFFERED": "1", PROCESS_TAG: self.tag}
         self.cwd = cwd
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout

@@ -9,8 +9,11 @@ port, with its data in the run folder) before the site and stops it last:
                                             secret sits in a 0600 file, never on a command line `ps` shows
     appendonly yes, save ""                 every write goes to the append-only file (AOF); no RDB snapshots
     appendfsync always|everysec|no          the lab's huey_synchronous, as with SQLite: full, normal, off
+    set-proc-title no                       its command line (the configuration's path in the run folder) and
+                                            environment stay readable: the lab tells its own processes by them
 
-Stopped with SIGTERM, Redis finishes and fsyncs the AOF before it exits.
+The server gets only SERVER_ENVIRONMENT (none of the site's settings). Stopped with SIGTERM, Redis finishes and
+fsyncs the AOF before it exits.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
-from helpers.stack.processes import LOOPBACK, start_on_port
+from helpers.stack.processes import LOOPBACK, SERVER_ENVIRONMENT, start_on_port
 from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
@@ -57,6 +60,7 @@ def write_config(run_dir: Path, port: int, synchronous: str = "normal", password
         "appendonly yes",
         f"appendfsync {APPENDFSYNC[synchronous]}",
         "databases 1",
+        "set-proc-title no",
     ]
     if password:
         lines.append(f"requirepass {password}")
@@ -123,7 +127,7 @@ class RedisServer:
     def _start_on(self, port: int) -> None:
         self.port = port
         conf = write_config(self.lab.run_dir, self.port, self.lab.config.huey_synchronous, self._password)
-        server = self.lab.spawn("redis", [executable(), str(conf)])
+        server = self.lab.spawn("redis", [executable(), str(conf)], keep_env=SERVER_ENVIRONMENT)
         server.wait_until(lambda: answers(self.url), what="answering PING")
 
     def stop(self) -> None:
