@@ -2,12 +2,14 @@
 `make clean`, no process after its kernel died or its session id went to another, no secret in a server's
 environment, and no loopback request sent to a proxy."""
 
+import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -215,3 +217,64 @@ def test_process_environment_keeps_only_what_it_is_told(monkeypatch):
     monkeypatch.setenv("PATH", "/usr/bin")
     env = process_environment({"LAB_RUN_DIR": "/run"}, keep=SERVER_ENVIRONMENT)
     assert env["PATH"] == "/usr/bin" and "LAB_SECRET_KEY" not in env and "LAB_RUN_DIR" not in env
+
+
+# -- loopback requests bypass an http_proxy set in the environment --------------------------------------------
+
+
+DEAD_PROXY = "http://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<title>reached</title>")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def loopback_server():
+    server = http.server.ThreadingHTTPServer((LOOPBACK, 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://{LOOPBACK}:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def dead_proxy(monkeypatch):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "all_proxy"):
+        monkeypatch.setenv(name, DEAD_PROXY)
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_lab_process_reaches_loopback_past_an_http_proxy(loopback_server, dead_proxy, tmp_path):
+    """urllib in a process the lab starts (the site's provider check is one) honours http_proxy: its loopback
+    requests must still reach loopback."""
+    script = f"import urllib.request\nprint(urllib.request.urlopen({loopback_server!r}, timeout=5).status)\n"
+    process = ManagedProcess("client", [sys.executable, "-c", script], tmp_path / "client.log").start()
+    process.popen.wait(30)
+    process.stop()
+    assert process.log_text().strip() == "200", process.log_text()
+
+
+def test_the_browser_probe_reaches_loopback_past_an_http_proxy(loopback_server, dead_proxy):
+    from helpers.instruments import browser
+
+    with browser.chromium() as context:
+        page = context.new_page()
+        page.goto(loopback_server, timeout=15_000)
+        assert page.title() == "reached"
+
+
+def test_loopback_joins_a_users_own_no_proxy(monkeypatch):
+    monkeypatch.setenv("no_proxy", "intranet.example")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    env = process_environment()
+    assert env["no_proxy"].split(",") == ["intranet.example", "127.0.0.1", "localhost", "::1"]
+    assert env["NO_PROXY"].split(",") == ["127.0.0.1", "localhost", "::1"]

@@ -4,7 +4,8 @@ psutil finds every descendant (gunicorn workers, Huey process workers) so stoppi
 an orphan; PR_SET_PDEATHSIG makes each direct child die with the kernel that started it, even on SIGKILL.
 Each process carries a tag of its own in its environment, which its children inherit: an orphan is recognised by
 it, never by a session id alone (a reaped process's id may be given to another). A server that runs none of the
-lab's code gets only the environment it needs (SERVER_ENVIRONMENT).
+lab's code gets only the environment it needs (SERVER_ENVIRONMENT), and every process reaches loopback without the
+proxy an `http_proxy` variable names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import psutil
 
 LOOPBACK = "127.0.0.1"
+LOOPBACK_NAMES = (LOOPBACK, "localhost", "::1")
 # The names of the lab's environment variables a server that runs none of its code keeps (PostgreSQL, Redis, the
 # SMTP sink): the site's secret key and settings stay out of it.
 SERVER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ")
@@ -58,12 +60,22 @@ def die_with_parent() -> None:
 DIE_WITH_PARENT = die_with_parent if _prctl is not None else None
 
 
+def without_proxy_for_loopback(env: dict[str, str]) -> dict[str, str]:
+    """`env` with loopback in no_proxy and NO_PROXY: a client of the lab's servers (urllib in the site's provider
+    check) would otherwise send its loopback requests to the proxy an inherited `http_proxy` names."""
+    env = dict(env)
+    for name in ("no_proxy", "NO_PROXY"):
+        listed = [host.strip() for host in env.get(name, "").split(",") if host.strip()]
+        env[name] = ",".join([*listed, *(host for host in LOOPBACK_NAMES if host not in listed)])
+    return env
+
+
 def process_environment(env: dict[str, str] | None = None, keep: Sequence[str] | None = None) -> dict[str, str]:
     """This process's environment updated with `env`; with `keep`, only the variables it names."""
     merged = {**os.environ, **(env or {})}
     if keep is not None:
         merged = {name: value for name, value in merged.items() if name in keep}
-    return merged
+    return without_proxy_for_loopback(merged)
 
 
 class ProcessFailed(RuntimeError):
