@@ -1,33 +1,257 @@
-"""The deferred paths' one way in: a job enqueued through the API the settings chose (QUEUE_API), so
-/email/deferred/ (and every other enqueueing view) is one view on every queue backend. A backend that brings a new
-API adds one entry to ENQUEUE and STATUS_VIEW, and one to labsite.tasks.on_every_api."""
+"""The deferred paths' one way in: one dispatch table per queue API (huey, django_tasks, celery), each able to enqueue
+a task, count the backlog (tasks waiting for a worker) and read a task's state by id, the way kombu sends everything
+through the transport you chose. QUEUE_API, set by the chosen entry of settings.QUEUE_BACKENDS, picks the table, so
+every deferred view, the bounded backlog and the status endpoint are one implementation on every queue backend.
+
+A backend that brings a new API adds one QueueAPI subclass to APIS, and one entry to labsite.tasks.on_every_api."""
+
+import functools
+import hashlib
+import hmac
+import os
+import re
+import uuid
+from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 from labsite import tasks
 
-# How each API enqueues a task object and names the enqueued task's id.
-ENQUEUE = {"huey": lambda task, *args: task(*args).id,
-           "django_tasks": lambda task, *args: task.enqueue(*args).id,
-           "celery": lambda task, *args: task.delay(*args).id}
-STATUS_VIEW = {"huey": "task-status", "django_tasks": "djtask-status", "celery": "celery-status"}
+TASK_ID_SALT = "labsite.dispatch.task-id"
 
 
-def enqueue(job: dict, *args) -> str:
-    """Enqueue `job` (a table of labsite.tasks: its task by API) with `args` through the configured API; returns
-    the task's id."""
-    api = settings.QUEUE_API
-    return ENQUEUE[api](job[api], *args)
+class NoStates(Exception):
+    """The chosen queue keeps no state of its tasks: nothing can tell a queued task from a finished or unknown one."""
 
 
-def enqueue_welcome_email(to: str) -> tuple[str, str]:
-    """Enqueue the email; returns the task's id and the name of the view that reports its state."""
-    return enqueue(tasks.WELCOME_EMAIL, to), STATUS_VIEW[settings.QUEUE_API]
+@dataclass(frozen=True)
+class Enqueued:
+    """A task handed to the queue. A backend that runs it in the request (Django's ImmediateBackend) says so:
+    `state` "delivered" with its `result`, or "failed" with the exception classes in `errors`."""
+
+    task_id: str
+    state: str = "queued"
+    result: object = None
+    errors: tuple[str, ...] = ()
+
+
+class QueueAPI:
+    """One queue API: how a task of labsite.tasks' tables is enqueued, counted and looked up."""
+
+    name: str
+    id_rule = "a UUID"  # what task_id accepts, for a refusal's message
+
+    def enqueue(self, task, *args) -> Enqueued:
+        raise NotImplementedError
+
+    def backlog(self) -> int:
+        """Tasks waiting for a worker (not those held for later, nor those a worker holds)."""
+        raise NotImplementedError
+
+    def state(self, task_id: str) -> dict | None:
+        """Where the task is now ({"state": "queued" | "running" | "delivered" | "failed", ...}); None for an id
+        this queue does not know. Raises NoStates when the queue keeps none."""
+        raise NotImplementedError
+
+    def task_id(self, text: str | None) -> str | None:
+        """`text` as an id of this API's tasks, in canonical form; None when it cannot be one (a UUID here)."""
+        try:
+            return str(uuid.UUID(text or ""))
+        except ValueError:
+            return None
+
+
+def issue_task_id() -> str:
+    """A random UUID whose second half is an HMAC of its first under SECRET_KEY: the site can later tell an id it
+    issued from any other without storing it (62 bits of MAC)."""
+    head = bytearray(os.urandom(8))
+    head[6] = (head[6] & 0x0F) | 0x40  # version 4
+    return str(uuid.UUID(bytes=bytes(head) + id_mac(bytes(head))))
+
+
+@functools.cache
+def id_key(secret_key: str) -> bytes:
+    """The HMAC key of task ids, derived from SECRET_KEY once per process (as Django's salted_hmac derives its)."""
+    return hashlib.sha256(f"{TASK_ID_SALT}{secret_key}".encode()).digest()
+
+
+def id_mac(head: bytes) -> bytes:
+    mac = bytearray(hmac.digest(id_key(settings.SECRET_KEY), head, "sha256")[:8])
+    mac[0] = (mac[0] & 0x3F) | 0x80  # RFC 4122 variant
+    return bytes(mac)
+
+
+def issued_here(task_id: str) -> bool:
+    raw = uuid.UUID(task_id).bytes
+    return hmac.compare_digest(raw[8:], id_mac(raw[:8]))
+
+
+class Huey(QueueAPI):
+    """Huey removes a task from its storage as a worker takes it, and its storages cannot find a task by id without
+    unpickling the whole queue. So the site issues the ids (issue_task_id) and reads only keys by id: the result
+    Huey stores when the task ends, the `running:` marker the consumer leaves when it starts. An id the site issued
+    with neither is still queued, or lost with a killed worker (Huey cannot tell the two apart)."""
+
+    name = "huey"
+
+    def enqueue(self, task, *args) -> Enqueued:
+        call = task.s(*args)
+        call.id = issue_task_id()
+        task.huey.enqueue(call)
+        return Enqueued(call.id)
+
+    def backlog(self) -> int:
+        from huey.contrib.djhuey import HUEY
+
+        return HUEY.pending_count()
+
+    def state(self, task_id: str) -> dict | None:
+        from huey.contrib.djhuey import HUEY
+        from huey.utils import Error
+
+        # In the order a task moves (running, then done): a task that moves between the reads is found later on.
+        started = HUEY.get(tasks.RUNNING_KEY.format(task_id), peek=True)
+        outcome = HUEY.get(task_id, peek=True)
+        if isinstance(outcome, Error):
+            return {"state": "failed", "error": outcome.metadata.get("error"), "started_at": started}
+        if outcome is not None:
+            return {"state": "delivered", "result": outcome, "started_at": started}
+        if started is not None:
+            return {"state": "running", "started_at": started}
+        return {"state": "queued"} if issued_here(task_id) else None
+
+
+class DjangoTasks(QueueAPI):
+    """Django's Tasks API on the backend TASKS names: enqueue and get_result are the API's own; the backlog is
+    counted by the backend's library (BACKLOG, by the TASKS "BACKEND" path)."""
+
+    name = "django_tasks"
+    STATES = {"READY": "queued", "RUNNING": "running", "SUCCESSFUL": "delivered", "FAILED": "failed"}
+    ID = re.compile(r"[-\w]{1,64}", re.ASCII)  # a UUID (django-tasks-db, Huey's backend) or 32 letters (RQ)
+    id_rule = "1 to 64 letters, digits, '-' or '_'"
+
+    def task_id(self, text: str | None) -> str | None:
+        return text if text and self.ID.fullmatch(text) else None
+
+    def enqueue(self, task, *args) -> Enqueued:
+        result = task.enqueue(*args)
+        state = self.STATES.get(result.status.name, "queued")
+        return Enqueued(result.id, state, result.return_value if state == "delivered" else None,
+                        tuple(e.exception_class_path for e in result.errors))
+
+    def backlog(self) -> int:
+        from django.tasks import default_task_backend
+
+        path = settings.TASKS[default_task_backend.alias]["BACKEND"]
+        if path not in BACKLOG:
+            raise ImproperlyConfigured(f"no way to count the backlog of the Tasks backend {path}")
+        return BACKLOG[path](default_task_backend)
+
+    def state(self, task_id: str) -> dict | None:
+        from django.tasks import default_task_backend
+        from django.tasks.exceptions import TaskResultDoesNotExist
+
+        if not default_task_backend.supports_get_result:
+            raise NoStates("this task backend keeps no results")
+        try:
+            result = default_task_backend.get_result(task_id)
+        except TaskResultDoesNotExist:
+            return None
+        body = {"state": self.STATES[result.status.name], "backend": result.backend}
+        if body["state"] == "delivered":
+            body["result"] = result.return_value
+        elif body["state"] == "failed":
+            body["errors"] = [e.exception_class_path for e in result.errors]
+        return body
+
+
+def ready_database_tasks(backend) -> int:
+    """django-tasks-db: READY rows that are due, the rows its db_worker takes (DBTaskResult.objects.ready())."""
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult.objects.ready().filter(backend_name=backend.alias).count()
+
+
+def queued_rq_jobs(backend) -> int:
+    """django-tasks-rq: the jobs in each of its RQ queues (Queue.count)."""
+    import django_rq
+
+    return sum(django_rq.get_queue(name).count for name in backend.queues)
+
+
+def queued_huey_tasks(backend) -> int:
+    """Huey's own Tasks backend enqueues on Huey's queue."""
+    return queue_api(Huey.name).backlog()
+
+
+BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0,  # runs in the request
+           "django_tasks_db.DatabaseBackend": ready_database_tasks,
+           "django_tasks_rq.RQBackend": queued_rq_jobs,
+           "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
+
+
+class Celery(QueueAPI):
+    """Celery through the app of labsite/celery.py: the backlog is the broker queue's message count (a passive
+    queue_declare, which the Redis transport answers with LLEN); a task's state needs a result backend."""
+
+    name = "celery"
+    STATES = {"PENDING": "queued", "RECEIVED": "queued", "RETRY": "queued", "STARTED": "running",
+              "SUCCESS": "delivered", "FAILURE": "failed", "REVOKED": "failed"}
+
+    def enqueue(self, task, *args) -> Enqueued:
+        return Enqueued(task.delay(*args).id)
+
+    def backlog(self) -> int:
+        from kombu.exceptions import ChannelError
+
+        from labsite.celery import app
+
+        with app.pool.acquire(block=True) as connection:
+            try:
+                return connection.default_channel.queue_declare(app.conf.task_default_queue, passive=True).message_count
+            except ChannelError:  # no such queue (Redis: an empty list is no key): nothing waits
+                return 0
+
+    def state(self, task_id: str) -> dict | None:
+        from celery.result import AsyncResult
+
+        from labsite.celery import app
+
+        if not app.conf.result_backend:
+            raise NoStates("this queue keeps no results (no Celery result backend)")
+        # PENDING is also what Celery answers for an id it never saw
+        state = AsyncResult(task_id, app=app).state
+        return {"state": self.STATES.get(state, state.lower())}
+
+
+APIS = {api.name: api for api in (Huey(), DjangoTasks(), Celery())}
+
+
+def queue_api(name: str | None = None) -> QueueAPI:
+    """The API `name`, by default the one the settings chose (QUEUE_API)."""
+    return APIS[name or settings.QUEUE_API]
+
+
+def enqueue(job: dict, *args, api: str | None = None) -> Enqueued:
+    """Enqueue `job` (a table of labsite.tasks: its task by API) with `args` through the configured API (or `api`)."""
+    chosen = queue_api(api)
+    return chosen.enqueue(job[chosen.name], *args)
+
+
+def backlog() -> int:
+    """Tasks waiting for a worker on the configured queue."""
+    return queue_api().backlog()
+
+
+def enqueue_welcome_email(to: str) -> str:
+    """Enqueue the welcome email to `to`; returns the task's id."""
+    return enqueue(tasks.WELCOME_EMAIL, to).task_id
 
 
 def enqueue_signup_check(to: str, signup_id: int) -> str:
     """Enqueue the task that looks for Signup `signup_id` and mails `to` what it saw; returns the task's id."""
-    return enqueue(tasks.SIGNUP_CHECK, to, signup_id)
+    return enqueue(tasks.SIGNUP_CHECK, to, signup_id).task_id
 
 
 def enqueue_noop(count: int) -> int:

@@ -1,7 +1,8 @@
-"""The design that loses nothing: a job ledger (labsite.models.EmailJob) in front of Huey's at-most-once queue.
+"""The design that loses nothing: a job ledger (labsite.models.EmailJob) in front of an at-most-once queue (any of
+the site's: the task is enqueued through labsite.dispatch).
 
 - The request writes the job row and, in the same transaction's on-commit hook, enqueues the task
-  (labsite.tasks.deliver_email_job): a rolled-back request enqueues nothing, a committed one is in the ledger
+  (labsite.tasks.EMAIL_JOB): a rolled-back request enqueues nothing, a committed one is in the ledger
   whatever happens to the enqueue after it (a failed enqueue is logged; the reconciler makes up for it). A
   client's Idempotency-Key makes a retried request answer with the first job, not a second one.
 - The task claims the job (`pending` -> `sending`, with a lease), sends the email with the job's fixed
@@ -10,14 +11,15 @@
 - The lease is taken when the claim holds; what is left of it bounds the provider check and every socket
   operation of the send, and an attempt with too little left gives the claim back unsent. A send that finishes
   after its lease ran out is counted (`lease_overruns`) and logged.
-- A definite SMTP refusal (4xx/5xx) puts the job back to `pending` and raises, so Huey retries with exponential
-  backoff (`next_attempt_at` says when, and the reconciler leaves it alone until then). A timeout or a dropped
-  connection is no refusal: the server may have taken the message, so the attempt counts as uncertain and the
-  next one asks the provider first.
-- The reconciler (`reconcile`, run every second by `manage.py reconcile_jobs`) enqueues again every job left
-  `pending` past the deadline (a far longer one while Huey's queue holds tasks) with no retry due (its task died with a
-  consumer, its enqueue died with a web worker, its retries ran out) and every `sending` job whose lease expired
-  (its worker died mid-send). A job it cannot enqueue is logged and counted; the pass goes on.
+- A definite SMTP refusal (4xx/5xx) puts the job back to `pending` with `next_attempt_at` after an exponential
+  backoff, and raises (the task's own state says the attempt failed); the reconciler enqueues the job again once
+  that moment has passed. No queue's retry machinery is involved, so retries work alike on every backend. A
+  timeout or a dropped connection is no refusal: the server may have taken the message, so the attempt counts as
+  uncertain and the next one asks the provider first.
+- The reconciler (`reconcile`, run every second by `manage.py reconcile_jobs`) enqueues again every job whose retry
+  is due, every job left `pending` past the deadline (a far longer one while the queue holds tasks) with no retry
+  due (its task died with a consumer, its enqueue died with a web worker) and every `sending` job whose lease
+  expired (its worker died mid-send). A job it cannot enqueue is logged and counted; the pass goes on.
 
 The one window no SMTP client can close by itself: the server answered 250 and the worker died before it
 committed `delivered` (the rest of the SMTP exchange, QUIT included, and one SQLite UPDATE: milliseconds, and
@@ -41,7 +43,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from labsite import jobs, tasks  # a module import: labsite.tasks wraps deliver_job, so either may load first
+# Module imports: labsite.tasks wraps deliver_job and labsite.dispatch imports labsite.tasks, so any may load first.
+from labsite import dispatch, jobs, tasks
 from labsite.models import EmailJob
 
 State = EmailJob.State
@@ -64,7 +67,7 @@ def refused(exc: BaseException) -> bool:
 
 
 def retry_delay_s(attempt: int) -> float:
-    """Huey's delay before retry number `attempt` (1-based): retry_delay x backoff^(attempt-1)."""
+    """The delay before retry number `attempt` (1-based): retry_delay x backoff^(attempt-1)."""
     return LEDGER["retry_delay_s"] * LEDGER["retry_backoff"] ** max(0, attempt - 1)
 
 
@@ -86,7 +89,7 @@ def deliver_job(job_id: str) -> dict:
         return (lease_until - timezone.now()).total_seconds()
 
     def give_back(**changes) -> None:
-        """Release the claim: pending again, Huey's retry due after its backoff (so the reconciler waits)."""
+        """Release the claim: pending again, its retry due after the backoff (the reconciler enqueues it then)."""
         now = timezone.now()
         mine.update(state=State.PENDING, lease_until=None, updated_at=now,
                     next_attempt_at=now + timedelta(seconds=retry_delay_s(attempt)), **changes)
@@ -148,6 +151,11 @@ def job_for_key(idempotency_key: str, to: str) -> EmailJob | None:
     return earlier
 
 
+def enqueue_job(job_id) -> str:
+    """Enqueue the job's task on the site's queue (whichever API the settings chose); returns the task's id."""
+    return dispatch.enqueue(tasks.EMAIL_JOB, str(job_id)).task_id
+
+
 def accept_email(to: str, idempotency_key: str | None = None) -> EmailJob:
     """Record the job and enqueue its task once the transaction commits. An enqueue that fails after the commit is
     logged, not raised (robust on-commit): the job is in the ledger, and the reconciler enqueues it after the
@@ -157,7 +165,7 @@ def accept_email(to: str, idempotency_key: str | None = None) -> EmailJob:
         with transaction.atomic():
             job = EmailJob.objects.create(id=job_id, to=to, message_id=f"<{job_id.hex}@tasks-lab.test>",
                                           idempotency_key=idempotency_key or None)
-            transaction.on_commit(lambda: tasks.deliver_email_job(str(job_id)), robust=True)
+            transaction.on_commit(lambda: enqueue_job(job_id), robust=True)
     except IntegrityError:
         earlier = job_for_key(idempotency_key, to) if idempotency_key else None
         if earlier is None:
@@ -177,35 +185,36 @@ def reenqueue_deadline_s(times_reenqueued: int, queue_empty: bool) -> float:
 
 
 def reconcile(now=None) -> dict:
-    """Enqueue again every job left behind; returns how many of each kind it found and how many it could not
-    enqueue (each logged: one failing job does not stop the pass)."""
+    """Enqueue again every job left behind, and every job whose retry is due; returns how many of each kind it found
+    and how many it could not enqueue (each logged: one failing job does not stop the pass)."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=LEDGER["deadline_s"])
-    counts = {"pending": 0, "expired_lease": 0, "errors": 0}
+    counts = {"retry": 0, "pending": 0, "expired_lease": 0, "errors": 0}
 
     def enqueue_again(pk, kind: str, still_left_behind: Q, **changes) -> None:
         try:
             with transaction.atomic():
-                if EmailJob.objects.filter(still_left_behind, pk=pk).update(
-                        reenqueued=F("reenqueued") + 1, updated_at=now, **changes):
-                    tasks.deliver_email_job(str(pk))
+                if EmailJob.objects.filter(still_left_behind, pk=pk).update(updated_at=now, **changes):
+                    enqueue_job(pk)
                     counts[kind] += 1
         except Exception:
             counts["errors"] += 1
             log.exception("reconcile: could not enqueue job %s again", pk)
 
-    queue_empty = tasks.queued_tasks() == 0  # before this pass adds any
+    queue_empty = dispatch.backlog() == 0  # before this pass adds any
     expired = EmailJob.objects.filter(state=State.SENDING, lease_until__lt=now).values_list("pk", "attempts")
     for pk, attempts in list(expired):
         # The worker never reported: it may have died before or after the server's 250.
         enqueue_again(pk, "expired_lease", Q(state=State.SENDING, attempts=attempts), state=State.PENDING,
-                      lease_until=None, uncertain_attempts=F("uncertain_attempts") + 1)
-    # Pending past its deadline (a longer one while the queue holds tasks: see reenqueue_deadline_s), and no retry
-    # of Huey's due any more (a job waiting out its backoff has one).
-    left_behind = Q(state=State.PENDING, updated_at__lt=stale) & (
-        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=stale))
+                      lease_until=None, uncertain_attempts=F("uncertain_attempts") + 1, reenqueued=F("reenqueued") + 1)
+    # A retry due: enqueued once (next_attempt_at cleared), then it is a pending job like any other.
+    due = EmailJob.objects.filter(state=State.PENDING, next_attempt_at__lte=now).values_list("pk", "next_attempt_at")
+    for pk, next_attempt_at in list(due):
+        enqueue_again(pk, "retry", Q(state=State.PENDING, next_attempt_at=next_attempt_at), next_attempt_at=None)
+    # Pending past its deadline (a longer one while the queue holds tasks: see reenqueue_deadline_s), no retry due.
+    left_behind = Q(state=State.PENDING, updated_at__lt=stale, next_attempt_at__isnull=True)
     for pk, updated_at, times in list(EmailJob.objects.filter(left_behind).values_list("pk", "updated_at",
                                                                                        "reenqueued")):
         if updated_at < now - timedelta(seconds=reenqueue_deadline_s(times, queue_empty)):
-            enqueue_again(pk, "pending", left_behind & Q(updated_at=updated_at))
+            enqueue_again(pk, "pending", left_behind & Q(updated_at=updated_at), reenqueued=F("reenqueued") + 1)
     return counts

@@ -30,10 +30,11 @@ class EmailJob(models.Model):
     uncertain_attempts = models.PositiveIntegerField(default=0)
     # Of those, how many the provider's status API showed already accepted: marked delivered, not sent again.
     confirmed_by_provider = models.PositiveIntegerField(default=0)
-    reenqueued = models.PositiveIntegerField(default=0)  # times the reconciler put it back on the queue
+    # times the reconciler put it back on the queue for a lost task or an expired lease (retries not counted)
+    reenqueued = models.PositiveIntegerField(default=0)
     lease_until = models.DateTimeField(null=True, blank=True)
-    # When Huey's retry of a failed attempt is due: until then the job has a live attempt (Huey holds it), so the
-    # reconciler leaves it alone and a job never has two retry chains.
+    # When the retry of a refused attempt is due: the reconciler enqueues the job then (and clears this), so a job
+    # never has two retry chains.
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     # A worker finished a send after its lease had run out (the job may have been handed to another worker, which
     # may send it too): counted, never silent.

@@ -85,14 +85,10 @@ MAILERS = {
 }
 DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 
-# Django's Tasks API: the very same @task functions (the *_django_task ones of labsite/tasks.py) run in the
-# request (immediate) or on the Huey consumer (huey); this setting is the whole difference.
-# A queue backend of the Tasks API (QUEUE_API "django_tasks") sets TASKS in its QUEUE_BACKENDS entry instead.
-TASK_BACKENDS = {
-    "huey": "huey.contrib.djhuey.tasks_backend.HueyBackend",
-    "immediate": "django.tasks.backends.immediate.ImmediateBackend",
-}
-TASKS = {"default": {"BACKEND": TASK_BACKENDS[os.environ.get("LAB_TASKS_BACKEND", "huey")]}}
+# Django's Tasks API (the *_django_task functions of labsite/tasks.py, POST /djtasks/...): on Huey's own backend, so
+# on the Huey backends it enqueues on Huey's queue too. A queue backend of the Tasks API (QUEUE_API "django_tasks")
+# sets TASKS in its QUEUE_BACKENDS entry instead; djtasks_immediate is the one way to run every task in the request.
+TASKS = {"default": {"BACKEND": "huey.contrib.djhuey.tasks_backend.HueyBackend"}}
 
 # The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more
 # entry). Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred
@@ -209,8 +205,8 @@ QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
                                f"not {QUEUE_BACKEND!r}")
-# Huey stays configured on every backend (on SQLite unless the backend is Huey's own): the job ledger's tasks run
-# on it (labsite/ledger.py).
+# Huey stays configured on every backend (on SQLite unless the backend is Huey's own): djhuey is installed
+# everywhere, so labsite.tasks declares Huey's tasks beside the other APIs' (nothing is enqueued there unless chosen).
 HUEY = huey_sqlite()["HUEY"]
 QUEUE_API = "huey"
 globals().update(QUEUE_BACKENDS[QUEUE_BACKEND]())
@@ -230,13 +226,13 @@ HUEY_STATS = {
 }
 
 # The job ledger (labsite/ledger.py, POST /email/ledger/): a job left pending past `deadline_s`, or claimed by a
-# worker whose lease ran out, is enqueued again by the reconciler; SMTP errors are retried with backoff
-# (retry_delay_s x retry_backoff^n); a job that failed max_attempts sends is marked failed, never dropped. The
-# lease must outlast one SMTP exchange, else a slow send could be claimed twice.
+# worker whose lease ran out, is enqueued again by the reconciler; a refused send is retried with backoff
+# (retry_delay_s x retry_backoff^n: the reconciler enqueues it once its next_attempt_at passed); a job that failed
+# max_attempts sends is marked failed, never dropped. The lease must outlast one SMTP exchange, else a slow send
+# could be claimed twice.
 LAB_LEDGER = {
     "deadline_s": float(os.environ.get("LAB_LEDGER_DEADLINE_S", "10")),
     "lease_s": float(os.environ.get("LAB_LEDGER_LEASE_S", 3 * float(os.environ.get("LAB_SMTP_TIMEOUT", "30")))),
-    "retries": int(os.environ.get("LAB_LEDGER_RETRIES", "5")),
     "retry_delay_s": float(os.environ.get("LAB_LEDGER_RETRY_DELAY_S", "0.5")),
     "retry_backoff": 2.0,
     "max_attempts": int(os.environ.get("LAB_LEDGER_MAX_ATTEMPTS", "50")),
@@ -244,8 +240,9 @@ LAB_LEDGER = {
 # The email provider's message-status API (the lab's SMTP server serves one): asked before a job whose last
 # attempt's outcome is unknown is sent again. Empty: no such API; such a job is sent again, a possible duplicate.
 LAB_PROVIDER_STATUS_URL = os.environ.get("LAB_PROVIDER_STATUS_URL", "")
-# Bounded backlog: with LAB_MAX_BACKLOG > 0, the deferred and ledger endpoints answer 503 with Retry-After once
-# that many tasks wait in the queue. 0 (the default) leaves the deferred endpoint a pure enqueue.
+# Bounded backlog: with LAB_MAX_BACKLOG > 0, every deferred endpoint (email, ledger, thumbnail, sign-up) answers 503
+# with Retry-After once that many tasks wait in the chosen queue (labsite.dispatch.backlog). 0 (the default) leaves
+# the deferred endpoints a pure enqueue.
 LAB_MAX_BACKLOG = int(os.environ.get("LAB_MAX_BACKLOG", "0"))
 LAB_RETRY_AFTER_S = float(os.environ.get("LAB_RETRY_AFTER_S", "1"))
 

@@ -9,15 +9,14 @@ Each job is a task of every queue API (`on_every_api`), in a table labsite.dispa
   worker or inside the request. Arguments and results must be JSON.
 - Celery (`<job>_celery_task`, `@shared_task`, `.delay(...)`), sent to the broker of the CELERY_ settings by the app
   of labsite/celery.py. The email keeps the seed article's name, `send_email_task`.
-The job ledger's task (`deliver_email_job`) is Huey's alone, enqueued in the request's on-commit hook or by the
-reconciler, with retries and backoff from settings.LAB_LEDGER.
+The job ledger's task (`deliver_email_job`, labsite.ledger.deliver_job) is a task of every API too, enqueued in the
+request's on-commit hook or by the reconciler; its retries are the ledger's own (no queue's retry machinery).
 """
 
 import functools
 import time
 
 from celery import shared_task
-from django.conf import settings
 from django.tasks import task as django_task
 from huey import signals
 from huey.contrib.djhuey import HUEY, db_task, signal
@@ -57,19 +56,12 @@ NOOP = on_every_api(jobs.do_nothing, "do_nothing")  # a drain measurement's fill
 SIGNUP_CHECK = on_every_api(jobs.check_signup, "check_signup", huey=db_task)  # the transaction experiments' witness
 
 
-def queued_tasks() -> int:
-    """Tasks waiting in Huey's queue (not those held for later, nor those workers hold): the reconciler's test of
-    whether a pending job's task may still be waiting there."""
-    return HUEY.pending_count()
-
-
-def run_email_job(job_id: str) -> dict:
+def deliver_ledger_job(job_id: str) -> dict:
+    """The ledger's job, looked up when it runs: labsite.ledger enqueues this task, so it may still be loading now."""
     return ledger.deliver_job(job_id)
 
 
-LEDGER_RETRIES = {"retries": settings.LAB_LEDGER["retries"], "retry_delay": settings.LAB_LEDGER["retry_delay_s"],
-                  "retry_backoff": settings.LAB_LEDGER["retry_backoff"]}
-deliver_email_job = db_task(name="deliver_email_job", **LEDGER_RETRIES)(run_email_job)
+EMAIL_JOB = on_every_api(deliver_ledger_job, "deliver_email_job", huey=db_task)
 
 
 @signal(signals.SIGNAL_EXECUTING)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labsite.views import async_email, celery_tasks, djtasks, emails, errors, ledger, pages, thumbnails, transactions
+from labsite.views import async_email, djtasks, emails, errors, ledger, pages, status, thumbnails, transactions
 
 urlpatterns = [
     path("noop/", emails.noop, name="noop"),
@@ -8,7 +8,8 @@ urlpatterns = [
     path("email/deferred/", emails.email_deferred, name="email-deferred"),
     # The deferred view's form, parsed and validated, nothing enqueued: its baseline.
     path("email/validate/", emails.email_validate, name="email-validate"),
-    path("tasks/<str:task_id>/", emails.task_status, name="task-status"),
+    # A queued task's state, on whichever queue the settings chose (labsite.dispatch).
+    path("tasks/<str:task_id>/", status.task_status, name="task-status"),
     # The same email from async views (labsite/views/async_email.py), for an ASGI server: aiosmtplib, or the blocking
     # send through sync_to_async, thread-sensitive (Django's default) or on the loop's thread pool.
     path("email/async/", async_email.email_async, name="email-async"),
@@ -25,8 +26,7 @@ urlpatterns = [
     path("thumbnails/deferred/", thumbnails.thumbnail_deferred, name="thumbnail-deferred"),
     path("djtasks/email/", djtasks.email_djtask, name="djtask-email"),
     path("djtasks/thumbnails/", djtasks.thumbnail_djtask, name="djtask-thumbnail"),
-    path("djtasks/<str:result_id>/", djtasks.djtask_status, name="djtask-status"),
-    path("celery/<str:task_id>/", celery_tasks.celery_status, name="celery-status"),
+    path("djtasks/<str:task_id>/", status.task_status, {"api": djtasks.API}, name="djtask-status"),
     # The sign-up page a person sees (CSRF-protected form posts).
     path("signup/", pages.signup_page, name="signup"),
     path("signup/blocking/", pages.signup_blocking, name="signup-blocking"),

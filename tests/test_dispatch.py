@@ -1,16 +1,20 @@
-"""/email/deferred/ is one view on every queue backend: it enqueues through the API its settings name."""
+"""/email/deferred/ is one view on every queue backend: it enqueues, counts and looks up through the API its settings
+name (labsite.dispatch). The real backends' counts and lookups: tests/test_site_every_backend.py."""
+
+import uuid
 
 import pytest
 from django.core import mail
 from django.test import override_settings
 
-from labsite import dispatch
+from labsite import dispatch, tasks
 
 
 def test_the_deferred_view_enqueues_through_huey_by_default(client, huey_queue):
     response = client.post("/email/deferred/", {"to": "ada@example.test"})
     assert response.status_code == 202
     assert [t.id for t in huey_queue.pending()] == [response.json()["task_id"]]
+    assert dispatch.backlog() == 1
 
 
 @override_settings(QUEUE_API="django_tasks",
@@ -21,10 +25,32 @@ def test_the_deferred_view_enqueues_through_django_tasks_when_the_backend_says_s
     response = client.post("/email/deferred/", {"to": "grace@example.test"})
     assert response.status_code == 202
     task_id = response.json()["task_id"]
-    assert response["Location"] == f"/djtasks/{task_id}/"
+    assert response["Location"] == f"/tasks/{task_id}/"
     [result] = default_task_backend.results
     assert (result.id, result.args) == (task_id, ["grace@example.test"])
     assert huey_queue.pending_count() == 0 and mail.outbox == []
+    # the status endpoint follows the chosen API: the Tasks API's, whose dummy backend keeps no results
+    status = client.get(f"/tasks/{task_id}/").json()
+    assert status == {"error": "this task backend keeps no results", "task_id": task_id}
+
+
+@override_settings(QUEUE_API="django_tasks",
+                   TASKS={"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}})
+def test_a_tasks_backend_whose_backlog_nobody_can_count_says_so():
+    from django.core.exceptions import ImproperlyConfigured
+
+    with pytest.raises(ImproperlyConfigured, match="DummyBackend"):
+        dispatch.backlog()
+
+
+@override_settings(QUEUE_API="django_tasks",
+                   TASKS={"default": {"BACKEND": "django.tasks.backends.immediate.ImmediateBackend"}})
+def test_the_immediate_backend_runs_the_task_in_the_request_and_has_no_backlog(client, huey_queue):
+    sent = dispatch.enqueue(tasks.WELCOME_EMAIL, "now@example.test")
+    assert (sent.state, sent.result["to"]) == ("delivered", "now@example.test")
+    assert len(mail.outbox) == 1 and dispatch.backlog() == 0 and huey_queue.pending_count() == 0
+    response = client.get(f"/tasks/{sent.task_id}/")
+    assert (response.status_code, response.json()["error"]) == (404, "this task backend keeps no results")
 
 
 @override_settings(QUEUE_API="carrier-pigeon")
@@ -33,7 +59,29 @@ def test_an_unknown_queue_api_fails_loudly():
         dispatch.enqueue_welcome_email("x@example.test")
 
 
-@pytest.mark.parametrize("table", ["WELCOME_EMAIL", "THUMBNAIL", "NOOP", "SIGNUP_CHECK"])
+def test_the_site_tells_a_task_id_it_issued_from_any_other():
+    issued = dispatch.issue_task_id()
+    assert uuid.UUID(issued).version == 4 and dispatch.issued_here(issued)
+    assert not dispatch.issued_here(str(uuid.uuid4()))
+    tampered = issued[:-1] + ("0" if issued[-1] != "0" else "1")
+    assert not dispatch.issued_here(tampered)
+
+
+def test_a_huey_task_is_looked_up_by_id_without_reading_the_queue(client, huey_queue, monkeypatch):
+    """The status endpoint reads keys by id; an unpickling scan of the queue (pending()) would hold a web worker for
+    as long as the queue is deep."""
+    task_id = client.post("/email/deferred/", {"to": "scan@example.test"}).json()["task_id"]
+
+    def no_scan(*args, **kwargs):
+        raise AssertionError("the status endpoint scanned the queue")
+
+    monkeypatch.setattr(type(huey_queue), "pending", no_scan)
+    assert client.get(f"/tasks/{task_id}/").json() == {"task_id": task_id, "state": "queued"}
+    unknown = str(uuid.uuid4())
+    assert client.get(f"/tasks/{unknown}/").status_code == 404
+
+
+@pytest.mark.parametrize("table", ["WELCOME_EMAIL", "THUMBNAIL", "NOOP", "SIGNUP_CHECK", "EMAIL_JOB"])
 def test_every_job_is_a_task_of_every_api_that_its_worker_finds_again_by_name(table):
     """A worker finds a task by name: Django Tasks imports its module path, Celery and Huey look its name up in the
     registry that importing labsite.tasks fills. Each must lead back to the very task the view enqueues."""
@@ -41,10 +89,8 @@ def test_every_job_is_a_task_of_every_api_that_its_worker_finds_again_by_name(ta
     from django.utils.module_loading import import_string
     from huey.contrib.djhuey import HUEY
 
-    from labsite import tasks
-
     by_api = getattr(tasks, table)
-    assert set(by_api) == set(dispatch.ENQUEUE)
+    assert set(by_api) == set(dispatch.APIS)
     assert import_string(by_api["django_tasks"].module_path) is by_api["django_tasks"]
     assert current_app.tasks[by_api["celery"].name] is by_api["celery"]._get_current_object()  # a shared_task proxy
     assert by_api["celery"].name.startswith("labsite.tasks.")
@@ -54,6 +100,4 @@ def test_every_job_is_a_task_of_every_api_that_its_worker_finds_again_by_name(ta
 
 
 def test_the_seed_articles_celery_task_keeps_its_name():
-    from labsite import tasks
-
     assert tasks.WELCOME_EMAIL["celery"].name == "labsite.tasks.send_email_task"

@@ -1,6 +1,7 @@
 """The job ledger (labsite/ledger.py) and the bounded backlog, through Django's test client and the real
 SqliteHuey of the test settings: a job row per accepted request, its task enqueued on commit, idempotent
-delivery with a stable Message-ID, retries, the reconciler, 503 + Retry-After when the queue is full."""
+delivery with a stable Message-ID, retries, the reconciler, 503 + Retry-After when the queue is full. The same on
+every real backend: tests/test_site_every_backend.py."""
 
 import errno
 import os
@@ -12,7 +13,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from labsite import ledger, tasks
+from labsite import ledger
 from labsite.models import EmailJob
 
 pytestmark = pytest.mark.django_db(transaction=True)  # on_commit hooks run, as in production
@@ -53,7 +54,7 @@ def test_a_rolled_back_request_enqueues_nothing(huey_queue):
 
 def test_delivery_is_idempotent_and_keeps_the_message_id(client, huey_queue):
     job_id = client.post("/email/ledger/", {"to": "lin@example.test"}).json()["job_id"]
-    tasks.deliver_email_job(job_id)  # a second task for the same job (the reconciler's, say)
+    ledger.enqueue_job(job_id)  # a second task for the same job (the reconciler's, say)
     run_queued(huey_queue)
     job = EmailJob.objects.get(pk=job_id)
     assert job.state == "delivered" and job.attempts == 1 and job.delivered_at is not None
@@ -63,18 +64,25 @@ def test_delivery_is_idempotent_and_keeps_the_message_id(client, huey_queue):
     assert status["state"] == "delivered" and status["message_id"] == job.message_id
 
 
-def test_an_smtp_error_releases_the_job_and_huey_schedules_a_retry(client, huey_queue, settings):
+def test_an_smtp_error_releases_the_job_and_the_reconciler_enqueues_its_retry_when_due(client, huey_queue, settings):
+    """The retry is the ledger's own (next_attempt_at, then the reconciler), not the queue's: the same on every
+    backend, whichever retry machinery its library has or lacks."""
     settings.MAILERS = REFUSING_MAILER
     job_id = client.post("/email/ledger/", {"to": "retry@example.test"}).json()["job_id"]
     task = huey_queue.dequeue()
-    huey_queue.execute(task)  # fails; Huey keeps the task for a retry after retry_delay
+    huey_queue.execute(task)  # fails; the job waits out its backoff in the ledger, not in Huey's schedule
     job = EmailJob.objects.get(pk=job_id)
     assert (job.state, job.attempts) == ("pending", 1)
     assert job.last_error == repr(ConnectionRefusedError(errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED)))
-    assert huey_queue.scheduled_count() == 1  # the retry waits out its backoff
+    assert (huey_queue.scheduled_count(), huey_queue.pending_count()) == (0, 0)
+    assert job.next_attempt_at > job.updated_at
+    assert ledger.reconcile(job.next_attempt_at - timedelta(milliseconds=1))["retry"] == 0  # not due yet
+    assert ledger.reconcile(job.next_attempt_at)["retry"] == 1
+    assert ledger.reconcile(job.next_attempt_at)["retry"] == 0  # enqueued once
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
-    ledger.deliver_job(job_id)
-    assert EmailJob.objects.get(pk=job_id).state == "delivered"
+    run_queued(huey_queue)
+    job.refresh_from_db()
+    assert (job.state, job.attempts, job.next_attempt_at, job.reenqueued) == ("delivered", 2, None, 0)
     assert len(mail.outbox) == 1
 
 
@@ -88,11 +96,11 @@ def test_reconciler_reenqueues_stale_and_expired_jobs_only(huey_queue):
     EmailJob.objects.filter(pk=stale.pk).update(updated_at=old)
     EmailJob.objects.filter(pk=crashed.pk).update(state="sending", attempts=1, lease_until=now - timedelta(seconds=1))
     counts = ledger.reconcile(now)
-    assert counts == {"pending": 1, "expired_lease": 1, "errors": 0}
+    assert counts == {"retry": 0, "pending": 1, "expired_lease": 1, "errors": 0}
     assert sorted(t.args[0] for t in huey_queue.pending()) == sorted([str(stale.pk), str(crashed.pk)])
     crashed.refresh_from_db()
     assert (crashed.state, crashed.uncertain_attempts, crashed.reenqueued) == ("pending", 1, 1)
-    assert ledger.reconcile(now) == {"pending": 0, "expired_lease": 0, "errors": 0}
+    assert ledger.reconcile(now) == {"retry": 0, "pending": 0, "expired_lease": 0, "errors": 0}
     # (each touched: not again before the deadline)
     run_queued(huey_queue)
     assert {j.to: j.state for j in EmailJob.objects.all()} == {
@@ -105,7 +113,7 @@ def test_a_job_claimed_by_a_live_lease_is_not_sent_twice(huey_queue):
     EmailJob.objects.filter(pk=job.pk).update(state="sending", attempts=1,
                                               lease_until=timezone.now() + timedelta(seconds=60))
     assert ledger.deliver_job(str(job.pk))["skipped"] is True
-    assert ledger.reconcile() == {"pending": 0, "expired_lease": 0, "errors": 0}
+    assert ledger.reconcile() == {"retry": 0, "pending": 0, "expired_lease": 0, "errors": 0}
     assert mail.outbox == []
 
 
@@ -237,7 +245,7 @@ def test_a_send_that_outlives_its_lease_is_counted_not_silent(monkeypatch):
     assert (job.lease_overruns, job.state) == (1, "pending")
 
 
-def test_the_reconciler_leaves_a_job_alone_while_its_retry_is_due(huey_queue):
+def test_the_reconciler_enqueues_a_retry_once_it_is_due_and_not_before(huey_queue):
     waiting = ledger.accept_email("waiting@example.test")
     left = ledger.accept_email("left@example.test")
     huey_queue.flush()
@@ -245,7 +253,7 @@ def test_the_reconciler_leaves_a_job_alone_while_its_retry_is_due(huey_queue):
     old = now - timedelta(seconds=ledger.LEDGER["deadline_s"] + 1)
     EmailJob.objects.filter(pk=waiting.pk).update(updated_at=old, next_attempt_at=now + timedelta(seconds=30))
     EmailJob.objects.filter(pk=left.pk).update(updated_at=old, next_attempt_at=old)
-    assert ledger.reconcile(now) == {"pending": 1, "expired_lease": 0, "errors": 0}
+    assert ledger.reconcile(now) == {"retry": 1, "pending": 0, "expired_lease": 0, "errors": 0}
     assert [t.args for t in huey_queue.pending()] == [(str(left.pk),)]
 
 
@@ -275,15 +283,15 @@ def test_a_job_the_reconciler_cannot_enqueue_does_not_stop_the_pass(monkeypatch,
     huey_queue.flush()
     now = timezone.now()
     EmailJob.objects.update(updated_at=now - timedelta(seconds=ledger.LEDGER["deadline_s"] + 1))
-    enqueue = tasks.deliver_email_job
+    enqueue = ledger.enqueue_job
 
     def flaky(job_id):
-        if job_id == str(jobs_[0].pk):
+        if str(job_id) == str(jobs_[0].pk):
             raise OSError("database is locked")
         return enqueue(job_id)
 
-    monkeypatch.setattr(ledger.tasks, "deliver_email_job", flaky)
-    assert ledger.reconcile(now) == {"pending": 2, "expired_lease": 0, "errors": 1}
+    monkeypatch.setattr(ledger, "enqueue_job", flaky)
+    assert ledger.reconcile(now) == {"retry": 0, "pending": 2, "expired_lease": 0, "errors": 1}
     assert EmailJob.objects.get(pk=jobs_[0].pk).reenqueued == 0  # rolled back with its enqueue: tried next pass
 
 
@@ -325,7 +333,7 @@ def test_a_malformed_idempotency_key_is_a_400(client, key):
 
 
 def test_an_enqueue_that_fails_after_the_commit_still_answers_202(client, monkeypatch, huey_queue):
-    monkeypatch.setattr(ledger.tasks, "deliver_email_job", failing_send(OSError("the queue is down")))
+    monkeypatch.setattr(ledger, "enqueue_job", failing_send(OSError("the queue is down")))
     response = client.post("/email/ledger/", {"to": "later@example.test"})
     assert response.status_code == 202
     job = EmailJob.objects.get(pk=response.json()["job_id"])

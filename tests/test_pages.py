@@ -88,8 +88,20 @@ def test_form_post_deferred_enqueues_then_redirects_to_a_page_that_follows_the_t
     task_id = parse_qs(urlsplit(response["Location"]).query)["task_id"][0]
     assert [t.id for t in huey_queue.pending()] == [task_id]
     done = browser.get(response["Location"])
-    assert f'data-task-id="{task_id}"' in done.text
+    assert f'data-task-id="{task_id}" data-status-url="/tasks/{task_id}/"' in done.text  # where its script polls
     assert "Welcome email queued" in done.text
+
+
+def test_a_full_queue_shows_the_page_again_with_503_and_retry_after(browser, huey_queue, settings):
+    settings.LAB_MAX_BACKLOG = 1
+    token = csrf_token(browser)
+    assert browser.post("/signup/deferred/", {"to": "a@example.test", "csrfmiddlewaretoken": token}).status_code == 303
+    response = browser.post("/signup/deferred/", {"to": "b@example.test", "csrfmiddlewaretoken": token})
+    assert (response.status_code, response["Retry-After"]) == (503, "1")
+    assert "the queue is full" in response.text and 'value="b@example.test"' in response.text
+    assert huey_queue.pending_count() == 1
+    # the blocking path enqueues nothing, so nothing bounds it
+    assert browser.post("/signup/blocking/", {"to": "c@example.test", "csrfmiddlewaretoken": token}).status_code == 303
 
 
 @pytest.mark.parametrize("path,status,state", [("blocking", 200, "delivered"), ("deferred", 202, "queued")])

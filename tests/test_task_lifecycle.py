@@ -121,8 +121,8 @@ def test_django_tasks_api_runs_on_the_huey_consumer(lab):
     assert task.n_dequeued == 1 and task.outcome == "complete"  # the consumer took it off Huey's queue
 
 
-def test_switching_the_tasks_backend_to_immediate_runs_the_job_in_the_request():
-    with Lab(smtp_delay_s=0.02, web_workers=1, consumer_workers=1, tasks_backend="immediate") as immediate:
+def test_the_immediate_queue_backend_runs_the_job_in_the_request():
+    with Lab(smtp_delay_s=0.02, web_workers=1, consumer_workers=1, queue_backend="djtasks_immediate") as immediate:
         before = immediate.emails_received()
         response = immediate.post("/djtasks/email/", {"to": "inline@example.test"})
         assert response.status == 200

@@ -287,12 +287,13 @@ def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api:
 # -- 5. Django's Tasks API: the backend setting is the whole difference --------------------------------------
 
 def tasks_api_backends(lab: Lab, requests: int, warmup: int = 1) -> pd.DataFrame:
-    """/djtasks/email/ timed on the running lab (TASKS on Huey's backend) and on a twin lab that differs only
-    in TASKS (Django's ImmediateBackend): one row per request, with its backend."""
+    """/djtasks/email/ timed on the running lab (a Huey backend: TASKS on Huey's backend) and on a twin lab that
+    runs every task in the request (queue_backend "djtasks_immediate": Django's ImmediateBackend): one row per
+    request, with its backend."""
     specs = [RequestSpec("djtasks email", "/djtasks/email/", requests, "POST", {"to": "dj{i}@example.test"},
                          warmup=warmup)]
-    on_huey = time_requests("127.0.0.1", lab.web_port, specs).assign(backend=lab.config.tasks_backend)
-    twin_config = {**asdict(lab.config), "tasks_backend": "immediate"}
+    on_huey = time_requests("127.0.0.1", lab.web_port, specs).assign(backend="huey")
+    twin_config = {**asdict(lab.config), "queue_backend": "djtasks_immediate"}
     with Lab(run_dir=lab.run_dir / "immediate-backend", **twin_config) as twin:
         immediate = time_requests("127.0.0.1", twin.web_port, specs).assign(backend="immediate")
     return pd.concat([on_huey, immediate], ignore_index=True)

@@ -66,7 +66,7 @@ def task_caller(kind: str, api: str, plan: EnqueuePlan):
             return (str(target),)
 
     api = APIS[api]
-    return arguments, lambda args: dispatch.ENQUEUE[api](job[api], *args)
+    return arguments, lambda args: dispatch.enqueue(job, *args, api=api).task_id
 
 
 def finished_at(task_id: str, timeout: float = 120.0) -> float:

@@ -66,10 +66,9 @@ class LabConfig:
     ledger_lease_s: float | None = None  # how long a worker's claim on a job lasts; None: 3 x smtp_timeout_s
     ledger_retry_delay_s: float = 0.5  # first retry after an SMTP error, doubling each time
     reconcile_every_s: float = 1.0
-    max_backlog: int = 0  # > 0: the deferred and ledger endpoints answer 503 + Retry-After at this queue depth
+    max_backlog: int = 0  # > 0: every deferred endpoint answers 503 + Retry-After at this queue depth
     huey_synchronous: str = "normal"  # SQLite durability of the queue: "off", "normal" or "full"
     record_task_events: bool = False  # Huey's stats recorder: per-task lifecycle events (helpers.lifecycle)
-    tasks_backend: str = "huey"  # django.tasks backend: "huey" (deferred) or "immediate" (in the request)
     huey_log_level: str = "INFO"  # "WARNING" drops Huey's two log lines per task
     queue_backend: str = "huey_sqlite"  # a module of helpers.stack.queues: "huey_sqlite", "huey_redis", ...
     consumer_processes: int = 1  # separate worker processes, each with consumer_workers workers
@@ -175,7 +174,6 @@ class Lab:
             "LAB_DEBUG": "0",
             "LAB_HUEY_STATS": "1" if self.config.record_task_events else "0",
             "LAB_HUEY_STATS_FILE": str(self.stats_file),
-            "LAB_TASKS_BACKEND": self.config.tasks_backend,
             "LAB_SMTP_TIMEOUT": str(self.config.smtp_timeout_s),
             "LAB_LEDGER_DEADLINE_S": str(self.config.ledger_deadline_s),
             "LAB_LEDGER_LEASE_S": str(self.config.ledger_lease_s or 3 * self.config.smtp_timeout_s),

@@ -4,6 +4,7 @@ the answers of a path that ran its job (200) or queued it (202)."""
 import math
 import uuid
 from functools import wraps
+from typing import TYPE_CHECKING
 
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
@@ -12,7 +13,9 @@ from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.validators import validate_email
 from django.http import JsonResponse
 from django.urls import reverse
-from huey.contrib.djhuey import HUEY
+
+if TYPE_CHECKING:
+    from labsite.dispatch import QueueAPI
 
 MAX_EMAIL_LENGTH = 254  # RFC 5321 path limit
 # Django's SMTP backend prepares every recipient with prep_address, which refuses (ValueError, outside the send's
@@ -131,16 +134,28 @@ class QueueFull(Refused):
     def __init__(self, depth: int, limit: int):
         super().__init__("the queue is full; try again later")
         self.depth, self.limit = depth, limit
+        self.retry_after_s = max(1, math.ceil(settings.LAB_RETRY_AFTER_S))
 
     def response(self) -> JsonResponse:
-        retry_after = max(1, math.ceil(settings.LAB_RETRY_AFTER_S))
-        response = json_error(self.status, str(self), backlog=self.depth, limit=self.limit, retry_after_s=retry_after)
-        response["Retry-After"] = str(retry_after)
+        response = json_error(self.status, str(self), backlog=self.depth, limit=self.limit,
+                              retry_after_s=self.retry_after_s)
+        response["Retry-After"] = str(self.retry_after_s)
         return response
 
 
 def shed_when_backlogged() -> None:
-    """Raises QueueFull once LAB_MAX_BACKLOG tasks wait. Unset (0), this costs nothing: the queue is not counted."""
+    """Raises QueueFull once LAB_MAX_BACKLOG tasks wait in the chosen queue. Unset (0), this costs nothing: the
+    queue is not counted."""
+    from labsite import dispatch  # here: labsite.dispatch loads the jobs, which refuse input with BadRequest
+
     limit = settings.LAB_MAX_BACKLOG
-    if limit and (depth := HUEY.pending_count()) >= limit:
+    if limit and (depth := dispatch.backlog()) >= limit:
         raise QueueFull(depth, limit)
+
+
+def task_id_parameter(value: str | None, api: "QueueAPI") -> str:
+    """A task id from a URL or query, as `api` spells its ids; anything else is a 400."""
+    task_id = api.task_id(value)
+    if task_id is None:
+        raise BadRequest(f"task id must be {api.id_rule}")
+    return task_id

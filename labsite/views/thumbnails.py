@@ -1,10 +1,10 @@
 """The thumbnail job (labsite/thumbnails.py) made inside the request (blocking) or enqueued (deferred), like the
-email; the upload is checked and spooled before either."""
+email; the upload is checked and spooled before either (after the bounded backlog's check, when deferred)."""
 
 from django.views.decorators.csrf import csrf_exempt
 
-from labsite import tasks, thumbnails
-from labsite.views.common import allow, delivered, queued
+from labsite import dispatch, tasks, thumbnails
+from labsite.views.common import allow, delivered, queued, shed_when_backlogged
 
 
 @csrf_exempt
@@ -16,4 +16,5 @@ def thumbnail_blocking(request):
 @csrf_exempt
 @allow("POST")
 def thumbnail_deferred(request):
-    return queued(tasks.THUMBNAIL["huey"](str(thumbnails.accept_upload(request))).id)
+    shed_when_backlogged()
+    return queued(dispatch.enqueue(tasks.THUMBNAIL, str(thumbnails.accept_upload(request))).task_id)

@@ -41,7 +41,7 @@ def tx_rollback(request):
     to = email_parameter(request)
     with transaction.atomic():
         signup = Signup.objects.create(email=to)
-        task_id, _ = dispatch.enqueue_welcome_email(to)
+        task_id = dispatch.enqueue_welcome_email(to)
         transaction.set_rollback(True)
     return JsonResponse({"rolled_back": True, "to": to, "task_id": task_id, "signup_id": signup.pk})
 

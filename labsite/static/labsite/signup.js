@@ -47,11 +47,11 @@
     for (const name of marks) performance.mark(name, {startTime: at});
   }
 
-  function parse(status, text) {
+  function parse(status, text, location = null) {
     try {
-      return {status, body: JSON.parse(text)};
+      return {status, body: JSON.parse(text), location};
     } catch {
-      return {status, body: {error: text.slice(0, 200)}}; // e.g. Django's HTML page for a CSRF failure
+      return {status, body: {error: text.slice(0, 200)}, location}; // e.g. Django's HTML page for a CSRF failure
     }
   }
 
@@ -63,18 +63,19 @@
       xhr.open('POST', form.action, false); // synchronous: the main thread waits for the server
       for (const [name, value] of Object.entries(headers)) xhr.setRequestHeader(name, value);
       xhr.send(body.toString());
-      return parse(xhr.status, xhr.responseText);
+      return parse(xhr.status, xhr.responseText, xhr.getResponseHeader('Location'));
     }
     const response = await fetch(form.action, {method: 'POST', headers, body, credentials: 'same-origin'});
-    return parse(response.status, await response.text());
+    return parse(response.status, await response.text(), response.headers.get('Location'));
   }
 
-  async function followTask(output, taskId) {
+  // statusUrl: where the server said the task's state can be followed (a 202's Location).
+  async function followTask(output, statusUrl) {
     for (let poll = 0; poll < maxPolls; poll++) {
       await sleep(pollMs);
       let status;
       try {
-        const response = await fetch(`/tasks/${taskId}/`, {headers: {'Accept': 'application/json'}});
+        const response = await fetch(statusUrl, {headers: {'Accept': 'application/json'}});
         status = (await parse(response.status, await response.text())).body;
       } catch (error) {
         status = {error: String(error)};
@@ -99,14 +100,14 @@
     } catch (error) {
       answer = {status: 0, body: {error: String(error)}};
     }
-    const {status, body} = answer;
+    const {status, body, location} = answer;
     if (status === 200 && body.state === 'delivered') {
       await show(output, 'Welcome email sent', ['lab:answer', 'lab:delivered']);
       return finish('delivered');
     }
     if (status === 202 && body.state === 'queued') {
       await show(output, 'Welcome email queued', ['lab:answer']);
-      return followTask(output, body.task_id);
+      return followTask(output, location);
     }
     await show(output, `Refused (${status}): ${body.error || 'no reason given'}`, ['lab:answer'], 'error');
     return finish('refused');
@@ -137,7 +138,7 @@
       const fcp = performance.getEntriesByName('first-contentful-paint')[0];
       const shown = fcp ? fcp.startTime : performance.now();
       performance.mark('lab:answer', {startTime: shown});
-      if (output.dataset.taskId) return followTask(output, output.dataset.taskId);
+      if (output.dataset.statusUrl) return followTask(output, output.dataset.statusUrl);
       performance.mark('lab:delivered', {startTime: shown});
       return finish('delivered');
     })();
