@@ -238,3 +238,21 @@ def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, r
     assert all(alt for *_, alt in images)
     assert len(links) == len(reference.notebooks) and exported_title == next(iter(reference.notebooks))
     assert f"{claim}: FAIL ({notebook.split('-')[0]})" in failed and f"{claim}: FAIL" in failed
+
+
+def test_a_quick_run_leaves_its_full_mode_claims_unchecked_not_failed(reference, tmp_path):
+    """Judged in quick mode, a full-mode claim is None: the finding reads "not measured", the totals leave it out,
+    and the HTML report says it was not checked."""
+    quick = copy.deepcopy(reference)
+    notebook = "03-the-work-still-happens"
+    entry = quick.summary["notebooks"][notebook]
+    entry["parameters"]["quick"] = True
+    quick.verdicts[notebook] = report.judged(notebook, entry)
+    claim = verdicts.claim(notebook, "end_to_end_near_blocking")
+    assert claim.endswith(verdicts.FULL_MODE_ONLY) and quick.verdicts[notebook][claim] is None
+    passed, checked = quick.tally()
+    assert passed == checked == reference.tally()[1] - 2  # 03's two full-mode claims
+    row = next(row for row in report.rows(quick) if row.finding.title == "The work still has to happen")
+    assert row.verdict == "Not measured in this run." and f"{claim}: not run (03)" in report.findings_markdown(quick)
+    page = report.write_html(quick, tmp_path).read_text()
+    assert f"{claim}: {verdicts.NOT_CHECKED}" in page

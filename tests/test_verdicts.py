@@ -128,6 +128,8 @@ MOVED = {
 }
 # Claims held to a looser bound in quick mode, stated in their text: figures past that bound too.
 QUICK_MOVED = {
+    ("03-the-work-still-happens", "response_3x"): {"thumbnail_deferred_p50_ms": 48.0},
+    ("03-the-work-still-happens", "tuned_pickup_20ms"): {"pickup_p50_ms_tuned": 51.0},
     ("03-the-work-still-happens", "process_thumbnails"): {"process_over_thread_thumbnail": 0.45},
     ("05-faults", "plain_kills_lost"): {"kill_lost_without_ledger": 13},
     ("06-scale-out", "drain_four"): {"huey_redis_drain_4_consumers_speedup": None},
@@ -147,11 +149,12 @@ def failed(notebook: str, moved: dict, quick: bool = False) -> list[str]:
 
 
 @pytest.mark.parametrize("notebook", verdicts.MODULES)
-def test_the_verdict_on_the_reference_figures_is_all_pass_and_what_the_reference_recorded(notebook):
+def test_the_verdict_on_the_reference_figures_is_all_pass_as_the_reference_recorded(notebook):
+    """Claim for claim, in order (a claim reworded since keeps its place)."""
     run = reference(notebook)
     checks = verdicts.judge(notebook, run["figures"])
     assert checks == {claim: True for claim in verdicts.module(notebook).CLAIMS.values()}
-    assert checks == run["verdict"]
+    assert list(run["verdict"].values()) == list(checks.values())
 
 
 @pytest.mark.parametrize(("notebook", "key", "moved"), CASES, ids=[f"{nb[:2]}-{key}-{i}" for i, (nb, key, _) in
