@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from helpers import REPO_ROOT
-from helpers.runs import report
+from helpers.runs import report, verdicts
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +77,29 @@ def test_numbers_read_with_three_significant_figures_at_most():
         ["309", "1.61", "21.8", "2,517", "0", "40", "0.2"]
 
 
-def test_every_verdict_line_the_findings_name_was_recorded_by_the_reference(reference):
-    """A renamed claim would show as "not run": each line the findings quote is one the notebook printed."""
+def test_every_verdict_line_the_findings_name_is_one_the_notebook_checks(reference):
+    """The findings name claims by key: each is one its notebook's verdict() returns on the reference's figures."""
     for finding in report.FINDINGS:
-        for notebook, claim in finding.checks:
-            assert claim in reference.verdicts.get(notebook, {}), (finding.title, notebook, claim)
+        for notebook, key in finding.checks:
+            assert verdicts.claim(notebook, key) in reference.verdicts.get(notebook, {}), (finding.title, notebook, key)
+
+
+def test_the_reference_is_judged_by_todays_verdicts_and_a_run_without_their_figures_by_what_it_recorded(reference):
+    """The report calls each notebook's verdict() on its figures; a run whose figures lack one the verdict reads
+    keeps the verdict it recorded."""
+    assert reference.verdicts.keys() == verdicts.MODULES.keys()
+    entry = reference.summary["notebooks"]["01-blocking-vs-deferred"]
+    assert report.judged("01-blocking-vs-deferred", entry) == verdicts.judge("01-blocking-vs-deferred",
+                                                                             entry["figures"])
+    older = {"figures": {k: v for k, v in entry["figures"].items() if k != "smtp_delay_ms"},
+             "verdict": {"a claim of its time": True}}
+    assert report.judged("01-blocking-vs-deferred", older) == {"a claim of its time": True}
 
 
 def test_a_failed_check_replaces_the_answer(reference):
     changed = copy.deepcopy(reference)
-    notebook, claim = report.FINDINGS[0].checks[1]
+    notebook, key = report.FINDINGS[0].checks[1]
+    claim = verdicts.claim(notebook, key)
     changed.verdicts[notebook][claim] = False
     row = report.rows(changed)[0]
     assert row.verdict == f"Not confirmed: 1 of {len(row.checks)} checks failed."
@@ -145,7 +158,8 @@ def test_the_which_queue_answer_is_read_from_the_figures(reference):
     for b in workers:
         changed.summary["notebooks"][report.QUEUE_NOTEBOOK]["figures"][f"{b}_lost_on_kill"] = 1
     assert f"lost emails on {len(workers)} of the {len(workers)} backends" in report.rows(changed)[index].short
-    claim = next(c for nb, c in _which_queue().checks if nb == report.QUEUE_NOTEBOOK and "declared delivery" in c)
+    claim = verdicts.claim(report.QUEUE_NOTEBOOK, "kills_kept_delivery")
+    assert (report.QUEUE_NOTEBOOK, "kills_kept_delivery") in _which_queue().checks
     changed.verdicts[report.QUEUE_NOTEBOOK][claim] = False
     assert report.rows(changed)[index].short.startswith("Not confirmed: 1 of ")
 
@@ -202,7 +216,8 @@ def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, r
 
     run = fake_rerun(tmp_path / "20260101T000000-rerun", reference)
     measured = report.rerun(run)
-    notebook, claim = report.FINDINGS[0].checks[0]
+    notebook, key = report.FINDINGS[0].checks[0]
+    claim = verdicts.claim(notebook, key)
     measured.verdicts[notebook][claim] = False
     index = report.write_html(measured, run)
     with browser.chromium() as context:
@@ -223,3 +238,21 @@ def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, r
     assert all(alt for *_, alt in images)
     assert len(links) == len(reference.notebooks) and exported_title == next(iter(reference.notebooks))
     assert f"{claim}: FAIL ({notebook.split('-')[0]})" in failed and f"{claim}: FAIL" in failed
+
+
+def test_a_quick_run_leaves_its_full_mode_claims_unchecked_not_failed(reference, tmp_path):
+    """Judged in quick mode, a full-mode claim is None: the finding reads "not measured", the totals leave it out,
+    and the HTML report says it was not checked."""
+    quick = copy.deepcopy(reference)
+    notebook = "03-the-work-still-happens"
+    entry = quick.summary["notebooks"][notebook]
+    entry["parameters"]["quick"] = True
+    quick.verdicts[notebook] = report.judged(notebook, entry)
+    claim = verdicts.claim(notebook, "end_to_end_near_blocking")
+    assert claim.endswith(verdicts.FULL_MODE_ONLY) and quick.verdicts[notebook][claim] is None
+    passed, checked = quick.tally()
+    assert passed == checked == reference.tally()[1] - 2  # 03's two full-mode claims
+    row = next(row for row in report.rows(quick) if row.finding.title == "The work still has to happen")
+    assert row.verdict == "Not measured in this run." and f"{claim}: not run (03)" in report.findings_markdown(quick)
+    page = report.write_html(quick, tmp_path).read_text()
+    assert f"{claim}: {verdicts.NOT_CHECKED}" in page

@@ -239,7 +239,7 @@ def test_the_command_line_offers_every_benchmark():
 @pytest.mark.parametrize("notebook,module", NOTEBOOK_MODULES.items())
 def test_the_notebook_records_the_key_figures_of_its_experiments_module(notebook, module):
     """The notebook calls the very key_figures() its benchmark returns, records them with runs.record, shows every
-    chart with a text alternative and ends with runs.verdict."""
+    chart with a text alternative and ends with runs.verdict on its module's verdict()."""
     import nbformat
 
     from helpers.runs import notebooks as notebook_files
@@ -252,7 +252,7 @@ def test_the_notebook_records_the_key_figures_of_its_experiments_module(notebook
     assert f'notebook="{notebook}"' in source
     assert ".to_csv(" not in source and "savefig(" not in source and "plt.subplots(" not in source
     assert source.count("show(") == source.count("alt=") >= 1
-    assert code[-1].startswith("# NBVAL_CHECK_OUTPUT") and "runs.verdict(run_dir, {" in code[-1]
+    assert code[-1].startswith("# NBVAL_CHECK_OUTPUT") and f"runs.verdict(run_dir, {module}.verdict(" in code[-1]
     assert "lab.stop()" in "\n".join(code[:-1])
 
 

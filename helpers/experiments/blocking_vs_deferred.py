@@ -79,3 +79,24 @@ def overhead(run_dir, fast_requests: int = 1000, blocking_requests: int = 60, sm
         result = measure_overhead(lab, fast_requests, blocking_requests)
     runs.save_table(run_dir, "requests", result.timings)
     return key_figures(result)
+
+
+CLAIMS = {
+    "answered": "every request answered 2xx",
+    "delivered": "every email asked for reached the SMTP server",
+    "blocking_waits": "blocking p50 at least the SMTP delay",
+    "deferred_10x": "deferred p50 at least 10x below blocking p50",
+    "deferred_near_noop": "deferred p50 within a tenth of the SMTP delay of the no-op p50",
+}
+
+
+def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
+    """Notebook 01's claims, from key_figures() and the SMTP delay it ran with (smtp_delay_ms)."""
+    f, smtp_ms = figures, figures["smtp_delay_ms"]
+    return runs.claims(CLAIMS, {
+        "answered": f["failed_requests"] == 0,
+        "delivered": f["emails_received"] == f["emails_requested"],
+        "blocking_waits": f["blocking_p50_ms"] >= smtp_ms,
+        "deferred_10x": f["blocking_p50_ms"] >= 10 * f["deferred_p50_ms"],
+        "deferred_near_noop": f["deferred_p50_ms"] - f["noop_p50_ms"] < smtp_ms / 10,
+    }, quick)

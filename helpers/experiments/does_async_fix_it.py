@@ -602,3 +602,38 @@ def save_tables(run_dir, measured: Measured) -> None:
     runs.save_table(run_dir, "requests", measured.records)
     runs.save_table(run_dir, "summary", measured.summary())
     runs.write_metadata(run_dir, {"setup": asdict(measured.setup)})
+
+
+CLAIMS = {
+    "async_5x": "async saturation at least 5x the sync workers' (same processes)",
+    "async_waits": "async p50 at least the SMTP delay at every rate below saturation, as every in-request send's",
+    "deferred_fast": "deferred p50 under a tenth of the SMTP delay at every rate it held up to the async send's "
+                     "saturation",
+    "sync_at_capacity": "sync workers saturate at c/S (within 30%)",
+    "thread_sensitive_3x": "thread-sensitive sync_to_async at least 3x the sync workers",
+    "slot_bound": "gthread and thread_sensitive=False held by their slots: run away at most at slots / S, between sync "
+                  "and async",
+    "smtp_failure": "SMTP failure: 5xx in the request (after the timeout if it stalls), 202 then a failed task "
+                    "deferred",
+    "async_memory": "async send in flight under a tenth of a sync worker slot's memory",
+    "async_thread": "under uvicorn an aiosmtplib request in flight still holds a thread (the sync middleware)",
+}
+
+
+def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
+    """Notebook 08's claims, from key_figures()."""
+    f, smtp_ms = figures, figures["smtp_delay_ms"]
+    return runs.claims(CLAIMS, {
+        "async_5x": f["async_saturation_rps"] >= 5 * f["sync_saturation_rps"],
+        "async_waits": f["async_p50_ms_min"] >= smtp_ms and f["in_request_p50_ms_min"] >= smtp_ms,
+        "deferred_fast": f["deferred_p50_ms"] < smtp_ms / 10,
+        "sync_at_capacity": abs(f["sync_saturation_rps"] / f["sync_capacity_c_over_s"] - 1) <= 0.3,
+        "thread_sensitive_3x": f["thread_sensitive_saturation_rps"] >= 3 * f["sync_saturation_rps"],
+        "slot_bound": all(f[f"{name}_ran_away"] and f[f"{name}_saturation_rps"] <= 1.15 * f[f"{name}_slot_bound_rps"]
+                          and f["sync_saturation_rps"] < f[f"{name}_saturation_rps"] < f["async_saturation_rps"]
+                          for name in ("gthread", "thread_pool")),
+        "smtp_failure": (f["fault_in_request_all_5xx"] and f["fault_stall_waited_timeout"]
+                         and f["fault_deferred_accepted_then_failed"]),
+        "async_memory": f["async_kb_per_in_flight"] < 0.1 * 1024 * f["sync_mb_per_slot"],
+        "async_thread": f["async_threads_per_in_flight"] >= 0.5,
+    }, quick)

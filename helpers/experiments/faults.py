@@ -483,7 +483,7 @@ def key_figures(table: pd.DataFrame, timeline: pd.DataFrame, overload: pd.DataFr
                 capacity: dict | None = None, soak_figures: dict | None = None) -> dict:
     """From run_faults' table and timeline, and (when measured) run_overload's table, the capacity and the soak:
     the totals with the ledger under their plain names, without it suffixed `_without_ledger`, and every number
-    verdict() and backlog_verdict() compare."""
+    verdict() compares."""
     with_ledger, without = table[table["endpoint"] == "ledger"], table[table["endpoint"] == "deferred"]
     killed = without[without["fault"] == "consumer_kill"]
     smtp_with, smtp_without = (rows[rows["fault"].isin(SMTP_FAULTS)] for rows in (with_ledger, without))
@@ -549,49 +549,62 @@ def key_figures(table: pd.DataFrame, timeline: pd.DataFrame, overload: pd.DataFr
     return figures
 
 
-def verdict(figures: dict, full: bool = True) -> dict[str, bool]:
+CLAIMS = {
+    "loads_met": "every fault met both designs' loads",
+    "settled": "every episode settled before its timeout",
+    "no_late_copy": "no copy arrived after an episode settled",
+    "ledger_lost": "with ledger: lost 0 under every fault",
+    "ledger_duplicated": "with ledger: duplicated 0 under every fault, unacknowledged requests included",
+    "ledger_delivered": "with ledger: every accepted job delivered in the ledger, message by message",
+    "ledger_agrees": "with ledger: the ledger agrees with the SMTP record on every message",
+    "ledger_retried": "with ledger: the SMTP faults were retried",
+    "plain_smtp_lost": "without ledger: the SMTP faults lost accepted emails",
+    "plain_kills_lost": "without ledger: the consumer kills lost the tasks the workers held (some: full mode) and no "
+                        "more",
+    "web_restart": "web restart: requests failed, yet neither design lost an accepted email",
+    "bounded_depth": "bounded: queue depth stayed within the bound",
+    "bounded_shed": "bounded: the overflow was answered 503 with Retry-After",
+    "unbounded_grew": "unbounded: the queue grew past the bound",
+    "unbounded_drain": "unbounded: the backlog took longer to drain after the load",
+    "overload_settled": "both overload runs settled, nothing arriving after",
+    "overload_lost": "no accepted email lost, bounded or not",
+    "overload_5xx": "no server error but the 503s",
+}
+
+
+def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
     """The faults' claims, from key_figures(): the ledger's own account is held against the SMTP record message by
     message, and no account counts unless its episode settled and nothing came after. That the kills lost some
-    tasks is checked only when `full`: a quick run's single kill finds no task of the plain design in flight about
+    tasks is checked only in full mode: a quick run's single kill finds no task of the plain design in flight about
     one time in five (1.5 on average at notebook 05's rates), three kills about one time in a hundred. That they
-    lost no more than the workers held is checked always."""
-    killed = figures["kill_lost_without_ledger"]
-    return {
-        "every fault met both designs' loads": figures["episodes_missing_a_load"] == 0,
-        "every episode settled before its timeout": figures["episodes_settled"] == figures["episodes"],
-        "no copy arrived after an episode settled": figures["late_copies"] + figures["late_copies_without_ledger"] == 0,
-        "with ledger: lost 0 under every fault": figures["lost"] == 0,
-        "with ledger: duplicated 0 under every fault, unacknowledged requests included": figures["duplicated"] == 0,
-        "with ledger: every accepted job delivered in the ledger, message by message": figures["ledger_missed"] == 0,
-        "with ledger: the ledger agrees with the SMTP record on every message": figures["ledger_disagreements"] == 0,
-        "with ledger: the SMTP faults were retried": figures["smtp_retries"] > 0,
+    lost no more than the workers held is checked always. The overload: the bound holds (give or take one request
+    per web worker racing between count and enqueue), the overflow was shed with 503 + Retry-After, the unbounded
+    backlog grew past the bound and took longer to drain, and nothing accepted was lost either way, in runs that
+    settled."""
+    f, killed = figures, figures["kill_lost_without_ledger"]
+    slack = f["overload_bound"] + f["overload_web_workers"]
+    return runs.claims(CLAIMS, {
+        "loads_met": f["episodes_missing_a_load"] == 0,
+        "settled": f["episodes_settled"] == f["episodes"],
+        "no_late_copy": f["late_copies"] + f["late_copies_without_ledger"] == 0,
+        "ledger_lost": f["lost"] == 0,
+        "ledger_duplicated": f["duplicated"] == 0,
+        "ledger_delivered": f["ledger_missed"] == 0,
+        "ledger_agrees": f["ledger_disagreements"] == 0,
+        "ledger_retried": f["smtp_retries"] > 0,
         # A refused send is a failed task, never retried: the problem shows whatever the kill's timing.
-        "without ledger: the SMTP faults lost accepted emails": figures["smtp_lost_without_ledger"] > 0,
-        "without ledger: the consumer kills lost the tasks the workers held (some: full mode) and no more": (
-            (killed > 0 or not full) and killed <= figures["kill_loss_bound"]),
-        "web restart: requests failed, yet neither design lost an accepted email": (
-            figures["web_restart_failed_requests"] + figures["web_restart_failed_requests_without_ledger"] > 0
-            and figures["web_restart_lost"] == 0),
-    }
-
-
-def backlog_verdict(figures: dict) -> dict[str, bool]:
-    """The bound holds (give or take one request per web worker racing between count and enqueue), the overflow
-    was shed with 503 + Retry-After, the unbounded backlog grew past the bound and took longer to drain, and
-    nothing accepted was lost either way, in runs that settled."""
-    slack = figures["overload_bound"] + figures["overload_web_workers"]
-    return {
-        "bounded: queue depth stayed within the bound": figures["overload_max_depth_bounded"] <= slack,
-        "bounded: the overflow was answered 503 with Retry-After": (
-            figures["overload_shed_503"] > 0 and (figures["overload_retry_after_s"] or 0) >= 1),
-        "unbounded: the queue grew past the bound": figures["overload_max_depth_unbounded"] > slack,
-        "unbounded: the backlog took longer to drain after the load": (
-            figures["overload_drain_s_unbounded"] > figures["overload_drain_s_bounded"]),
-        "both overload runs settled, nothing arriving after": (
-            figures["overload_settled"] == figures["overload_runs"] and figures["overload_late_copies"] == 0),
-        "no accepted email lost, bounded or not": figures["overload_lost"] == 0,
-        "no server error but the 503s": figures["overload_server_5xx"] == 0,
-    }
+        "plain_smtp_lost": f["smtp_lost_without_ledger"] > 0,
+        "plain_kills_lost": (killed > 0 or quick) and killed <= f["kill_loss_bound"],
+        "web_restart": (f["web_restart_failed_requests"] + f["web_restart_failed_requests_without_ledger"] > 0
+                        and f["web_restart_lost"] == 0),
+        "bounded_depth": f["overload_max_depth_bounded"] <= slack,
+        "bounded_shed": f["overload_shed_503"] > 0 and (f["overload_retry_after_s"] or 0) >= 1,
+        "unbounded_grew": f["overload_max_depth_unbounded"] > slack,
+        "unbounded_drain": f["overload_drain_s_unbounded"] > f["overload_drain_s_bounded"],
+        "overload_settled": f["overload_settled"] == f["overload_runs"] and f["overload_late_copies"] == 0,
+        "overload_lost": f["overload_lost"] == 0,
+        "overload_5xx": f["overload_server_5xx"] == 0,
+    }, quick)
 
 
 FAULT_LAB = dict(ledger=True, smtp_delay_s=0.1, smtp_timeout_s=1.0, ledger_deadline_s=2.0, ledger_retry_delay_s=0.25,

@@ -393,3 +393,34 @@ def backends(run_dir, enqueues: int = 5000, view_requests: int = 400, idle_s: fl
     for name, frame in (("drains", drains), ("contention", contended), ("cpu", cpu)):
         runs.save_table(run_dir, name, frame)
     return key_figures(view_summary(view.timings), pickup, drains, contended, cpu, view.deliveries)
+
+
+CLAIMS = {
+    "delivered": "every deferred email arrived, on both backends",
+    "enqueue_cost": "a direct enqueue costs less on SQLite than on Redis (p50)",
+    "pickup": "Redis blocking pop picks up sooner than SQLite default polling",
+    "drain_one": "one consumer process drains SQLite faster than Redis",
+    "drain_four": "4 consumer processes drain Redis faster than 1 (quick mode: timed with all 4 up)",
+    "contention_errors": "no enqueue failed under contention, on either backend",
+    "load_errors": "the load met no error on either backend",
+    "server_cpu": "Redis's server used less CPU than the consumers under load",
+}
+
+
+def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
+    """Notebook 06's claims, from key_figures() and which backend played which part (roles, from roles()). The
+    speedup of 4 processes is None when the queue was empty before all 4 were up."""
+    f, role = figures, figures["roles"]
+    emb, srv, pol, blk = (role[k] for k in ("embedded", "server", "polled", "blocking"))
+    labs, scale = sorted(set(role.values())), f[f"{srv}_drain_4_consumers_speedup"]
+    return runs.claims(CLAIMS, {
+        "delivered": all(f[f"{b}_view_emails_arrived"] == f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"] > 0
+                         for b in labs),
+        "enqueue_cost": f[f"{emb}_enqueue_p50_us"] < f[f"{srv}_enqueue_p50_us"],
+        "pickup": f[f"{blk}_pickup_p50_ms"] < f[f"{pol}_pickup_p50_ms"],
+        "drain_one": f[f"{emb}_drain_tasks_per_s"] > f[f"{srv}_drain_tasks_per_s"],
+        "drain_four": scale is not None and (quick or scale > 1),
+        "contention_errors": all(f[f"{b}_enqueue_errors"] == 0 for b in labs),
+        "load_errors": all(f[f"{b}_load_errors"] == 0 for b in labs),
+        "server_cpu": f[f"{srv}_server_cpu_pct"] < f[f"{srv}_consumers_cpu_pct"],
+    }, quick)

@@ -111,3 +111,43 @@ def browser_bench(run_dir, trials: int = 15, warmup: int = 2, smtp_delay_s: floa
         result = measure_browser(lab, trials, warmup)
     runs.save_table(run_dir, "browser-trials", result.trials)
     return key_figures(result)
+
+
+CLAIMS = {
+    "all_sent": "every trial showed 'sent' and every email arrived",
+    "form_ttfb_waits": "form post: the SMTP wait is inside the blocking TTFB",
+    "form_ttfb_cut": "form post: deferring cut TTFB by at least half the SMTP delay",
+    "form_ttfb_good": "form post: deferred TTFB is good",
+    "form_request_start": "form post: responseStart - requestStart leaves the POST out",
+    "fetch_ttfb_same": "fetch: deferring did not move TTFB",
+    "fetch_feedback_sooner": "fetch: deferring brought the answer on screen sooner by at least half the SMTP delay",
+    "fetch_inp_same": "fetch: deferring did not move INP",
+    "form_inp_out": "form post: the server's wait stays out of INP (blocking INP under half the SMTP delay)",
+    "xhr_inp_waits": "synchronous request: the server's wait is inside the blocking INP",
+    "xhr_inp_good": "synchronous request: deferred INP is good",
+    "xhr_inp_cut": "synchronous request: deferring moved INP by at least half the SMTP delay",
+    "delivered_later": "fetch: the deferred email is on screen as sent no sooner than the blocking one",
+}
+
+
+def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
+    """Notebook 04's claims, from key_figures(), the SMTP delay it ran with (smtp_delay_ms) and the Core Web Vitals
+    thresholds (browser.THRESHOLDS_MS)."""
+    f, smtp_ms = figures, figures["smtp_delay_ms"]
+    half_ms = smtp_ms / 2
+    good = {metric: browser.THRESHOLDS_MS[metric][0] for metric in ("ttfb", "inp")}
+    return runs.claims(CLAIMS, {
+        "all_sent": f["failed_trials"] == 0 and f["emails_received"] == f["emails_requested"],
+        "form_ttfb_waits": f["ttfb_blocking_ms"] >= smtp_ms,
+        "form_ttfb_cut": f["ttfb_deferred_ms"] <= f["ttfb_blocking_ms"] - half_ms,
+        "form_ttfb_good": f["ttfb_deferred_ms"] <= good["ttfb"],
+        "form_request_start": f["ttfb_request_blocking_ms"] < half_ms,
+        "fetch_ttfb_same": abs(f["ttfb_fetch_deferred_ms"] - f["ttfb_fetch_blocking_ms"]) < half_ms,
+        "fetch_feedback_sooner": f["feedback_deferred_ms"] <= f["feedback_blocking_ms"] - half_ms,
+        "fetch_inp_same": abs(f["inp_deferred_ms"] - f["inp_blocking_ms"]) < half_ms,
+        "form_inp_out": f["inp_form_blocking_ms"] < half_ms,
+        "xhr_inp_waits": f["inp_xhr_blocking_ms"] >= smtp_ms,
+        "xhr_inp_good": f["inp_xhr_deferred_ms"] <= good["inp"],
+        "xhr_inp_cut": f["inp_xhr_deferred_ms"] <= f["inp_xhr_blocking_ms"] - half_ms,
+        "delivered_later": f["delivered_deferred_ms"] >= f["delivered_blocking_ms"],
+    }, quick)

@@ -523,46 +523,68 @@ def key_figures(table: pd.DataFrame, deliveries: pd.DataFrame) -> dict:
         # end to end under open-loop load: completion (due -> the SMTP server's 250) and response, ms; the counts
         figures.update({f"{b}_{name}": r(row[f"e2e_{column}"], 2) for name, column in E2E_FIGURES.items()})
         figures.update({f"{b}_e2e_{count}": int(row[f"e2e_{count}"]) for count in ("sent", "accepted", "delivered")})
+    figures.update(declarations(table))
     return figures
 
 
-def verdict(figures: dict, table: pd.DataFrame, full: bool) -> dict[str, bool]:
-    """The claims, from key_figures() and the matrix's declared columns (never a backend's name). A single quick-mode
-    kill may find no task in flight, so that the kills lost something is checked in full mode only (five kills per
-    backend, each worker busy most of the time); what each backend promises is checked always."""
-    f, backends = figures, list(table.index)
-    at_most = [b for b in backends if table.loc[b, "delivery"] == "at-most-once" and table.loc[b, "has_workers"]]
-    at_least = [b for b in backends if table.loc[b, "delivery"] == "at-least-once"]
-    polled = [b for b in backends if not table.loc[b, "blocking_pickup"] and table.loc[b, "has_workers"]]
-    blocking = [b for b in backends if table.loc[b, "blocking_pickup"]]
-    return {
-        "every backend delivered every email its 202s promised when nothing failed": all(
-            f[f"{b}_view_emails_arrived"] == f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"] > 0
-            for b in backends),
-        "under open-loop load every backend answered every request 202 and delivered every email": all(
-            f[f"{b}_e2e_delivered"] == f[f"{b}_e2e_accepted"] == f[f"{b}_e2e_sent"] > 0 for b in backends),
-        "every backend's kills settled, nothing arriving after": all(
-            f[f"{b}_settled_after_kills"] and f[f"{b}_late_copies_on_kill"] == 0 for b in backends),
-        "under kills each backend kept its declared delivery (at-most-once: no email twice; at-least-once: none lost)":
-            all(f[f"{b}_duplicated_on_kill"] == 0 for b in at_most) and all(
-                f[f"{b}_lost_on_kill"] == 0 for b in at_least),
-        "the kills lost accepted emails on the at-most-once backends (full mode; quick: each kill met a worker)": all(
-            f[f"{b}_kills"] > 0 and (f[f"{b}_lost_on_kill"] > 0 or not full) for b in at_most),
-        "every blocking-pop backend picked up at least 2x sooner than every polling one (p50, default settings)": (
-            bool(blocking) and bool(polled) and max(f[f"{b}_pickup_p50_ms"] for b in blocking) * 2
-            < min(f[f"{b}_pickup_p50_ms"] for b in polled)),
-        "rolled back: the task never ran where it is a row of the site's transaction, and ran on every other backend":
-            all(f[f"{b}_runs_after_rollback"] == (0 if table.loc[b, "enqueue_in_transaction"] else f["tx_trials"])
-                for b in backends),
-        "in its transaction, a transactional backend's task ran only after the commit, every time": all(
-            f[f"{b}_runs_before_commit"] == 0 and f[f"{b}_runs_after_commit"] == f["tx_trials"]
-            for b in backends if table.loc[b, "enqueue_in_transaction"]),
-        "with transaction.on_commit, no task ran before its commit, and every committed task ran, on every backend":
-            all(f[f"{b}_on_commit_ran_before_commit"] == 0 and f[f"{b}_tx_never_ran"] == 0 for b in backends),
-        "each polling backend's tuning knob cut its pickup p50 at least 2x": all(
-            f[f"{b}_tuned_pickup_p50_ms"] is not None and f[f"{b}_tuned_pickup_p50_ms"] * 2 < f[f"{b}_pickup_p50_ms"]
-            for b in polled if table.loc[b, "tuning_knob"]),
-    }
+DECLARED = ("delivery", "has_workers", "blocking_pickup", "tuning_knob", "enqueue_in_transaction")  # describe()
+
+
+def declarations(table: pd.DataFrame) -> dict:
+    """What each backend declares (describe()'s columns), as figures <backend>_<declaration>: the verdict reads the
+    declarations the run had."""
+    return {f"{b}_{name}": runs.plain(row[name]) for b, row in table.iterrows() for name in DECLARED}
+
+
+CLAIMS = {
+    "view_delivered": "every backend delivered every email its 202s promised when nothing failed",
+    "load_delivered": "under open-loop load every backend answered every request 202 and delivered every email",
+    "kills_settled": "every backend's kills settled, nothing arriving after",
+    "kills_kept_delivery": "under kills each backend kept its declared delivery (at-most-once: no email twice; "
+                           "at-least-once: none lost)",
+    "kills_lost": "the kills lost accepted emails on the at-most-once backends (full mode; quick: each kill met a "
+                  "worker)",
+    "blocking_pickup": "every blocking-pop backend picked up at least 2x sooner than every polling one (p50, default "
+                       "settings)",
+    "rollback": "rolled back: the task never ran where it is a row of the site's transaction, and ran on every other "
+                "backend",
+    "in_transaction": "in its transaction, a transactional backend's task ran only after the commit, every time",
+    "on_commit": "with transaction.on_commit, no task ran before its commit, and every committed task ran, on every "
+                 "backend",
+    "tuning_knob": "each polling backend's tuning knob cut its pickup p50 at least 2x",
+}
+
+
+def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
+    """The claims, from key_figures() and the backends' declarations recorded with them (never a backend's name). A
+    single quick-mode kill may find no task in flight, so that the kills lost something is checked in full mode
+    only (five kills per backend, each worker busy most of the time); what each backend promises is checked always."""
+    f, backends = figures, figures["backends"]
+    at_most = [b for b in backends if f[f"{b}_delivery"] == "at-most-once" and f[f"{b}_has_workers"]]
+    at_least = [b for b in backends if f[f"{b}_delivery"] == "at-least-once"]
+    polled = [b for b in backends if not f[f"{b}_blocking_pickup"] and f[f"{b}_has_workers"]]
+    blocking = [b for b in backends if f[f"{b}_blocking_pickup"]]
+    transactional = [b for b in backends if f[f"{b}_enqueue_in_transaction"]]
+    return runs.claims(CLAIMS, {
+        "view_delivered": all(f[f"{b}_view_emails_arrived"] == f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"]
+                              > 0 for b in backends),
+        "load_delivered": all(f[f"{b}_e2e_delivered"] == f[f"{b}_e2e_accepted"] == f[f"{b}_e2e_sent"] > 0
+                              for b in backends),
+        "kills_settled": all(f[f"{b}_settled_after_kills"] and f[f"{b}_late_copies_on_kill"] == 0 for b in backends),
+        "kills_kept_delivery": (all(f[f"{b}_duplicated_on_kill"] == 0 for b in at_most)
+                                and all(f[f"{b}_lost_on_kill"] == 0 for b in at_least)),
+        "kills_lost": all(f[f"{b}_kills"] > 0 and (f[f"{b}_lost_on_kill"] > 0 or quick) for b in at_most),
+        "blocking_pickup": (bool(blocking) and bool(polled) and max(f[f"{b}_pickup_p50_ms"] for b in blocking) * 2
+                            < min(f[f"{b}_pickup_p50_ms"] for b in polled)),
+        "rollback": all(f[f"{b}_runs_after_rollback"] == (0 if b in transactional else f["tx_trials"])
+                        for b in backends),
+        "in_transaction": all(f[f"{b}_runs_before_commit"] == 0 and f[f"{b}_runs_after_commit"] == f["tx_trials"]
+                              for b in transactional),
+        "on_commit": all(f[f"{b}_on_commit_ran_before_commit"] == 0 and f[f"{b}_tx_never_ran"] == 0 for b in backends),
+        "tuning_knob": all(f[f"{b}_tuned_pickup_p50_ms"] is not None
+                           and f[f"{b}_tuned_pickup_p50_ms"] * 2 < f[f"{b}_pickup_p50_ms"]
+                           for b in polled if f[f"{b}_tuning_knob"]),
+    }, quick)
 
 
 def findings_markdown(figures: dict, labels: dict[str, str]) -> str:
@@ -629,7 +651,7 @@ def run_all(run_dir, backends: list[str], view_requests: int, wrk_s: float, idle
                         ("kills", kills.reset_index()), ("kill-timeline", timeline), ("matrix", table.reset_index())):
         runs.save_table(run_dir, name, frame)
     figures = key_figures(table, view.deliveries)
-    return {"figures": figures, "table": table, "checks": verdict(figures, table, full)}
+    return {"figures": figures, "table": table, "checks": verdict(figures, quick=not full)}
 
 
 @benchmark("queues")

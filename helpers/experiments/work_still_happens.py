@@ -414,3 +414,48 @@ def queue_bench(run_dir, enqueues: int = 5000, idle_s: float = 5.0, pickups_per_
     runs.save_table(run_dir, "pickups", pickups)
     return {**key_figures(pickups=pickups, idle_cpu=idle_cpu, by_api=by_api, drains=drains),
             "pickup_idle_s": idle_s, "polling": POLLING_SETTINGS, "consumer_workers_pickup": 4}
+
+
+CLAIMS = {
+    "response_3x": "deferred response p50 at least 3x below blocking, both jobs (quick mode: 2x)",
+    "end_to_end_near_blocking": "deferred end-to-end p50 within 0.5x-2x of the blocking response, both jobs "
+                                "(full mode)",
+    "completed": "every task completed",
+    "states_once": "every state recorded exactly once per task",
+    "backlog_grew": "backlog grew while arrivals outpaced the consumer",
+    "last_waited_longer": "the last task waited longer in the queue than the first",
+    "littles_law": "sampled mean depth within 25% of Little's law",
+    "tuned_pickup_20ms": "tuned pickup p50 at most 20 ms (quick mode: 50 ms)",
+    "tuned_pickup_sooner": "tuned pickup p50 below default",
+    "tuned_idle_cpu": "tuned polling costs more idle CPU than the default",
+    "process_thumbnails": "process workers beat thread workers on thumbnails (>= 1.15x; quick mode: >= 0.5x)",
+    "process_email": "and not on email, below 1.15x (full mode)",
+    "tasks_backends": "TASKS = immediate answers 200 after the send, huey 202 at once (>= 5x faster)",
+    "djtasks_enqueue_cost": "a django.tasks enqueue costs more than a native djhuey one",
+}
+
+
+def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
+    """Notebook 03's claims, from key_figures() and the status codes each TASKS backend answered
+    (djtasks_statuses, status_codes()). Quick mode times three requests per endpoint beside other notebooks on the
+    same two cores: the ratio of two such timings (end to end against blocking, process against thread workers on
+    email) is held in full mode only, and the thumbnail's response ratio and the tuned pickup to wider bounds."""
+    f, jobs = figures, ("email", "thumbnail")
+    return runs.claims(CLAIMS, {
+        "response_3x": all(f[f"{job}_blocking_p50_ms"] >= (2 if quick else 3) * f[f"{job}_deferred_p50_ms"]
+                           for job in jobs),
+        "end_to_end_near_blocking": all(0.5 <= f[f"{job}_end_to_end_over_blocking"] <= 2 for job in jobs),
+        "completed": f["tasks_followed"] > 0 and f["tasks_not_completed"] == 0,
+        "states_once": f["tasks_with_a_state_not_once"] == 0,
+        "backlog_grew": f["backlog_peak_sampled"] >= 0.5 * f["backlog_peak_predicted"] > 0,
+        "last_waited_longer": f["backlog_last_wait_ms"] > f["backlog_first_wait_ms"],
+        "littles_law": abs(f["sampled_mean_depth"] / f["littles_law_depth"] - 1) <= 0.25,
+        "tuned_pickup_20ms": f["pickup_p50_ms_tuned"] <= (50 if quick else 20),
+        "tuned_pickup_sooner": f["pickup_p50_ms_tuned"] < f["pickup_p50_ms_default"],
+        "tuned_idle_cpu": f["idle_cpu_pct_tuned"] > f["idle_cpu_pct_default"],
+        "process_thumbnails": f["process_over_thread_thumbnail"] >= (0.5 if quick else 1.15),
+        "process_email": f["process_over_thread_email"] < 1.15,
+        "tasks_backends": (f["djtasks_statuses"] == {"huey": [202], "immediate": [200]}
+                           and f["djtasks_response_p50_ms_immediate"] >= 5 * f["djtasks_response_p50_ms_huey"]),
+        "djtasks_enqueue_cost": f["enqueue_p50_us_djtasks"] > f["enqueue_p50_us_native"],
+    }, quick)

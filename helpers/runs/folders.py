@@ -129,13 +129,3 @@ def record(run_dir: Path, figures: dict, parameters: dict, **extra) -> dict:
     figures = plain(figures)
     write_metadata(run_dir, {"figures": figures, "parameters": plain(parameters), **extra})
     return figures
-
-
-def verdict(run_dir: Path, checks: dict[str, bool]) -> bool:
-    """Print each claim a notebook's prose makes with PASS or FAIL (the lines nbval compares) and record them in
-    run.json; True when every claim held."""
-    checks = {name: bool(ok) for name, ok in checks.items()}
-    for name, ok in checks.items():
-        print(f"{name}: {'PASS' if ok else 'FAIL'}")
-    write_metadata(run_dir, {"verdict": checks})
-    return all(checks.values())

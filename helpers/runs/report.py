@@ -1,9 +1,10 @@
 """The findings at a glance, generated from what was measured: `python -m helpers report` (and `make report`).
 
 - README.md's block between FINDINGS_START and FINDINGS_END: the article's claims one by one, then what it leaves
-  out, each with what the lab measured, the notebooks' recorded verdict lines behind it, its chart and the notebook
-  that shows it. Every number comes from data/reference/ (its summary.json, its notebooks' run.json for the verdicts,
-  and any committed benchmark run of the same figures); the headline charts are the reference run's own PNGs,
+  out, each with what the lab measured, the notebooks' verdict lines behind it, its chart and the notebook that shows
+  it. Every number comes from data/reference/ (its summary.json, its notebooks' run.json, and any committed benchmark
+  run of the same figures); the verdict lines are each notebook's verdict() called on its recorded figures, its
+  claims picked by their keys (no claim text is written here); the headline charts are the reference run's own PNGs,
   copied to docs/findings/. `--check` writes nothing and fails when the README or a chart is stale
   (tests/test_report.py runs it).
 - index.html of the latest run (the newest data/runs/*-rerun/, else the reference): the same findings table, with
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from helpers import REPO_ROOT
 from helpers.instruments.browser import THRESHOLDS_MS
-from helpers.runs import compare
+from helpers.runs import compare, verdicts
 from helpers.runs.folders import runs_root
 
 REFERENCE_DIR = REPO_ROOT / "data" / "reference"
@@ -52,7 +53,7 @@ class Measured:
 
     label: str
     summary: dict
-    verdicts: dict[str, dict[str, bool]]
+    verdicts: dict[str, dict[str, bool | None]]  # notebook -> claim -> held (None: not checked in quick mode)
     charts: dict[str, Path]  # "<notebook>-figNN" -> PNG
     html: dict[str, Path] = field(default_factory=dict)  # notebook -> its executed HTML export
     other_runs: dict[str, list[dict]] = field(default_factory=dict)  # notebook -> figures of other runs
@@ -79,41 +80,56 @@ class Measured:
         finished = self.summary.get("finished_at")
         return (finished - self.summary["started_at"]) / 60 if finished else None
 
+    def tally(self) -> tuple[int, int]:
+        """(claims that held, claims checked) over every notebook; a claim not checked in quick mode counts in
+        neither."""
+        held = [ok for checks in self.verdicts.values() for ok in checks.values() if ok is not None]
+        return sum(held), len(held)
+
 
 def _charts(folder: Path) -> dict[str, Path]:
     return {path.stem: path for path in sorted(folder.glob("*.png"))}
 
 
+def judged(notebook: str, entry: dict) -> dict[str, bool | None]:
+    """The notebook's verdict() on its recorded figures (quick or full as it ran); what it recorded for a run whose
+    figures lack one the verdict reads (an older run), or for a notebook without a verdict()."""
+    try:
+        return verdicts.judge(notebook, entry["figures"], quick=bool(entry.get("parameters", {}).get("quick")))
+    except KeyError:
+        return entry.get("verdict") or {}
+
+
 def reference(folder: Path = REFERENCE_DIR) -> Measured:
-    """The committed reference: summary.json, each notebook's run.json (its verdict) and charts under full-run/,
-    and the benchmark runs committed beside it (bench-NAME/run.json)."""
+    """The committed reference: summary.json, each notebook's run.json (its figures, judged) and charts under
+    full-run/, and the benchmark runs committed beside it (bench-NAME/run.json)."""
     summary = compare.load_summary(folder / "summary.json")
-    verdicts = {path.name.removesuffix(".run.json"): json.loads(path.read_text()).get("verdict", {})
-                for path in sorted((folder / "full-run").glob("*.run.json"))}
+    judgements = {path.name.removesuffix(".run.json"): judged(path.name.removesuffix(".run.json"),
+                                                              json.loads(path.read_text()))
+                  for path in sorted((folder / "full-run").glob("*.run.json"))}
     other_runs: dict[str, list[dict]] = {}
     for path in sorted(folder.glob("bench-*/run.json")):
         meta = json.loads(path.read_text())
         notebook = BENCH_NOTEBOOKS.get(meta.get("benchmark"))
         if notebook:
             other_runs.setdefault(notebook, []).append(meta.get("figures", {}))
-    return Measured("the committed reference run", summary, verdicts, _charts(folder / "full-run" / "figures"),
+    return Measured("the committed reference run", summary, judgements, _charts(folder / "full-run" / "figures"),
                     other_runs=other_runs)
 
 
 def rerun(run_dir: Path) -> Measured:
-    """A rerun folder (`python -m helpers run`): summary.json, whose notebooks carry their verdicts (older reruns:
-    read from each notebook's experiment folder), figures/*.png and the HTML exports."""
+    """A rerun folder (`python -m helpers run`): summary.json, whose notebooks carry their figures (older reruns:
+    read from each notebook's experiment folder), judged; figures/*.png and the HTML exports."""
     summary = compare.load_summary(run_dir / "summary.json")
-    verdicts = {}
+    judgements = {}
     for name, entry in summary.get("notebooks", {}).items():
-        verdict = entry.get("verdict")
         meta = run_dir / entry.get("experiment_dir", "-") / "run.json"
-        if verdict is None and meta.is_file():
-            verdict = json.loads(meta.read_text()).get("verdict")
-        verdicts[name] = verdict or {}
+        if "figures" not in entry and meta.is_file():
+            entry = json.loads(meta.read_text())
+        judgements[name] = judged(name, entry) if "figures" in entry else entry.get("verdict") or {}
     exports = {name: run_dir / entry["html"] for name, entry in summary.get("notebooks", {}).items()
                if entry.get("html") and (run_dir / entry["html"]).exists()}
-    return Measured(f"rerun {run_dir.name}", summary, verdicts, _charts(run_dir / "figures"), exports)
+    return Measured(f"rerun {run_dir.name}", summary, judgements, _charts(run_dir / "figures"), exports)
 
 
 # -- how figures read ------------------------------------------------------------------------------------------------
@@ -190,7 +206,7 @@ class Finding:
     short: str  # the answer in the findings table
     answer: str  # the lab's answer in words, stated only when every check behind it held; no measured number
     notebooks: list[str]
-    checks: list[tuple[str, str]]  # (notebook, verdict line as the notebook records it)
+    checks: list[tuple[str, str]]  # (notebook, the key of a claim in its experiments module's CLAIMS)
     measured: str  # what the run measured: a template (see PLACEHOLDER)
     chart: str | None = None  # "<notebook>-figNN" of the reference
     chart_file: str | None = None  # its name under docs/findings/
@@ -366,11 +382,9 @@ FINDINGS = [
     Finding("“Deferring cuts response time”", "Holds.",
             "Holds: the request no longer waits for the work, and every email still arrives.",
             ["01-blocking-vs-deferred", "03-the-work-still-happens"],
-            [("01-blocking-vs-deferred", "blocking p50 at least the SMTP delay"),
-             ("01-blocking-vs-deferred", "deferred p50 at least 10x below blocking p50"),
-             ("01-blocking-vs-deferred", "deferred p50 within a tenth of the SMTP delay of the no-op p50"),
-             ("01-blocking-vs-deferred", "every email asked for reached the SMTP server"),
-             ("03-the-work-still-happens", "deferred response p50 at least 3x below blocking, both jobs")],
+            [("01-blocking-vs-deferred", "blocking_waits"), ("01-blocking-vs-deferred", "deferred_10x"),
+             ("01-blocking-vs-deferred", "deferred_near_noop"), ("01-blocking-vs-deferred", "delivered"),
+             ("03-the-work-still-happens", "response_3x")],
             RESPONSE_TIME, "01-blocking-vs-deferred-fig01", "response-time.png",
             "Response time per request of the no-op, deferred and blocking endpoints on a log axis: the cumulative "
             "distribution on the left, p50 and p95 bars on the right; the blocking requests sit at the SMTP "
@@ -379,11 +393,9 @@ FINDINGS = [
             "Holds: the blocking view is capped at c/S and its latency explodes near it; the deferred view keeps "
             "answering in milliseconds past that ceiling.",
             ["02-under-load", "08-does-async-fix-it"],
-            [("02-under-load", "blocking saturation throughput within 20% of c/S"),
-             ("02-under-load", "blocking p99 past c/S above 3 S"),
-             ("02-under-load", "deferred p99 below 50 ms where blocking is saturated"),
-             ("02-under-load", "deferred p50 below S/10 at every rate"),
-             ("08-does-async-fix-it", "sync workers saturate at c/S (within 30%)")],
+            [("02-under-load", "saturates_at_capacity"), ("02-under-load", "p99_past_capacity"),
+             ("02-under-load", "deferred_p99"), ("02-under-load", "deferred_p50"),
+             ("08-does-async-fix-it", "sync_at_capacity")],
             SERVER_THREAD, "02-under-load-fig01", "under-load.png",
             "Latency from the moment each request was due against the arrival rate, p50 and p99, blocking and "
             "deferred, with the M/D/c queueing model's curves and a vertical line at the capacity c/S: blocking "
@@ -394,13 +406,9 @@ FINDINGS = [
             "page sends with fetch() or a form post. Deferring cuts TTFB and the time until the answer shows; it "
             "moves INP only for a page that blocks its main thread.",
             ["04-what-the-user-sees"],
-            [("04-what-the-user-sees", "fetch: deferring did not move INP"),
-             ("04-what-the-user-sees",
-              "form post: the server's wait stays out of INP (blocking INP under half the SMTP delay)"),
-             ("04-what-the-user-sees", "form post: deferring cut TTFB by at least half the SMTP delay"),
-             ("04-what-the-user-sees",
-              "fetch: deferring brought the answer on screen sooner by at least half the SMTP delay"),
-             ("04-what-the-user-sees", "synchronous request: the server's wait is inside the blocking INP")],
+            [("04-what-the-user-sees", "fetch_inp_same"), ("04-what-the-user-sees", "form_inp_out"),
+             ("04-what-the-user-sees", "form_ttfb_cut"), ("04-what-the-user-sees", "fetch_feedback_sooner"),
+             ("04-what-the-user-sees", "xhr_inp_waits")],
             INP, "04-what-the-user-sees-fig02", "inp.png",
             "INP of the sign-up page per way of sending the form (form post, fetch, synchronous request) and path "
             "(blocking, deferred), one dot per trial with the median marked, against the Core Web Vitals bands: "
@@ -411,10 +419,8 @@ FINDINGS = [
             "task its worker held when the worker dies, and a failed send without retries is gone; the design "
             "around the queue (a ledger, retries, a reconciler) decides what survives.",
             ["05-faults"],
-            [("05-faults", "without ledger: the SMTP faults lost accepted emails"),
-             ("05-faults", "with ledger: lost 0 under every fault"),
-             ("05-faults", "with ledger: duplicated 0 under every fault, unacknowledged requests included"),
-             ("05-faults", "with ledger: the ledger agrees with the SMTP record on every message")],
+            [("05-faults", "plain_smtp_lost"), ("05-faults", "ledger_lost"), ("05-faults", "ledger_duplicated"),
+             ("05-faults", "ledger_agrees")],
             QUEUE_IS_THE_FIX, "05-faults-fig01", "faults.png",
             "Emails lost or duplicated, as a percentage of those requested, for each fault injected under load "
             "(consumer kill, SMTP 4xx, SMTP 5xx, dropped SMTP connections, web server restart), without and with "
@@ -425,54 +431,30 @@ FINDINGS = [
             "The email takes about as long end to end as the blocking request did, and when arrivals outpace the "
             "consumer the queue grows and every task waits longer: bound it and say so (503).",
             ["03-the-work-still-happens", "05-faults"],
-            [("03-the-work-still-happens",
-              "deferred end-to-end p50 within 0.5x-2x of the blocking response, both jobs"),
-             ("03-the-work-still-happens", "backlog grew while arrivals outpaced the consumer"),
-             ("03-the-work-still-happens", "the last task waited longer in the queue than the first"),
-             ("05-faults", "bounded: queue depth stayed within the bound"),
-             ("05-faults", "unbounded: the backlog took longer to drain after the load")],
+            [("03-the-work-still-happens", "end_to_end_near_blocking"),
+             ("03-the-work-still-happens", "backlog_grew"), ("03-the-work-still-happens", "last_waited_longer"),
+             ("05-faults", "bounded_depth"), ("05-faults", "unbounded_drain")],
             WORK_STILL_HAPPENS, quote=False),
     Finding("Pickup delay", "A polled queue starts late after idle; tuned polling or a blocking pop starts sooner.",
             "A polled queue starts a task late after an idle spell; tuning the polling buys it back for some idle "
             "CPU, a blocking pop (Redis) avoids it. The user sees the deferred email sent later than the blocking one.",
             ["03-the-work-still-happens", "06-scale-out", "04-what-the-user-sees"],
-            [("03-the-work-still-happens", "tuned pickup p50 below default"),
-             ("03-the-work-still-happens", "tuned polling costs more idle CPU than the default"),
-             ("06-scale-out", "Redis blocking pop picks up sooner than SQLite default polling"),
-             ("04-what-the-user-sees",
-              "fetch: the deferred email is on screen as sent no sooner than the blocking one")],
+            [("03-the-work-still-happens", "tuned_pickup_sooner"), ("03-the-work-still-happens", "tuned_idle_cpu"),
+             ("06-scale-out", "pickup"), ("04-what-the-user-sees", "delivered_later")],
             PICKUP, quote=False),
     Finding("What a crash loses", "A killed consumer loses what its workers held; the ledger loses nothing.",
             "A killed consumer loses the tasks its workers held; a crashed web server fails the requests in flight "
             "but loses nothing it accepted. A ledger with a reconciler loses nothing.",
             ["05-faults"],
-            [("05-faults", "without ledger: the consumer kills lost the tasks the workers held (some: full mode) and "
-                           "no more"),
-             ("05-faults", "web restart: requests failed, yet neither design lost an accepted email"),
-             ("05-faults", "with ledger: every accepted job delivered in the ledger, message by message")],
+            [("05-faults", "plain_kills_lost"), ("05-faults", "web_restart"), ("05-faults", "ledger_delivered")],
             CRASH, quote=False),
     Finding("Which queue", "{queue_short}", "{queue_answer}",
             [QUEUE_NOTEBOOK, "06-scale-out"],
-            [(QUEUE_NOTEBOOK, "every backend delivered every email its 202s promised when nothing failed"),
-             (QUEUE_NOTEBOOK, "under open-loop load every backend answered every request 202 and delivered every "
-                              "email"),
-             (QUEUE_NOTEBOOK, "every backend's kills settled, nothing arriving after"),
-             (QUEUE_NOTEBOOK, "under kills each backend kept its declared delivery (at-most-once: no email twice; "
-                              "at-least-once: none lost)"),
-             (QUEUE_NOTEBOOK, "the kills lost accepted emails on the at-most-once backends (full mode; quick: each "
-                              "kill met a worker)"),
-             (QUEUE_NOTEBOOK, "every blocking-pop backend picked up at least 2x sooner than every polling one (p50, "
-                              "default settings)"),
-             (QUEUE_NOTEBOOK, "each polling backend's tuning knob cut its pickup p50 at least 2x"),
-             (QUEUE_NOTEBOOK, "rolled back: the task never ran where it is a row of the site's transaction, and ran "
-                              "on every other backend"),
-             (QUEUE_NOTEBOOK, "in its transaction, a transactional backend's task ran only after the commit, every "
-                              "time"),
-             (QUEUE_NOTEBOOK, "with transaction.on_commit, no task ran before its commit, and every committed task "
-                              "ran, on every backend"),
-             ("06-scale-out", "a direct enqueue costs less on SQLite than on Redis (p50)"),
-             ("06-scale-out", "one consumer process drains SQLite faster than Redis"),
-             ("06-scale-out", "4 consumer processes drain Redis faster than 1 (quick mode: timed with all 4 up)")],
+            [(QUEUE_NOTEBOOK, "view_delivered"), (QUEUE_NOTEBOOK, "load_delivered"),
+             (QUEUE_NOTEBOOK, "kills_settled"), (QUEUE_NOTEBOOK, "kills_kept_delivery"),
+             (QUEUE_NOTEBOOK, "kills_lost"), (QUEUE_NOTEBOOK, "blocking_pickup"), (QUEUE_NOTEBOOK, "tuning_knob"),
+             (QUEUE_NOTEBOOK, "rollback"), (QUEUE_NOTEBOOK, "in_transaction"), (QUEUE_NOTEBOOK, "on_commit"),
+             ("06-scale-out", "enqueue_cost"), ("06-scale-out", "drain_one"), ("06-scale-out", "drain_four")],
             WHICH_QUEUE, f"{QUEUE_NOTEBOOK}-fig06", "which-queue-kills.png",
             "Emails lost, duplicated and left stuck (marked running or unacknowledged) per queue backend after its "
             "workers were SIGKILLed mid-send: one group of bars per backend, the counts of the table's killed-workers "
@@ -481,11 +463,8 @@ FINDINGS = [
             "An async view frees the server thread, not the user's wait: enough when capacity is the problem and "
             "the user must learn the outcome in the response; deferring is what cuts the wait.",
             ["08-does-async-fix-it"],
-            [("08-does-async-fix-it", "async saturation at least 5x the sync workers' (same processes)"),
-             ("08-does-async-fix-it",
-              "async p50 at least the SMTP delay at every rate below saturation, as every in-request send's"),
-             ("08-does-async-fix-it",
-              "SMTP failure: 5xx in the request (after the timeout if it stalls), 202 then a failed task deferred")],
+            [("08-does-async-fix-it", "async_5x"), ("08-does-async-fix-it", "async_waits"),
+             ("08-does-async-fix-it", "smtp_failure")],
             ASYNC, quote=False),
 ]
 
@@ -536,7 +515,8 @@ def rows(measured: Measured) -> list[Row]:
             answers = (finding.short.format(**phrases), finding.answer.format(**phrases)) if phrases else None
         except KeyError:
             text = answers = None
-        checks = [(nb, claim, measured.verdicts.get(nb, {}).get(claim)) for nb, claim in finding.checks]
+        claims = [(nb, verdicts.claim(nb, key)) for nb, key in finding.checks]
+        checks = [(nb, claim, measured.verdicts.get(nb, {}).get(claim)) for nb, claim in claims]
         result.append(Row(finding, text, checks, table, answers))
     return result
 
@@ -560,8 +540,7 @@ def _markdown_row(cells: list[str]) -> str:
 def findings_markdown(measured: Measured) -> str:
     """The README's findings block (markers excluded)."""
     env = measured.summary["environment"]
-    all_checks = sum(len(v) for v in measured.verdicts.values())
-    all_passed = sum(sum(v.values()) for v in measured.verdicts.values())
+    all_passed, all_checks = measured.tally()
     minutes = measured.minutes()
     apart = {nb: entry["run"] for nb, entry in measured.notebooks.items() if entry.get("run")}
     together = [nb.split("-")[0] for nb in measured.notebooks if nb not in apart]
@@ -666,8 +645,8 @@ img { max-width: 100%; } figure { margin: 1rem 0; } .charts img { max-width: 32r
 {% for nb in notebooks %}
 <h3 id="{{ nb.name }}">{{ nb.name }}: {{ nb.status }}
 {% if nb.html %}, <a href="{{ nb.html }}">executed notebook (HTML)</a>{% endif %}</h3>
-<ul>{% for claim, held in nb.verdict.items() %}{% set state = 'PASS' if held else 'FAIL' %}
-<li class="{{ state }}">{{ claim }}: {{ state }}</li>{% endfor %}</ul>
+<ul>{% for claim, held in nb.verdict.items() %}{% set state = 'none' if held is none else 'PASS' if held else 'FAIL' %}
+<li class="{{ state }}">{{ claim }}: {{ not_checked if held is none else state }}</li>{% endfor %}</ul>
 <div class="charts">{% for chart in nb.charts %}
 <a href="{{ chart }}"><img src="{{ chart }}" alt="Chart {{ loop.index }} of notebook {{ nb.name }}"></a>
 {% endfor %}</div>
@@ -711,8 +690,7 @@ def write_html(measured: Measured, folder: Path) -> Path:
                  for name, entry in measured.notebooks.items()]
     page = jinja2.Environment(autoescape=True).from_string(PAGE).render(
         measured=measured, env=measured.summary["environment"], rows=table, notebooks=notebooks,
-        passed=sum(sum(v.values()) for v in measured.verdicts.values()),
-        total=sum(len(v) for v in measured.verdicts.values()))
+        passed=measured.tally()[0], total=measured.tally()[1], not_checked=verdicts.NOT_CHECKED)
     path = folder / "index.html"
     path.write_text(page)
     return path
