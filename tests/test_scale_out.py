@@ -65,8 +65,9 @@ def test_key_figures_are_named_backend_what_unit_and_carry_what_the_verdict_comp
     figures = backends.key_figures(*scale_out_inputs())
     assert figures["a_drain_tasks_per_s"] == 4500 and figures["b_drain_4_consumers_tasks_per_s"] == 4000  # medians
     assert (figures["a_enqueue_p50_us"], figures["b_enqueue_p50_us"]) == (45.0, 110.0)
-    assert (figures["a_pickup_p50_ms"], figures["a_tuned_pickup_p50_ms"], figures["b_pickup_p50_ms"]) == (40, 6, 2)
-    assert "b_tuned_pickup_p50_ms" not in figures  # a blocking pop has no polling to tune
+    assert (figures["a_pickup_enqueue_to_start_p50_ms"], figures["a_tuned_pickup_enqueue_to_start_p50_ms"],
+            figures["b_pickup_enqueue_to_start_p50_ms"]) == (40, 6, 2)
+    assert "b_tuned_pickup_enqueue_to_start_p50_ms" not in figures  # a blocking pop has no polling to tune
     assert (figures["a_enqueue_errors"], figures["a_contended_enqueue_max_us"]) == (2, 40_000.0)  # the busiest level
     assert (figures["a_load_errors"], figures["b_load_errors"]) == (0, 1)
     assert (figures["b_server_commands_per_task"], figures["a_server_commands_per_task"]) == (5.0, None)

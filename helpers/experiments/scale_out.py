@@ -295,10 +295,10 @@ def key_figures(view: pd.DataFrame, pickup_table: pd.DataFrame, drains: pd.DataF
             drains.loc[drains["backend"] == backend, "server_commands_per_task"].median())
         own_pickups = pickup_table[pickup_table["backend"] == backend]
         # the first setting is the backend's default (polling.default or its blocking pop)
-        figures[f"{backend}_pickup_p50_ms"] = r(own_pickups["p50_ms"].iloc[0], 2)
-        figures[f"{backend}_pickup_max_ms"] = r(own_pickups["max_ms"].iloc[0], 2)
+        figures[f"{backend}_pickup_enqueue_to_start_p50_ms"] = r(own_pickups["p50_ms"].iloc[0], 2)
+        figures[f"{backend}_pickup_enqueue_to_start_max_ms"] = r(own_pickups["max_ms"].iloc[0], 2)
         if len(own_pickups) > 1:
-            figures[f"{backend}_tuned_pickup_p50_ms"] = r(own_pickups["p50_ms"].iloc[1], 2)
+            figures[f"{backend}_tuned_pickup_enqueue_to_start_p50_ms"] = r(own_pickups["p50_ms"].iloc[1], 2)
         figures[f"{backend}_consumers_cpu_pct"] = r(own_cpu["cpu_consumers_pct"].median())
         if deliveries is not None:
             figures[f"{backend}_view_deferred_sent"] = int(deliveries.loc[backend, "requested"])
