@@ -148,11 +148,11 @@ def transactions(labs: dict[str, Lab], trials: int, **options) -> pd.DataFrame:
 
 # -- the matrix, the figures, the claims ---------------------------------------------------------------------------
 
-def matrix(labs_info: pd.DataFrame, view: pd.DataFrame, pickup: pd.DataFrame, e2e: pd.DataFrame, drain: pd.DataFrame,
-           kills: pd.DataFrame, tx: pd.DataFrame, mem: pd.DataFrame) -> pd.DataFrame:
+def matrix(labs_info: pd.DataFrame, view: pd.DataFrame, pickups: pd.DataFrame, e2e: pd.DataFrame,
+           drained: pd.DataFrame, kills: pd.DataFrame, tx: pd.DataFrame, mem: pd.DataFrame) -> pd.DataFrame:
     """One row per backend: what it is (describe()), and every measured column the figures are taken from."""
-    default = pickup.xs("default", level="settings")
-    tuned = pickup.xs("tuned", level="settings") if "tuned" in pickup.index.get_level_values("settings") else None
+    default = pickups.xs("default", level="settings")
+    tuned = pickups.xs("tuned", level="settings") if "tuned" in pickups.index.get_level_values("settings") else None
     frame = labs_info.join(view[["validate_p50_ms", "deferred_p50_ms", "enqueue_cost_us", "view_ratio"]
                                 + [c for c in ("wrk_enqueue_cost_us", "wrk_view_ratio") if c in view]])
     frame = frame.join(default[["n", "p50_ms", "p99_ms", "idle_cpu_pct"]].add_prefix("pickup_"))
@@ -160,7 +160,7 @@ def matrix(labs_info: pd.DataFrame, view: pd.DataFrame, pickup: pd.DataFrame, e2
         frame = frame.join(tuned[["p50_ms", "p99_ms", "idle_cpu_pct"]].add_prefix("tuned_pickup_"))
     frame = frame.join(e2e[["sent", "accepted", "delivered", "response_p50_ms", "response_p99_ms", "completion_p50_ms",
                             "completion_p99_ms"]].add_prefix("e2e_"))
-    frame = frame.join(drain[["drain_per_s"]])
+    frame = frame.join(drained[["drain_per_s"]])
     frame = frame.join(kills[["kills", "requested", "lost", "duplicated", "stuck", "late_copies", "settled"]]
                        .add_prefix("kill_"))
     frame = frame.join(tx[["trials", *OUTCOMES]].rename(columns={"trials": "tx_trials"}))
