@@ -13,7 +13,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m helpers")
     commands = parser.add_subparsers(dest="command", required=True)
     bench_parser = commands.add_parser("bench", help="run one benchmark on the real stack")
-    bench_parser.add_argument("name", choices=sorted(bench.discover()))
+    bench_parser.add_argument("name", choices=bench.names())
     bench_parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                               help="override one of the benchmark's parameters")
     run_parser = commands.add_parser("run", help="rerun notebooks headlessly with papermill into a run folder")

@@ -175,40 +175,6 @@ def test_the_lab_stops_uvicorn_cleanly_after_switching_servers():
 
 # -- notebook 08's helpers and the model ---------------------------------------------------------------------------
 
-def records(rows) -> pd.DataFrame:
-    """Hand-built load-generator records: (due, sent, done, status) in ms; warm-up before 1,000 ms."""
-    frame = pd.DataFrame(rows, columns=["due_ms", "sent_ms", "done_ms", "status"])
-    frame["latency_ms"] = frame["done_ms"] - frame["due_ms"]
-    frame["error"] = None
-    frame["warmup"] = frame["due_ms"] < 1000
-    return frame
-
-
-SETUP = experiment.Setup(duration_s=2.0, warmup_s=1.0)
-
-
-def test_latency_growth_is_zero_for_a_steady_server_and_grows_with_a_queue():
-    steady = records([(t, t, t + 300, 200) for t in range(1000, 3000, 100)])
-    assert experiment.latency_growth_ms(steady, SETUP) == 0
-    queued = records([(t, t, t + 300 + (t - 1000), 200) for t in range(1000, 3000, 100)])  # waits 1 ms per ms
-    assert experiment.latency_growth_ms(queued, SETUP) == 1000
-
-
-def test_answered_rps_counts_arrivals_below_saturation_and_the_whole_backlog_past_it():
-    late = records([(t, t, t + 900, 200) for t in range(1000, 3000, 100)])  # 10/s, answered 0.9 s later
-    assert experiment.answered_rps(late, 1000, 3000, saturated=False) == 10
-    # saturated: one answer every 250 ms from 1 s to 6 s, whatever was due when
-    backlog = records([(1000 + 50 * i, 1000 + 50 * i, 1250 + 250 * i, 200) for i in range(20)])
-    assert experiment.answered_rps(backlog, 1000, 3000, saturated=True) == 4
-
-
-def test_in_flight_mean_is_littles_law_and_the_peak_counts_overlaps():
-    frame = records([(1000, 1000, 2000, 200), (1500, 1500, 2500, 200), (2000, 2000, 3000, 200)])
-    mean, peak = experiment.in_flight(frame, 1000, 3000)
-    assert mean == 1.5  # 3 s held over a 2 s window
-    assert peak == 2  # an answer at the instant of the next send is not an overlap
-
-
 def test_bottleneck_is_the_lowest_bound_and_c_over_s_is_its_slot_case():
     rate, binding = queueing.bottleneck({"slots": (0.3, 4), "cores": (0.004, 2), "idle": (0.0, 1)})
     assert binding == "slots" and rate == pytest.approx(queueing.saturation_rate(0.3, 4))
@@ -219,16 +185,6 @@ def test_bottleneck_is_the_lowest_bound_and_c_over_s_is_its_slot_case():
 def test_executor_threads_is_thread_pool_executors_default():
     cpus = getattr(os, "process_cpu_count", os.cpu_count)() or 1
     assert queueing.executor_threads() == min(32, cpus + 4)
-
-
-def test_refinement_bisects_between_the_highest_rate_that_held_and_the_lowest_that_ran_away():
-    rows = [{"rate": 6.7, "ran_away": False}, {"rate": 213.3, "ran_away": False}, {"rate": 426.7, "ran_away": True}]
-    assert experiment.refined_rate(rows) == round(math.sqrt(213.3 * 426.7), 1)
-    rows.append({"rate": 301.7, "ran_away": True})  # the middle ran away too: the next goes below it
-    assert experiment.refined_rate(rows) == round(math.sqrt(213.3 * 301.7), 1)
-    assert experiment.refined_rate([{"rate": 100.0, "ran_away": False}, {"rate": 105.0, "ran_away": True}]) is None
-    assert experiment.refined_rate([{"rate": 6.7, "ran_away": False}, {"rate": 13.3, "ran_away": False}]) is None
-    assert experiment.refined_rate([{"rate": 6.7, "ran_away": True}]) is None  # nothing held: no bracket
 
 
 def test_the_deferred_p50_is_taken_where_it_held_and_a_deferred_view_that_saturated_first_is_named():

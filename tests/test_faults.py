@@ -1,19 +1,19 @@
 """Faults on the real stack (SMTP server, gunicorn, Huey consumer, the ledger's reconciler), no mocks: the SMTP
 server's switchable faults, a consumer SIGKILL under load that the ledger survives, loopback-only servers and
-owner-only run files. Then the fault accounting (issue 14) on small hand-built records: duplicates of every
-message, copies after settling, a settle that times out, the ledger held against the SMTP record per message."""
+owner-only run files. Then the verdict on small hand-built records: a fault that missed a design, an episode that
+did not settle, the ledger held against the SMTP record per message (the accounting itself: tests/test_protocols.py)."""
 
 import json
 import smtplib
 import stat
 from dataclasses import replace
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from helpers import REPO_ROOT
 from helpers.experiments import faults
+from helpers.protocols.messages import account
 from helpers.stack import Lab
 from helpers.stack.smtp_sink import set_fault
 
@@ -111,64 +111,6 @@ def copies(**by_request):
     return pd.Series({int(name[1:]): n for name, n in by_request.items()}, dtype=int)
 
 
-def test_duplicates_are_counted_for_every_message_not_only_the_accepted():
-    counted = faults.account(requests(202, 0), copies(r0=1, r1=2), copies(r0=1, r1=2))
-    assert counted["duplicated"] == 1
-    assert counted["delivered_unacknowledged"] == 1 and counted["lost"] == 0
-
-
-def test_copies_that_arrive_after_settling_are_reported_late_and_counted():
-    counted = faults.account(requests(202, 202), copies(r0=2, r1=1), copies(r0=1))
-    assert counted["late_copies"] == 2  # r0's second copy and r1's only one came after the settle
-    assert counted["duplicated"] == 1 and counted["lost"] == 0
-
-
-class StubLab:
-    """What wait_until_settled reads of a lab: one ledger job stays pending until `pending_for_s` has passed;
-    with `progressing`, the SMTP server accepts one more message at every read meanwhile."""
-
-    def __init__(self, pending_for_s, running=True, progressing=False):
-        self.until = faults.time.monotonic() + pending_for_s
-        self.queue = SimpleNamespace(scheduled=lambda: 0)
-        self.running, self.processes = running, {"reconciler": "dead" if not running else "alive"}
-        self.progressing, self.received = progressing, 7
-
-    def emails_received(self):
-        if self.progressing and faults.time.monotonic() < self.until:
-            self.received += 1
-        return self.received
-
-    def queue_depth(self):
-        return 0
-
-    def ledger_jobs(self, like):
-        return {"pending": int(faults.time.monotonic() < self.until), "sending": 0}
-
-
-def test_a_settle_that_times_out_says_so():
-    timed_out = faults.wait_until_settled(StubLab(pending_for_s=60), "t1", timeout_s=0.6, quiet_s=0.2)
-    assert timed_out["settled"] is False and timed_out["settle_s"] >= 0.6
-    settled = faults.wait_until_settled(StubLab(pending_for_s=0.3), "t1", timeout_s=10, quiet_s=0.2)
-    assert settled["settled"] is True and settled["settle_s"] < 5
-
-
-def test_a_backlog_that_drains_is_waited_for_and_a_stall_is_not():
-    """A long episode's backlog takes longer than the timeout to drain while messages keep arriving: the timeout
-    counts from the last progress. Progress without end still stops at the overall limit."""
-    draining = faults.wait_until_settled(StubLab(pending_for_s=1.5, progressing=True), "t1", timeout_s=0.6,
-                                         quiet_s=0.2)
-    assert draining["settled"] is True and draining["settle_s"] >= 1.5
-    endless = faults.wait_until_settled(StubLab(pending_for_s=60, progressing=True), "t1", timeout_s=0.3,
-                                        quiet_s=0.2, limit_s=1.0)
-    assert endless["settled"] is False and 1.0 <= endless["settle_s"] < 5
-
-
-def test_settling_stops_when_a_lab_process_died():
-    """A dead reconciler would leave the ledger's jobs behind for good: waiting out the timeout would hide it."""
-    with pytest.raises(RuntimeError, match="died while the ledger settled"):
-        faults.wait_until_settled(StubLab(pending_for_s=60, running=False), "t1", timeout_s=5, quiet_s=0.2)
-
-
 def fault_table(settled=True, ledger_states=("delivered", "none"), ledger_received=None, met=True):
     """A run_faults table: a plain row that lost one of two, and a ledger row for requests (202, failed), whose
     jobs ended in `ledger_states` and whose SMTP copies are `ledger_received`."""
@@ -176,9 +118,9 @@ def fault_table(settled=True, ledger_states=("delivered", "none"), ledger_receiv
     episode = {"tag": "t1", "injections": 1, "consumer_workers": 4, "replays": 0, "met_both_loads": met,
                "settled": settled, "settle_s": 1.0}
     plain = {"fault": "consumer_kill", "endpoint": "deferred", **episode,
-             **faults.account(requests(202, 202), copies(r0=1), copies(r0=1))}
+             **account(requests(202, 202), copies(r0=1), copies(r0=1))}
     ledger = {"fault": "consumer_kill", "endpoint": "ledger", **episode,
-              **faults.account(requests(202, 0), received, received, pd.Series(dict(enumerate(ledger_states)))),
+              **account(requests(202, 0), received, received, pd.Series(dict(enumerate(ledger_states)))),
               "ledger_delivered": list(ledger_states).count("delivered"), "ledger_uncertain_attempts": 0,
               "ledger_confirmed_by_provider": 0, "ledger_reenqueued": 0, "ledger_attempts": 1, "ledger_jobs": 1}
     return pd.DataFrame([plain, ledger])

@@ -1,6 +1,6 @@
-"""A quick slice of `python -m helpers bench hostile`: hostile raw requests through gunicorn and the real SMTP backend
-(helpers/experiments/hostile_input.py). Every answer is a 4xx or the documented 2xx, each 2xx made exactly one email
-or thumbnail and each refusal none, nothing is left in the spool, and the servers still answer."""
+"""A quick slice of `python -m helpers bench hostile_input`: hostile raw requests through gunicorn and the real SMTP
+backend (helpers/experiments/hostile_input.py). Every answer is a 4xx or the documented 2xx, each 2xx made exactly one
+email or thumbnail and each refusal none, nothing is left in the spool, and the servers still answer."""
 
 import pytest
 

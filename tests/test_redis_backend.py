@@ -5,6 +5,7 @@ No fakes: every test talks to the lab's own redis-server on loopback.
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -147,3 +148,16 @@ def test_stopping_leaves_no_process_and_no_bound_port_with_several_consumers(bac
     assert [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"] == []
     assert not any(port_is_bound(port) for port in ports)
     assert not lab.processes
+
+
+def test_redis_config_binds_loopback_keeps_an_aof_and_hides_its_password(tmp_path):
+    path = redis_server.write_config(tmp_path, 6390, "full", "s3cret")
+    lines = path.read_text().splitlines()
+    for expected in ("port 6390", "bind 127.0.0.1", "protected-mode yes", "appendonly yes", "appendfsync always",
+                     'save ""', f"dir {tmp_path}", "requirepass s3cret"):
+        assert expected in lines
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    with pytest.raises(ValueError):
+        redis_server.write_config(tmp_path, 6390, "sometimes")
+    assert redis_server.url(6390, "a/b") == "redis://:a%2Fb@127.0.0.1:6390/0"
+    assert redis_server.url(6390) == "redis://127.0.0.1:6390/0"

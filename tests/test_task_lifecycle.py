@@ -8,6 +8,7 @@ import pytest
 from helpers.experiments import work_still_happens as qe
 from helpers.instruments import enqueuer, images, lifecycle
 from helpers.instruments.client import RequestSpec, time_requests
+from helpers.protocols import pickup
 from helpers.stack import Lab
 
 pytestmark = pytest.mark.stack
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.stack
 @pytest.fixture(scope="module")
 def lab():
     with Lab(smtp_delay_s=0.02, web_workers=1, consumer_workers=2, record_task_events=True,
-             **qe.TUNED_POLLING) as running:
+             **pickup.TUNED_POLLING) as running:
         yield running
 
 

@@ -70,7 +70,7 @@ def percentile_bars(summary: pd.DataFrame, percentiles=("p50_ms", "p95_ms"), ax=
     return ax
 
 
-def _error_bars(summary: pd.DataFrame, column: str):
+def error_bars(summary: pd.DataFrame, column: str):
     low, high = summary[f"{column}_ci_low"], summary[f"{column}_ci_high"]
     if low.isna().all():
         return None

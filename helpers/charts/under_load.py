@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.charts.common import COLORS, _error_bars
+from helpers.charts.common import COLORS, error_bars
 
 
 def latency_vs_rate(summary: pd.DataFrame, model: pd.DataFrame | None = None, capacity: float | None = None,
@@ -18,7 +18,7 @@ def latency_vs_rate(summary: pd.DataFrame, model: pd.DataFrame | None = None, ca
     for endpoint, group in summary.groupby("endpoint"):
         color = COLORS.get(endpoint)
         for column, style in (("latency_p50_ms", "o-"), ("latency_p99_ms", "s--")):
-            ax.errorbar(group["level"], group[column], yerr=_error_bars(group, column), fmt=style, color=color,
+            ax.errorbar(group["level"], group[column], yerr=error_bars(group, column), fmt=style, color=color,
                         capsize=3, label=f"{endpoint} {column.split('_')[1]} measured")
     if model is not None:
         for name, group in model[model["model"] == "M/D/c"].groupby("model"):
@@ -49,7 +49,7 @@ def throughput_and_errors(summary: pd.DataFrame, capacity: float | None = None):
 
 def _throughput_vs_rate(summary: pd.DataFrame, capacity: float | None, ax):
     for endpoint, group in summary.groupby("endpoint"):
-        ax.errorbar(group["level"], group["throughput"], yerr=_error_bars(group, "throughput"), fmt="o-",
+        ax.errorbar(group["level"], group["throughput"], yerr=error_bars(group, "throughput"), fmt="o-",
                     capsize=3, color=COLORS.get(endpoint), label=endpoint)
     top = summary["level"].max()
     ax.plot([0, top], [0, top], color="grey", lw=1, ls=":", label="throughput = λ")

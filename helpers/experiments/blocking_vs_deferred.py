@@ -1,4 +1,4 @@
-"""Notebook 01, blocking vs deferred: what one request costs (`python -m helpers bench overhead`)."""
+"""Notebook 01, blocking vs deferred: what one request costs (`python -m helpers bench blocking_vs_deferred`)."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def measure_overhead(lab: Lab, fast_requests: int, blocking_requests: int,
 
 
 def key_figures(result: OverheadResult) -> dict:
-    """The figures notebook 01 records and `bench overhead` prints."""
+    """The figures notebook 01 records and `bench blocking_vs_deferred` prints."""
     noop, deferred, blocking = (result.p50(k) for k in ("noop", "deferred", "blocking"))
     return {
         "noop_p50_ms": round(noop, 3),
@@ -69,7 +69,7 @@ def key_figures(result: OverheadResult) -> dict:
     }
 
 
-@benchmark("overhead")
+@benchmark("blocking_vs_deferred", aliases=("overhead",))
 def overhead(run_dir, fast_requests: int = 1000, blocking_requests: int = 60, smtp_delay_s: float = 0.3,
              web_workers: int = 4) -> dict:
     """The cost of one enqueue over a no-op request, and what deferring buys against sending inline. Returns

@@ -10,15 +10,12 @@ The same welcome email, the same SMTP server and delay, the same open-loop load 
 
 Per variant: the saturation throughput (the open-loop rate where answers fall behind arrivals), p50/p99 below it,
 memory per request in flight, what the user is told when the SMTP server fails mid-request, and the capacity the
-utilisation law predicts (helpers.analysis.queueing.bottleneck). `python -m helpers bench async`."""
+utilisation law predicts (helpers.analysis.queueing.bottleneck). `python -m helpers bench does_async_fix_it`."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import resource
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -29,11 +26,9 @@ import psutil
 
 from helpers import runs
 from helpers.analysis import queueing
-from helpers.instruments.cpu import CpuMeter
-from helpers.instruments.loadgen import LoadSpec, run_load
+from helpers.protocols import open_loop
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
-from helpers.stack.processes import LOOPBACK, tree
 from helpers.stack.smtp_sink import set_fault
 
 SERVERS = ("gunicorn sync", "gunicorn gthread", "uvicorn")  # the lab restarts its web server between them
@@ -125,163 +120,19 @@ class Setup:
         return math.inf
 
 
-class ServerSampler:
-    """Peak resident memory and thread count of the web server's process tree, sampled every `every_s` in a thread
-    of the kernel while a point runs."""
-
-    def __init__(self, pid: int, every_s: float = 0.05):
-        self.pid, self.every_s = pid, every_s
-        self.rss_mb_before = self.rss_mb_peak = self.threads_peak = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _sample(self) -> tuple[float, int]:
-        rss, threads = 0, 0
-        for proc in tree(self.pid):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                rss += proc.memory_info().rss
-                threads += proc.num_threads()
-        return rss / 2**20, threads
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            rss, threads = self._sample()
-            self.rss_mb_peak, self.threads_peak = max(self.rss_mb_peak, rss), max(self.threads_peak, threads)
-
-    def __enter__(self) -> ServerSampler:
-        self.rss_mb_before, threads = self._sample()
-        self.rss_mb_peak, self.threads_peak = self.rss_mb_before, threads
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def in_flight(records: pd.DataFrame, start_ms: float, end_ms: float) -> tuple[float, int]:
-    """Requests the server held (sent, not yet answered) during [start, end]: the mean (Little's law: the time
-    they spent there over the window) and the peak."""
-    sent, done = records["sent_ms"].to_numpy(), records["done_ms"].to_numpy()
-    held = np.clip(done, start_ms, end_ms) - np.clip(sent, start_ms, end_ms)
-    events = np.concatenate([np.stack([sent, np.ones_like(sent)], 1), np.stack([done, -np.ones_like(done)], 1)])
-    events = events[np.lexsort((events[:, 1], events[:, 0]))]  # an answer before a send at the same instant
-    return float(held.sum() / (end_ms - start_ms)), int(np.cumsum(events[:, 1]).max(initial=0))
-
-
-def memory_per_in_flight(points: pd.DataFrame) -> dict:
-    """What one more request in flight adds to the web server's resident memory and threads: the slope between the
-    variant's lowest-rate point and the point that held the most requests at once (peaks of each). Requests waiting
-    in the listen backlog count as in flight and cost the server nothing: a sync worker's slope is about 0, its
-    cost is the worker (mb_per_slot)."""
-    low, high = points.iloc[0], points.loc[points["in_flight_peak"].idxmax()]
-    extra = high["in_flight_peak"] - low["in_flight_peak"]
-    if extra <= 0:
-        return {"kb_per_in_flight": math.nan, "threads_per_in_flight": math.nan,
-                "in_flight_peak": int(high["in_flight_peak"])}
-    return {"kb_per_in_flight": 1024 * max(0.0, high["rss_mb_peak"] - low["rss_mb_peak"]) / extra,
-            "threads_per_in_flight": (high["threads_peak"] - low["threads_peak"]) / extra,
-            "in_flight_peak": int(high["in_flight_peak"])}
-
-
-def measure_point(lab: Lab, variant: Variant, rate: float, setup: Setup, baseline_ms: float | None = None,
-                  seed: int = 1) -> tuple[dict, pd.DataFrame]:
-    """One open-loop point: Poisson arrivals at `rate` for warm-up + duration, from an empty queue. Its latency ran
-    away when its median passed twice `baseline_ms` (the variant's p50 at its lowest rate; this point's own for that
-    first point) plus RUNAWAY_MIN_MS, or the second half of the window waited longer than the first by more than a
-    quarter of `baseline_ms` (and RUNAWAY_MIN_MS), or 5 % of the requests failed. Returns its summary row and its
-    per-request records."""
-    lab.wait_until_drained()  # a deferred backlog would take CPU and SMTP sessions from this point
-    spec = LoadSpec(LOOPBACK, lab.web_port, path=variant.path, method="POST",
-                    form={"to": f"{variant.name}{{i}}@example.test"}, mode="open", rate=rate, arrival="poisson",
-                    connections=1024, duration_s=setup.duration_s, warmup_s=setup.warmup_s, seed=seed,
-                    processes=setup.generator_processes)
-    machine_before, kernel_before = machine_busy_s(), kernel_busy_s()
-    with CpuMeter(lab) as meter, ServerSampler(lab.processes["web"].pid) as sampler:
-        result = run_load(spec)
-    machine_pct = 100 * (machine_busy_s() - machine_before) / meter.wall_s
-    kernel_pct = 100 * (kernel_busy_s() - kernel_before) / meter.wall_s  # this process and the generator's
-    s = result.summary
-    records = result.records
-    start_ms, end_ms = setup.warmup_s * 1e3, (setup.warmup_s + setup.duration_s) * 1e3
-    failed = s["errors"] + s["non_2xx"]
-    growth_ms = latency_growth_ms(records, setup)
-    baseline_ms = s["latency_p50_ms"] if baseline_ms is None else baseline_ms
-    answered = s["latency_p50_ms"] is not None  # None: not one request of the window was answered
-    ran_away = bool(not answered or s["latency_p50_ms"] > 2 * baseline_ms + RUNAWAY_MIN_MS
-                    or growth_ms > max(0.25 * baseline_ms, RUNAWAY_MIN_MS) or failed > 0.05 * s["requests"])
-    mean_held, peak_held = in_flight(records, start_ms, end_ms)
-    row = {"variant": variant.name, "server": variant.server, "rate": rate, "offered_rps": s["achieved_rate"],
-           "goodput_rps": answered_rps(records, start_ms, end_ms, ran_away), "requests": s["requests"],
-           "failed": failed, "latency_growth_ms": growth_ms, "ran_away": ran_away,
-           **{k: s[k] for k in ("latency_p50_ms", "latency_p99_ms", "service_p50_ms", "lag_p99_ms", "late")},
-           **meter.usage(), "cpu_generator_pct": 100 * result.generator_cpu_s / meter.wall_s,
-           "machine_cpu_pct": machine_pct,
-           "rss_mb_before": sampler.rss_mb_before, "rss_mb_peak": sampler.rss_mb_peak,
-           "threads_peak": sampler.threads_peak, "in_flight_mean": mean_held, "in_flight_peak": peak_held,
-           "wall_s": meter.wall_s}
-    # whatever else ran on the machine meanwhile (other people's processes): the cores it left to the lab
-    lab_pct = sum(v for k, v in meter.usage().items())
-    row["cpu_others_pct"] = max(0.0, machine_pct - lab_pct - kernel_pct)
-    return row, records.assign(variant=variant.name, rate=rate)
-
-
-def machine_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (every core, every process) since boot."""
-    times = psutil.cpu_times()
-    return sum(times) - times.idle - getattr(times, "iowait", 0.0)
-
-
-def kernel_busy_s() -> float:
-    """CPU seconds of this process and of its children it has waited for (the load generator, start-up included)."""
-    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-
-
-def answered_rps(records: pd.DataFrame, start_ms: float, end_ms: float, saturated: bool) -> float:
-    """Successful answers per second. Below saturation: the requests due in the window that were answered, over
-    its length (no edge effect from answers that come after it). Past saturation: every answer from the window's
-    start to the last one, over that span: the server stays saturated while it works off the backlog, so this is
-    its capacity."""
-    good = records[records["error"].isna() & records["status"].between(200, 299)]
-    if not saturated:
-        return float(good["due_ms"].between(start_ms, end_ms, inclusive="left").sum() / ((end_ms - start_ms) / 1e3))
-    good = good[good["done_ms"] >= start_ms]
-    end_ms = max(end_ms, float(good["done_ms"].max())) if len(good) else end_ms
-    return float(len(good) / ((end_ms - start_ms) / 1e3))
-
-
-RUNAWAY_MIN_MS = 20.0  # a growth below this is scheduling noise on a busy machine, not a queue
-
-
-def latency_growth_ms(records: pd.DataFrame, setup: Setup) -> float:
-    """How much later the second half of the window's requests were answered than the first half (medians of
-    latency, by due time). Below saturation about 0; past it the queue grows for as long as the load lasts, and so
-    does this: latency runs away."""
-    measured = records[~records["warmup"]]
-    middle_ms = (setup.warmup_s + setup.duration_s / 2) * 1e3
-    first, second = (measured.loc[half, "latency_ms"] for half in
-                     (measured["due_ms"] < middle_ms, measured["due_ms"] >= middle_ms))
-    return float(second.median() - first.median()) if len(first) and len(second) else math.nan
-
-
-def prime(lab: Lab, variant: Variant, setup: Setup) -> None:
-    """Two requests per worker at once before the first point, so that every worker has served this path: a cold
-    worker's first request waits for its imports and connections, seconds on a busy machine."""
-    with ThreadPoolExecutor(2 * setup.web_workers) as pool:
-        list(pool.map(lambda i: lab.post(variant.path, {"to": f"prime{i}@example.test"}), range(2 * setup.web_workers)))
-
-
 def sweep_variant(lab: Lab, variant: Variant, setup: Setup, progress=None) -> tuple[list[dict], list[pd.DataFrame]]:
     """Up the rate ladder until latency runs away (or the ladder ends): one point past saturation is enough. No rung
     goes above twice what the variant's slots allow (slots / S, S from its first point), so the overload, and the
     backlog the server works off after it, stays bounded. (CPU bounds are left out here: estimated at a low rate
     they are too low.) Then `setup.refine_steps` points narrow down where between two rungs it ran away."""
-    prime(lab, variant, setup)
+    open_loop.prime(lab, variant.path, 2 * setup.web_workers)
     rows, records = [], []
 
     def measure_at(rate: float) -> dict:
-        row, frame = measure_point(lab, variant, rate, setup, rows[0]["latency_p50_ms"] if rows else None)
+        row, frame = open_loop.point(lab, variant.path, {"to": f"{variant.name}{{i}}@example.test"}, rate,
+                                     setup.duration_s, setup.warmup_s, setup.generator_processes,
+                                     rows[0]["latency_p50_ms"] if rows else None, variant=variant.name,
+                                     server=variant.server)
         rows.append(row)
         records.append(frame)
         if progress is not None:
@@ -296,23 +147,13 @@ def sweep_variant(lab: Lab, variant: Variant, setup: Setup, progress=None) -> tu
         if measure_at(rate)["ran_away"]:
             break
     for _ in range(setup.refine_steps):
-        rate = refined_rate(rows)
+        rate = open_loop.refined_rate(rows)
         if rate is None:
             break
         measure_at(rate)
     if progress is not None:
         progress.update(len(setup.rates(variant)) + setup.refine_steps - len(rows))
     return rows, records
-
-
-def refined_rate(rows: list[dict], finest: float = 1.1) -> float | None:
-    """The next rate to try between the highest rate that held and the lowest that ran away: their geometric middle,
-    or None when there is no such pair or they are already within `finest` (a ratio) of each other."""
-    held = [row["rate"] for row in rows if not row["ran_away"]]
-    away = [row["rate"] for row in rows if row["ran_away"]]
-    if not held or not away or min(away) <= max(held) * finest:
-        return None
-    return round(math.sqrt(max(held) * min(away)), 1)
 
 
 # -- what the user is told when the SMTP server fails mid-request ----------------------------------------------------
@@ -445,7 +286,7 @@ class Measured:
                 "p50_ms_max": float(below["latency_p50_ms"].max()) if len(below) else math.nan,
                 "rss_mb_at_rest": float(lowest["rss_mb_before"]),
                 "mb_per_slot": float(lowest["rss_mb_before"]) / self.setup.slots(variant),
-                **memory_per_in_flight(points),
+                **open_loop.memory_per_in_flight(points),
             })
         return pd.DataFrame(rows)
 
@@ -543,12 +384,12 @@ def measure(lab: Lab, setup: Setup, progress=None) -> Measured:
 
 
 def key_figures(measured: Measured) -> dict:
-    """The figures notebook 08 records and `bench async` prints: per variant its saturation throughput (measured
-    and predicted), whether it ran away within the ladder, p50/p99 at the lowest rate, memory per request in flight;
-    then what the verdict compares: the async send against the sync workers, its lowest p50 against the SMTP delay,
-    the deferred view's highest p50 under either server at the rates it held up to the async send's saturation (and
-    which deferred variants saturated first), every in-request send's lowest p50, each slot-bound variant's slots / S,
-    a sync worker slot's memory, and what the user was told under the SMTP faults."""
+    """The figures notebook 08 records and `bench does_async_fix_it` prints: per variant its saturation throughput
+    (measured and predicted), whether it ran away within the ladder, p50/p99 at the lowest rate, memory per request in
+    flight; then what the verdict compares: the async send against the sync workers, its lowest p50 against the SMTP
+    delay, the deferred view's highest p50 under either server at the rates it held up to the async send's saturation
+    (and which deferred variants saturated first), every in-request send's lowest p50, each slot-bound variant's slots /
+    S, a sync worker slot's memory, and what the user was told under the SMTP faults."""
     summary = measured.summary().set_index("variant")
     figures = {"smtp_delay_ms": round(measured.setup.smtp_delay_s * 1e3, 1),
                "web_workers": measured.setup.web_workers, "cores": measured.cores,
@@ -582,7 +423,7 @@ def key_figures(measured: Measured) -> dict:
     return figures
 
 
-@benchmark("async")
+@benchmark("does_async_fix_it", aliases=("async",))
 def async_views(run_dir, smtp_delay_s: float = 0.3, smtp_timeout_s: float = 2.0, web_workers: int = 4,
                 web_threads: int = 4, consumer_workers: int = 64, rate_steps=(0.5, 1, 2, 4, 8, 16, 32),
                 refine_steps: int = 2, duration_s: float = 3.0, warmup_s: float = 1.0) -> dict:

@@ -4,30 +4,14 @@ duplicated, for the plain deferred design (`/email/deferred/`: Huey alone) and t
 
 An episode runs two open-loop loads side by side (one per design, each request to its own recipient
 `<tag>-<endpoint>-<i>@example.test`), injects one fault while they run, ends it, waits until the lab has
-settled (flagged, not hidden, when it does not within the timeout), then counts from the SMTP server's own
-record, read again `late_check_s` after settling so that a copy still on its way is counted too:
-- requested: requests the site answered 202 (a request the client saw fail was never promised);
-- delivered: requested recipients the SMTP server accepted at least once;
-- lost: requested - delivered;
-- duplicated: accepted copies beyond the first, per recipient, for every request sent: one the client saw fail
-  can be delivered twice all the same (the same Message-ID twice, for the ledger);
-- late_copies: copies accepted after the lab looked settled (whatever settling waited for missed them);
-- delivered_unacknowledged: delivered although the client got no 202 (work a client would wrongly retry);
-- with the ledger, message by message (never in totals, where one loss and one unacknowledged delivery cancel
-  out): ledger_missed, answered 202 yet not `delivered` in the ledger, and ledger_disagreements, messages whose
-  ledger state and SMTP record disagree on whether they were delivered.
+settled (helpers.protocols.settle: flagged, not hidden, when it makes no progress for `settle_timeout_s`), then
+counts message by message from the SMTP server's own record (helpers.protocols.messages.account), read again
+`late_check_s` after settling so that a copy still on its way is counted too; with the ledger, its own account is
+held against that record message by message.
 
-Faults:
-- consumer_kill: SIGKILL every consumer process (tasks in flight die with it), restart it `fault_for_s` later
-  (with a slow SMTP server, `smtp_delay_s`, every worker is mid-send when it dies);
-- smtp_4xx / smtp_5xx: the SMTP server refuses every message (451 / 554) for `fault_for_s`, then recovers;
-- smtp_drop: the SMTP server cuts each connection when the message arrives, for `fault_for_s`;
-- web_restart: SIGKILL gunicorn's master and workers mid-request, start it again on the same port `fault_for_s`
-  later (a supervisor's restart delay: without one, the new gunicorn listens before it loads the site and
-  requests wait in its backlog, so an episode often saw no request fail).
-
-These are process crashes and a misbehaving provider. The ledger's SQLite database (like Huey's) runs in WAL mode
-with synchronous=NORMAL: a commit survives a process crash, not necessarily a power cut or a kernel crash.
+The faults: helpers.protocols.injection; the overload of a bounded backlog: helpers.protocols.backlog. The ledger's
+SQLite database (like Huey's) runs in WAL mode with synchronous=NORMAL: a commit survives a process crash, not
+necessarily a power cut or a kernel crash.
 """
 
 from __future__ import annotations
@@ -45,17 +29,17 @@ from helpers import runs
 from helpers.instruments.cpu import rss_mb
 from helpers.instruments.endpoints import load_spec
 from helpers.instruments.loadgen import run_load
-from helpers.instruments.queue_probe import QueueDepthSampler
+from helpers.protocols import loads
+from helpers.protocols.injection import SMTP_FAULTS, inject, recover
+from helpers.protocols.messages import account, new_tag, received_by_request, recipient
+from helpers.protocols.settle import LATE_CHECK_S, settle
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
 from helpers.stack.lab import LEDGER_STATES
 from helpers.stack.smtp_sink import set_fault
 
-FAULTS = ("consumer_kill", "smtp_4xx", "smtp_5xx", "smtp_drop", "web_restart")
-SMTP_FAULTS = ("smtp_4xx", "smtp_5xx", "smtp_drop")
 DESIGNS = {"deferred": "without ledger", "ledger": "with ledger"}
 GENERATOR_START_S = 1.0  # about when run_load's generator processes are ready and the load starts
-LATE_CHECK_S = 1.0  # how long after settling the SMTP record is read again for copies still on their way
 
 
 @dataclass
@@ -70,33 +54,9 @@ class FaultPlan:
     settle_timeout_s: float = 90.0  # settling gives up after this long without progress
 
 
-# -- injecting ------------------------------------------------------------------------------------------------
+# -- injecting (helpers.protocols.injection), on a schedule ----------------------------------------------------
 
-def inject(lab: Lab, fault: str, smtp_delay_s: float | None = None, fault_for_s: float = 0.0) -> None:
-    """Start the fault; `smtp_delay_s` is kept through the SMTP server's fault modes (None: the lab's own). A web
-    server crash is its own recovery: the server is down `fault_for_s`, then started again."""
-    if fault == "consumer_kill":
-        lab.queue.kill_workers()
-    elif fault == "smtp_4xx":
-        set_fault(lab.smtp_control, "refuse", 451, delay_s=smtp_delay_s)
-    elif fault == "smtp_5xx":
-        set_fault(lab.smtp_control, "refuse", 554, delay_s=smtp_delay_s)
-    elif fault == "smtp_drop":
-        set_fault(lab.smtp_control, "drop", delay_s=smtp_delay_s)
-    elif fault == "web_restart":
-        lab.restart_web(crash=True, down_s=fault_for_s)
-    else:
-        raise ValueError(f"unknown fault {fault!r}; choose from {FAULTS}")
-
-
-def recover(lab: Lab, fault: str, smtp_delay_s: float | None = None) -> None:
-    if fault == "consumer_kill":
-        lab.start_consumer()
-    elif fault.startswith("smtp_"):
-        set_fault(lab.smtp_control, "ok", delay_s=smtp_delay_s)
-
-
-def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: list, loads=()) -> None:
+def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: list, running=()) -> None:
     """Inject the fault (plan.kills times for consumer_kill) and end it, at times counted from the load's start;
     the log says whether every load (futures of run_load) was still running when the fault began."""
     times = [plan.fault_at_s]
@@ -106,7 +66,7 @@ def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: l
     for at in times:
         time.sleep(max(0.0, load_starts_at + at - time.monotonic()))
         started = time.monotonic() - load_starts_at
-        loads_running = not any(load.done() for load in loads)
+        loads_running = not any(load.done() for load in running)
         inject(lab, plan.fault, plan.smtp_delay_s, plan.fault_for_s)
         if plan.fault != "web_restart":  # a restart is its own recovery
             time.sleep(plan.fault_for_s)
@@ -116,24 +76,6 @@ def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: l
 
 
 # -- counting -------------------------------------------------------------------------------------------------
-
-_episodes = iter(range(1, 10**9))
-
-
-def new_tag(kind: str) -> str:
-    """A prefix no other episode of this or an earlier run shares: every recipient of the episode starts with it."""
-    return f"{kind}{next(_episodes)}t{int(time.time()) % 100000}"
-
-
-def recipient(tag: str, endpoint: str, i: int | str = "{i}") -> str:
-    """Request i's recipient; the default "{i}" is the load generator's placeholder, "%" matches all (SQL LIKE)."""
-    return f"{tag}-{endpoint}-{i}@example.test"
-
-
-def received_by_request(lab: Lab, tag: str, endpoint: str) -> pd.Series:
-    """Copies the SMTP server accepted per request number i of this episode and design."""
-    return lab.copies_by_number(f"{tag}-{endpoint}-")
-
 
 def ledger_jobs(lab: Lab, tag: str, i: int | str = "%") -> dict:
     """The ledger's account of this episode's jobs, or of request i's (helpers.stack.lab.Lab.ledger_jobs)."""
@@ -150,75 +92,18 @@ def ledger_states(lab: Lab, tag: str, numbers: Iterable[int]) -> pd.Series:
     return pd.Series(states, dtype=object)
 
 
-def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.0,
-                       limit_s: float | None = None) -> dict:
-    """Until the ledger has no job of the episode left pending or sending, the queue (and Huey's schedule of
-    retries) is empty and the SMTP server has accepted nothing new for `quiet_s`: whatever is not delivered
-    then, is lost.
-
-    `timeout_s` counts from the last progress (a message accepted, a job closed), not from the start: a long
-    episode leaves a backlog that takes minutes to drain while it is plainly making progress, and only a stall
-    means the work is stuck. `limit_s` (10 x timeout_s by default) bounds the whole wait. Returns {"settled":
-    False when either ran out first, "settle_s": seconds waited}: an episode that did not settle has work under
-    way, and its account is not final."""
-    limit_s = 10 * timeout_s if limit_s is None else limit_s
-    started = time.monotonic()
-    last_count, last_change = lab.emails_received(), started
-    last_open, last_progress = None, started
-    while True:
-        time.sleep(0.2)
-        if not lab.running:  # the reconciler among them: a dead one would leave jobs behind for good
-            raise RuntimeError(f"a lab process died while the ledger settled: {lab.processes}")
-        now = time.monotonic()
-        count = lab.emails_received()
-        jobs = ledger_jobs(lab, tag)
-        still_open = jobs["pending"] + jobs["sending"]
-        if count != last_count:
-            last_count, last_change, last_progress = count, now, now
-        if last_open is not None and still_open < last_open:
-            last_progress = now
-        last_open = still_open
-        if (still_open == 0 and lab.queue_depth() == 0 and lab.queue.scheduled() == 0
-                and now - last_change >= quiet_s):
-            return {"settled": True, "settle_s": now - started}
-        if now - last_progress >= timeout_s or now - started >= limit_s:
-            return {"settled": False, "settle_s": now - started}
+def open_jobs(lab: Lab, tag: str) -> int:
+    """The episode's ledger jobs not closed yet (pending, sending): work settling waits for."""
+    jobs = ledger_jobs(lab, tag)
+    return jobs["pending"] + jobs["sending"]
 
 
 def settle_and_read(lab: Lab, tag: str, endpoints: Iterable[str], timeout_s: float, quiet_s: float = 1.0
                     ) -> tuple[dict, dict[str, pd.Series]]:
-    """Wait until settled; return that outcome and the copies per request of each design at that moment, the
-    baseline of late_copies."""
-    settle = wait_until_settled(lab, tag, timeout_s, quiet_s)
-    return settle, {endpoint: received_by_request(lab, tag, endpoint) for endpoint in endpoints}
-
-
-def account(records: pd.DataFrame, received: pd.Series, received_at_settle: pd.Series,
-            ledger: pd.Series | None = None) -> dict:
-    """requested / delivered / lost / duplicated from the client's records and the SMTP server's: `received` the
-    copies per request number read late, `received_at_settle` those read when the lab settled, `ledger` each
-    request number's job state in the ledger (the ledger design only; see the module's docstring)."""
-    accepted = sorted(set(records.loc[records["status"] == 202, "i"].astype(int)))
-    copies = received.reindex(accepted, fill_value=0)
-    late = received - received_at_settle.reindex(received.index, fill_value=0)
-    counts = {
-        "sent": len(records),
-        "requested": len(accepted),
-        "delivered": int((copies > 0).sum()),
-        "lost": int((copies == 0).sum()),
-        "duplicated": int((received - 1).clip(lower=0).sum()),
-        "late_copies": int(late.clip(lower=0).sum()),
-        "refused_503": int((records["status"] == 503).sum()),
-        "server_5xx": int(((records["status"] >= 500) & (records["status"] != 503)).sum()),
-        "client_errors": int(records["error"].notna().sum()),
-        "delivered_unacknowledged": len(set(received.index[received > 0]) - set(accepted)),
-    }
-    if ledger is not None:
-        messages = sorted(set(records["i"].astype(int)) | set(received.index))
-        in_ledger = ledger.reindex(messages, fill_value="none").eq("delivered")
-        counts["ledger_missed"] = int((~in_ledger.reindex(accepted)).sum())
-        counts["ledger_disagreements"] = int((in_ledger != received.reindex(messages, fill_value=0).gt(0)).sum())
-    return counts
+    """Wait until the lab settled (helpers.protocols.settle, the episode's open ledger jobs among its work); return
+    that outcome and the copies per request of each design at that moment, the baseline of late_copies."""
+    settled = settle({"lab": lab}, timeout_s, quiet_s, open_work=lambda lab: open_jobs(lab, tag))["lab"]
+    return settled, {endpoint: received_by_request(lab, tag, endpoint) for endpoint in endpoints}
 
 
 # -- one episode ----------------------------------------------------------------------------------------------
@@ -246,24 +131,6 @@ class Episode:
             (records["error"].notna() | (records["status"] >= 500)).any() for records in self.records.values())
 
 
-def _loads_started(lab: Lab, tag: str, loads, timeout_s: float = 30.0) -> float:
-    """When both designs' loads run: the ledger's first job of the episode is written and the plain design's first
-    email has arrived (its send takes the SMTP delay: the fault comes that much later, never before a load began).
-    Each load's generator process picks its own start, later on a busy machine and not together: a fault timed
-    from a guess can miss one design's load, or both. Falls back to the guess when a load ends first."""
-    began = time.monotonic()
-    offset = lab.smtp_record.stat().st_size if lab.smtp_record.exists() else 0
-    plain_design = f"{tag}-deferred-".encode()  # in the recipient of every email of the plain design
-    while time.monotonic() - began < timeout_s and not any(load.done() for load in loads):
-        if ledger_jobs(lab, tag)["jobs"] and lab.smtp_record.exists():
-            with open(lab.smtp_record, "rb") as record:
-                record.seek(offset)
-                if plain_design in record.read():
-                    return time.monotonic()
-        time.sleep(0.02)
-    return began + GENERATOR_START_S
-
-
 def play(lab: Lab, plan: FaultPlan, replays: int = 2) -> Episode:
     """One fault under load, both designs side by side, until the lab settles (counted later: tally). Each
     design's generator process picks its own start: on an overloaded machine they can start seconds apart, or one
@@ -287,9 +154,13 @@ def _play_once(lab: Lab, plan: FaultPlan) -> Episode:
              for endpoint in DESIGNS}
     timeline: list[dict] = []
     set_fault(lab.smtp_control, "ok", delay_s=plan.smtp_delay_s)
+    plain_design_arrived = loads.recipient_arrived(lab, f"{tag}-deferred-")
     with ThreadPoolExecutor(len(specs)) as pool:
         futures = {endpoint: pool.submit(run_load, spec) for endpoint, spec in specs.items()}
-        load_starts_at = _loads_started(lab, tag, futures.values())
+        # both designs' loads run: the ledger's first job is written and the plain design's first email has arrived
+        # (its send takes the SMTP delay: the fault comes that much later, never before a load began)
+        load_starts_at = loads.started([lambda: ledger_jobs(lab, tag)["jobs"] > 0, plain_design_arrived],
+                                       futures.values())
         # In this (the lab's) thread: a process restarted from a thread that then ends would get the parent-death
         # signal the lab arms for every child (PR_SET_PDEATHSIG follows the thread that forked it).
         _inject_on_schedule(lab, plan, load_starts_at, timeline, futures.values())
@@ -341,78 +212,6 @@ def run_episode(lab: Lab, plan: FaultPlan, late_check_s: float = LATE_CHECK_S) -
     return run_faults(lab, [plan], late_check_s)
 
 
-# -- overload: a bounded backlog ------------------------------------------------------------------------------
-
-def probe_shedding(lab: Lab, tag: str, bound: int, done: threading.Event) -> dict:
-    """While an overload runs: once the queue holds `bound` tasks, requests of our own until one is shed, for its
-    Retry-After header (the load generator keeps status codes only). Returns the probes sent and the header's
-    seconds (0: a 503 without a valid header, None: no 503 came)."""
-    found: dict = {"probes": 0, "retry_after_s": None}
-    with lab.queue.depth_reader() as depth:
-        while found["retry_after_s"] is None and not done.is_set():
-            if depth() < bound:
-                done.wait(0.01)
-                continue
-            response = lab.post("/email/deferred/", {"to": recipient(tag, "probe", found["probes"])})
-            found["probes"] += 1
-            if response.status == 503:
-                header = response.getheader("Retry-After") or ""
-                found["retry_after_s"] = int(header) if header.isdigit() else 0
-    return found
-
-
-def measure_backlog(lab: Lab, max_backlog: int, rate: float, duration_s: float, drain_timeout_s: float = 300.0,
-                    settle_timeout_s: float = 60.0, late_check_s: float = LATE_CHECK_S
-                    ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """Open-loop load on /email/deferred/ faster than the consumer drains, with the web server restarted with
-    LAB_MAX_BACKLOG = max_backlog (0: unbounded). Returns (figures, queue depth over time, request records)."""
-    lab.wait_until_drained()
-    if lab.config.max_backlog != max_backlog:
-        lab.restart_web(max_backlog=max_backlog)
-    tag = new_tag("overload")
-    spec = replace(load_spec(lab, "deferred", mode="open", rate=rate, arrival="constant", connections=128,
-                             duration_s=duration_s, warmup_s=0.0, timeout_s=30.0),
-                   form={"to": recipient(tag, "deferred")})
-    done, probe = threading.Event(), {"probes": 0, "retry_after_s": None}
-    prober = threading.Thread(target=lambda: probe.update(probe_shedding(lab, tag, max_backlog, done)))
-    with QueueDepthSampler(lab.queue, interval_s=0.05) as sampler:
-        started = time.time()
-        if max_backlog:
-            prober.start()
-        result = run_load(spec)
-        done.set()
-        if max_backlog:
-            prober.join()
-        load_done = time.time()
-        lab.wait_until_drained(timeout=drain_timeout_s)
-        drained = time.time()
-    depth = sampler.frame().assign(t_s=lambda f: f["t"] - started, max_backlog=max_backlog)
-    settle, at_settle = settle_and_read(lab, tag, ["deferred"], settle_timeout_s)
-    time.sleep(late_check_s)
-    records = result.records.assign(max_backlog=max_backlog)
-    counts = account(records, received_by_request(lab, tag, "deferred"), at_settle["deferred"])
-    ok = records[records["status"] == 202]
-    shed = records[records["status"] == 503]
-    figures = {"max_backlog": max_backlog, "rate": rate, "duration_s": duration_s, **counts, **settle,
-               "web_workers": lab.config.web_workers, **probe,
-               "max_depth": int(depth["depth"].max()) if len(depth) else 0,
-               "accepted_p99_ms": float(ok["latency_ms"].quantile(0.99)) if len(ok) else None,
-               "refused_p99_ms": float(shed["latency_ms"].quantile(0.99)) if len(shed) else None,
-               "drain_after_load_s": drained - load_done}
-    return figures, depth, records
-
-
-def run_overload(lab: Lab, max_backlog: int, rate: float, duration_s: float, late_check_s: float = LATE_CHECK_S
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The same overload unbounded, then bounded at `max_backlog`. Returns (one row each, queue depth over time)."""
-    rows, depths = [], []
-    for bound in (0, max_backlog):
-        figures, depth, _ = measure_backlog(lab, bound, rate, duration_s, late_check_s=late_check_s)
-        rows.append(figures)
-        depths.append(depth)
-    return pd.DataFrame(rows), pd.concat(depths, ignore_index=True)
-
-
 # -- soak -----------------------------------------------------------------------------------------------------
 
 def lab_rss_mb(lab: Lab) -> float:
@@ -433,7 +232,7 @@ def measure_capacity(lab: Lab, jobs: int = 200) -> dict:
     before = lab.emails_received()
     accepted = ledger_jobs(lab, tag)["jobs"]
     lab.wait_for_emails(before + accepted, timeout=300)
-    wait_until_settled(lab, tag, 60.0, quiet_s=0.5)
+    settle_and_read(lab, tag, [], 60.0, quiet_s=0.5)
     got = lab.deliveries().iloc[before:]
     span = float(got["accepted_at"].max() - got["accepted_at"].min()) if len(got) > 1 else float("nan")
     drain_rate = (len(got) - 1) / span if span and span > 0 else float("nan")

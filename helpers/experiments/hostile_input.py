@@ -1,9 +1,8 @@
-"""Hostile input through the real stack (issue 14; no notebook: `python -m helpers bench hostile`, and a quick slice
-in tests/test_hostile_stack.py). tests/test_hostile_input.py fuzzes the views through Django's test client; this
-sends raw bytes to gunicorn (its own HTTP parser) with the real SMTP backend behind the views, and checks what the
-test client cannot see: no 5xx, no 2xx for a request that deserved a refusal, exactly one email or thumbnail per
-2xx and none per refusal, nothing left in the upload spool, and servers still healthy after.
-"""
+"""Hostile input through the real stack (issue 14; no notebook: `python -m helpers bench hostile_input`, and a quick
+slice in tests/test_hostile_stack.py). tests/test_hostile_input.py fuzzes the views through Django's test client; this
+sends raw bytes to gunicorn (its own HTTP parser) with the real SMTP backend behind the views, and checks what the test
+client cannot see: no 5xx, no 2xx for a request that deserved a refusal, exactly one email or thumbnail per 2xx and none
+per refusal, nothing left in the upload spool, and servers still healthy after. """
 
 from __future__ import annotations
 
@@ -64,7 +63,7 @@ def measure_hostile(lab: Lab, count: int, seed: int = 1, batch: int = 2500, sett
 
 
 def key_figures(result: HostileResult) -> dict:
-    """The figures `bench hostile` prints; tests/test_hostile_stack.py asserts the same ones on a quick slice."""
+    """The figures `bench hostile_input` prints; tests/test_hostile_stack.py asserts the same ones on a quick slice."""
     rows = result.rows
     ok = rows["status"].between(200, 299)
     emails = rows["endpoint"].isin(hostile.EMAIL_ENDPOINTS)
@@ -106,7 +105,7 @@ HOSTILE_LAB = dict(smtp_delay_s=0.0, web_workers=4, consumer_workers=4, huey_log
                    consumer_initial_delay_s=0.01, consumer_max_delay_s=0.1)
 
 
-@benchmark("hostile")
+@benchmark("hostile_input", aliases=("hostile",))
 def hostile_bench(run_dir, requests: int = 10_000, seed: int = 1) -> dict:
     """`requests` hostile requests through gunicorn and the real SMTP backend."""
     with Lab(run_dir=run_dir, **HOSTILE_LAB) as lab:

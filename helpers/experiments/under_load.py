@@ -1,5 +1,5 @@
 """Notebook 02, under load: where the blocking view hits its ceiling (open- and closed-loop sweeps, the M/D/c
-model beside them), and `python -m helpers bench harness`, which checks the load generator against wrk."""
+model beside them), and `python -m helpers bench under_load_harness`, which checks the load generator against wrk."""
 
 from __future__ import annotations
 
@@ -329,7 +329,7 @@ def separate_cores() -> tuple[list[int] | None, list[int] | None]:
     return (cores[:-1], cores[-1:]) if len(cores) >= 2 else (None, None)
 
 
-@benchmark("harness")
+@benchmark("under_load_harness", aliases=("harness",))
 def harness(run_dir, connections: int = 16, duration_s: float = 5.0, trials: int = 6,
             open_rate: float = 1000.0) -> dict:
     """The lab's load generator against wrk on the same endpoint, then open loop.

@@ -1,4 +1,5 @@
-"""Notebook 04, what the user sees: the sign-up page in a real browser (`python -m helpers bench browser`)."""
+"""Notebook 04, what the user sees: the sign-up page in a real browser (`python -m helpers bench
+what_the_user_sees`)."""
 
 from __future__ import annotations
 
@@ -56,10 +57,10 @@ def measure_browser(lab: Lab, trials: int, warmup: int = 1, variants=browser.VAR
 
 
 def key_figures(result: BrowserResult) -> dict:
-    """The figures notebook 04 records and `bench browser` prints, medians per variant and path: navigation TTFB
-    after the form post and its redirect (and responseStart - requestStart, which leaves the POST out), the page's
-    own TTFB with fetch(), the time from the click until fetch()'s answer and then "sent" are on screen, and INP
-    as web-vitals reports it for each variant."""
+    """The figures notebook 04 records and `bench what_the_user_sees` prints, medians per variant and path: navigation
+    TTFB after the form post and its redirect (and responseStart - requestStart, which leaves the POST out), the page's
+    own TTFB with fetch(), the time from the click until fetch()'s answer and then "sent" are on screen, and INP as
+    web-vitals reports it for each variant."""
     medians = result.medians()
 
     def median(variant: str, path: str, metric: str) -> float | None:
@@ -103,7 +104,7 @@ def vitals_rating(value_ms: float | None, metric: str) -> str:
     return "good" if value_ms <= good else "poor" if value_ms > poor else "needs improvement"
 
 
-@benchmark("browser")
+@benchmark("what_the_user_sees", aliases=("browser",))
 def browser_bench(run_dir, trials: int = 15, warmup: int = 2, smtp_delay_s: float = 0.3) -> dict:
     """What a person sees in a real browser (headless Chromium), every variant and path interleaved. Returns
     key_figures() and nothing else: the same names as notebook 04 (the parameters are in run.json)."""

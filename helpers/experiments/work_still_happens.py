@@ -1,14 +1,16 @@
-"""The experiments of "the work still happens" (notebook 03 and `python -m helpers bench queue`), one
-implementation each: where a deferred task's time goes, the backlog when arrivals outpace the consumer, the
-pickup delay after idle periods against the consumer's polling settings, and workers x worker type per job.
+"""The experiments of "the work still happens" (notebook 03 and `python -m helpers bench work_still_happens`):
+where a deferred task's time goes, the backlog when arrivals outpace the consumer, the pickup delay after idle
+periods against the consumer's polling settings (helpers.protocols.pickup.enqueue_to_start), and workers x worker
+type per job.
 
-Each needs a running Lab with record_task_events=True (except `enqueue_and_drain`, which reads only the queue).
+Each needs a running Lab with record_task_events=True (except helpers.protocols.drain.enqueue_and_drain, which reads
+only the queue).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -17,28 +19,11 @@ from helpers import runs
 from helpers.analysis import latency
 from helpers.instruments import cpu, enqueuer, lifecycle, queue_probe
 from helpers.instruments.client import RequestSpec, time_requests
+from helpers.protocols import pickup
+from helpers.protocols.consumers import ensure_consumers
+from helpers.protocols.drain import EnqueueDrain, enqueue_and_drain
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
-from helpers.stack.lab import LabConfig
-from helpers.stack.queues import backend_class
-
-# Huey's consumer defaults: an idle worker sleeps 0.1 s, then 15 % longer after every empty poll, up to 10 s.
-DEFAULT_POLLING = {"consumer_initial_delay_s": 0.1, "consumer_max_delay_s": 10.0, "consumer_backoff": 1.15}
-# Tuned: the tuning knob of the lab's default backend (Huey on SQLite), defined once on its class
-# (QueueBackend.tuned_worker_config): every worker polls at least every 20 ms, whatever the idle time (the idle CPU
-# cost is measured).
-TUNED_POLLING = dict(backend_class(LabConfig.queue_backend).tuned_worker_config)
-POLLING_SETTINGS = {"default": DEFAULT_POLLING, "tuned": TUNED_POLLING}
-
-
-def poll_interval_after_idle(idle_s: float, initial_delay_s: float, max_delay_s: float, backoff: float) -> float:
-    """The sleep a Huey worker is in after `idle_s` of empty polls (its k-th sleep is initial * backoff**k,
-    capped at max): a task arriving then waits up to this long before that worker looks again."""
-    slept, delay = 0.0, initial_delay_s
-    while slept + min(delay, max_delay_s) < idle_s:
-        slept += min(delay, max_delay_s)
-        delay *= backoff
-    return min(delay, max_delay_s)
 
 
 def enqueue_plan(kind: str, offsets_s, api: str = "huey", source_image=None) -> enqueuer.EnqueuePlan:
@@ -149,38 +134,6 @@ def time_average(t: np.ndarray, values: np.ndarray) -> float:
 
 # -- 3. pickup delay after idle periods, against polling settings ---------------------------------------------
 
-def pickup_after_idle(lab: Lab, idle_s: list[float], repeats: int, polling: dict, label: str) -> pd.DataFrame:
-    """Restart the consumer with `polling`, then enqueue one no-op task each time the consumer has been idle
-    for one of `idle_s` since the previous task finished (in random order, the same for every setting);
-    returns one row per task with its pickup delay (enqueue -> start)."""
-    lab.start_consumer(**polling)
-    order = np.random.default_rng(3).permutation(np.repeat(np.asarray(idle_s, dtype=float), repeats))
-    gaps = np.concatenate([[0.0], order])  # the first task only ends the start-up activity
-    since = time.time()
-    plan = enqueue_plan("noop", gaps)
-    plan.after_finish = True
-    enqueued = enqueuer.enqueue(lab.django_env(), plan)
-    tasks = lifecycle.wait_for_tasks(lab.stats_file, since, task_ids=enqueued["task_id"])
-    tasks = tasks.merge(enqueued[["task_id", "seq"]], on="task_id").sort_values("seq")
-    tasks["idle_s"] = tasks["enqueued"] - tasks["finished"].shift(1)  # as it happened: finish events are
-    tasks = tasks.iloc[1:].assign(idle_nominal_s=order)                 # seen up to a flush interval late
-    tasks["pickup_ms"] = (tasks["executing"] - tasks["enqueued"]) * 1e3
-    tasks["setting"] = label
-    tasks["poll_interval_ms"] = [poll_interval_after_idle(t, *polling_values(polling)) * 1e3 for t in tasks["idle_s"]]
-    return tasks.reset_index(drop=True)
-
-
-def polling_values(polling: dict) -> tuple[float, float, float]:
-    return (polling["consumer_initial_delay_s"], polling["consumer_max_delay_s"], polling["consumer_backoff"])
-
-
-def ensure_consumers(lab: Lab, **changes) -> None:
-    """Restart the lab's consumers with `changes` to its config, unless they already run with exactly those."""
-    running = lab.consumer_names() and all(lab.processes[name].alive() for name in lab.consumer_names())
-    if not running or any(getattr(lab.config, key) != value for key, value in changes.items()):
-        lab.start_consumer(**changes)
-
-
 def consumer_idle_cpu(lab: Lab, polling: dict, seconds: float) -> float:
     """CPU the idle consumer (all its workers) burns with these polling settings, in % of one core (its consumers
     restarted only if they poll otherwise)."""
@@ -191,11 +144,11 @@ def consumer_idle_cpu(lab: Lab, polling: dict, seconds: float) -> float:
 
 def polling_costs(lab: Lab, idle_s: list[float], repeats: int, cpu_window_s: float,
                   settings: dict[str, dict] | None = None) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Per polling setting (name -> consumer settings; default POLLING_SETTINGS): the pickup delays after idle
-    periods (pickup_after_idle), then the idle consumer's CPU with the same consumers, still running."""
+    """Per polling setting (name -> consumer settings; default pickup.POLLING_SETTINGS): the pickup delays after idle
+    periods (pickup.enqueue_to_start), then the idle consumer's CPU with the same consumers, still running."""
     frames, idle_cpu = [], {}
-    for name, polling in (settings or POLLING_SETTINGS).items():
-        frames.append(pickup_after_idle(lab, idle_s, repeats, polling, name))
+    for name, polling in (settings or pickup.POLLING_SETTINGS).items():
+        frames.append(pickup.enqueue_to_start(lab, idle_s, repeats, polling, name))
         idle_cpu[name] = consumer_idle_cpu(lab, polling, cpu_window_s)
     return pd.concat(frames, ignore_index=True), idle_cpu
 
@@ -249,41 +202,6 @@ def paired_ratios(sweep: pd.DataFrame, workers: int | None = None) -> pd.DataFra
     return (rates["process"] / rates["thread"]).rename("process_over_thread").reset_index()
 
 
-# -- the bench's figures: enqueue cost and drain rate, reading the queue alone ---------------------------------
-
-@dataclass
-class EnqueueDrain:
-    enqueue_us: pd.Series
-    drain_tasks_per_s: float  # read once every consumer process is up (NaN if the queue was empty by then)
-    depth: pd.DataFrame
-    queued_when_all_up: int  # what was left to measure the rate on
-    enqueued_total: int  # tasks enqueued, over every attempt
-
-
-def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api: str = "huey",
-                      retries: int = 2, **consumer_changes) -> EnqueueDrain:
-    """Enqueue `count` no-op tasks back to back with the consumer stopped (the enqueue alone), then start the
-    consumer (with `consumer_changes` to the lab's config) and time the queue emptying, from the sampled depth.
-
-    Several consumer processes start side by side, not at one instant, and on a busy machine the first ones up can
-    empty the queue before the last is ready: the rate counts only once all are up, and when less than a quarter of
-    the tasks was left by then, the drain is made again with twice as many (up to `retries` times)."""
-    lab.stop_consumer()
-    enqueued = enqueuer.enqueue(lab.django_env(), enqueue_plan("noop", [0.0] * count, api))
-    with queue_probe.QueueDepthSampler(lab.queue, 0.005) as sampler:
-        lab.start_consumer(consumer_workers=workers, consumer_worker_type=worker_type, **consumer_changes)
-        lab.wait_until_drained(timeout=120)
-        time.sleep(0.05)
-    depth = sampler.frame()
-    all_up = depth[depth["t"] >= lab.consumers_ready_at]
-    left = int(all_up["depth"].iloc[0]) if len(all_up) else 0
-    if left < count / 4 and retries > 0:
-        again = enqueue_and_drain(lab, 2 * count, workers, worker_type, api, retries - 1, **consumer_changes)
-        return replace(again, enqueued_total=again.enqueued_total + count)
-    return EnqueueDrain(enqueued["enqueue_us"], queue_probe.drain_rate(all_up) if len(all_up) else float("nan"),
-                        depth, left, count)
-
-
 # -- 5. Django's Tasks API: the backend setting is the whole difference --------------------------------------
 
 def tasks_api_backends(lab: Lab, requests: int, warmup: int = 1) -> pd.DataFrame:
@@ -311,13 +229,13 @@ def enqueue_cost_by_api(lab: Lab, count: int, workers: int, worker_type: str) ->
 
 
 
-# -- the figures notebook 03 records and `bench queue` prints: each part from whichever experiments ran ----------
+# -- the figures notebook 03 records and `bench work_still_happens` prints: each part from whichever ran ---------
 
 def key_figures(completion: CompletionResult | None = None, backlog_result: BacklogResult | None = None,
                 pickups: pd.DataFrame | None = None, idle_cpu: dict[str, float] | None = None,
                 sweep: pd.DataFrame | None = None, djtasks: pd.DataFrame | None = None,
                 by_api: pd.DataFrame | None = None, drains: dict[str, EnqueueDrain] | None = None) -> dict:
-    """One flat dict, the same names whoever measured them (notebook 03 or `bench queue`)."""
+    """One flat dict, the same names whoever measured them (notebook 03 or `bench work_still_happens`)."""
     figures: dict[str, object] = {}
     if completion is not None:
         summary = completion.summary
@@ -394,7 +312,7 @@ def status_codes(djtasks: pd.DataFrame) -> dict[str, list[int]]:
     return {backend: sorted(int(s) for s in group.unique()) for backend, group in djtasks.groupby("backend")["status"]}
 
 
-@benchmark("queue")
+@benchmark("work_still_happens", aliases=("queue",))
 def queue_bench(run_dir, enqueues: int = 5000, idle_s: float = 5.0, pickups_per_setting: int = 7,
                 cpu_window_s: float = 8.0) -> dict:
     """The queue itself: a direct enqueue (native djhuey and through django.tasks), how fast the consumer drains
@@ -402,7 +320,7 @@ def queue_bench(run_dir, enqueues: int = 5000, idle_s: float = 5.0, pickups_per_
     with tuned polling, and what the tuned polling costs an idle consumer in CPU."""
     drains = {}
     # Recording off and Huey's per-task log lines off: the drain measures the queue, not the instruments.
-    with Lab(run_dir=run_dir, web_workers=1, huey_log_level="WARNING", **TUNED_POLLING) as lab:
+    with Lab(run_dir=run_dir, web_workers=1, huey_log_level="WARNING", **pickup.TUNED_POLLING) as lab:
         by_api = enqueue_cost_by_api(lab, enqueues, 4, "thread")
         for workers, worker_type in ((4, "thread"), (8, "thread"), (4, "process")):
             drains[f"{workers} {worker_type}"] = enqueue_and_drain(lab, enqueues, workers, worker_type)
@@ -413,7 +331,7 @@ def queue_bench(run_dir, enqueues: int = 5000, idle_s: float = 5.0, pickups_per_
         pickups, idle_cpu = polling_costs(lab, [idle_s], pickups_per_setting, cpu_window_s)
     runs.save_table(run_dir, "pickups", pickups)
     return {**key_figures(pickups=pickups, idle_cpu=idle_cpu, by_api=by_api, drains=drains),
-            "pickup_idle_s": idle_s, "polling": POLLING_SETTINGS, "consumer_workers_pickup": 4}
+            "pickup_idle_s": idle_s, "polling": pickup.POLLING_SETTINGS, "consumer_workers_pickup": 4}
 
 
 CLAIMS = {

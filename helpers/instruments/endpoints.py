@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 ENDPOINTS = {
     "noop": ("/noop/", "GET", {}),
     "deferred": ("/email/deferred/", "POST", {"to": "load{i}@example.test"}),
+    # The deferred view's form parsed and validated, nothing enqueued: the baseline of the enqueue's cost.
+    "validate": ("/email/validate/", "POST", {"to": "load{i}@example.test"}),
     "blocking": ("/email/blocking/", "POST", {"to": "load{i}@example.test"}),
     # The deferred email with the job ledger (labsite/ledger.py): notebook 05, `bench faults`.
     "ledger": ("/email/ledger/", "POST", {"to": "load{i}@example.test"}),

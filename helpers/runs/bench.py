@@ -2,10 +2,10 @@
 benchmark only defines its workload: a run folder, the parameters (the benchmark function's keyword defaults),
 the figures in run.json beside the machine and versions, and one plain-JSON object as the last line printed.
 
-A benchmark lives in the experiments module of its notebook and returns the same key_figures() the notebook
-records, so a figure has one source:
+A benchmark lives in the experiments module of its notebook, is named after it, and returns the same key_figures()
+the notebook records, so a figure has one source:
 
-    @benchmark("overhead")
+    @benchmark("blocking_vs_deferred", aliases=("overhead",))
     def overhead(run_dir, fast_requests=1000, blocking_requests=60) -> dict:
         with Lab(run_dir=run_dir) as lab:
             return key_figures(measure_overhead(lab, fast_requests, blocking_requests))
@@ -25,13 +25,16 @@ from collections.abc import Callable
 from helpers.runs import folders
 
 BENCHMARKS: dict[str, Callable[..., dict]] = {}
+ALIASES: dict[str, str] = {}  # an earlier name -> the benchmark's name
 
 
-def benchmark(name: str):
-    """Register `function(run_dir, **parameters) -> figures` as `python -m helpers bench name`."""
+def benchmark(name: str, aliases: tuple[str, ...] = ()):
+    """Register `function(run_dir, **parameters) -> figures` as `python -m helpers bench name` (its experiments
+    module's name, or that name and what it measures when the module has two), and as each of `aliases`."""
 
     def decorator(function):
         BENCHMARKS[name] = function
+        ALIASES.update(dict.fromkeys(aliases, name))
         return function
 
     return decorator
@@ -46,6 +49,11 @@ def discover() -> dict[str, Callable[..., dict]]:
     return BENCHMARKS
 
 
+def names() -> list[str]:
+    """Every name `python -m helpers bench` accepts: the benchmarks' and their aliases."""
+    return sorted({*discover(), *ALIASES})
+
+
 def parameters_of(function: Callable) -> dict:
     return {name: p.default for name, p in inspect.signature(function).parameters.items()
             if p.default is not inspect.Parameter.empty}
@@ -54,6 +62,7 @@ def parameters_of(function: Callable) -> dict:
 def run(name: str, overrides: dict | None = None) -> dict:
     """Run one benchmark with its defaults, or `overrides` of them (`python -m helpers bench NAME -p kills 100`)."""
     benchmarks = discover()
+    name = ALIASES.get(name, name)
     if name not in benchmarks:
         raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(sorted(benchmarks))}")
     function = benchmarks[name]

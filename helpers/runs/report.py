@@ -252,8 +252,8 @@ PICKUP = (
     "After up to {03.pickup_idle_max_s s} idle, Huey's default SQLite polling starts a task "
     "{03.pickup_p50_ms_default ms} after its enqueue at the median (worst {03.pickup_max_ms_default ms}); tuned "
     "polling {03.pickup_p50_ms_tuned ms}, for {03.idle_cpu_pct_tuned %} of a core idle against "
-    "{03.idle_cpu_pct_default %}; Redis's blocking pop {06.huey_redis_pickup_p50_ms ms}. In the browser, the "
-    "deferred email shows as sent {04.delivered_deferred_ms ms} after the click, the blocking one "
+    "{03.idle_cpu_pct_default %}; Redis's blocking pop {06.huey_redis_pickup_enqueue_to_start_p50_ms ms}. In the "
+    "browser, the deferred email shows as sent {04.delivered_deferred_ms ms} after the click, the blocking one "
     "{04.delivered_blocking_ms ms}.")
 CRASH = (
     "{05.consumer_kills} SIGKILLs of the Huey consumer lost {05.kill_lost_without_ledger} tasks, no more than its "
@@ -319,10 +319,11 @@ def _queue_rows(f: Figures) -> list[list[str]]:
     rows = []
     for b in fig["backends"]:
         label, delivery = _backend(b)
-        tuned = "" if fig.get(f"{b}_tuned_pickup_p50_ms") is None else f" (tuned {cell(b, 'tuned_pickup_p50_ms')})"
+        tuned = ("" if fig.get(f"{b}_tuned_pickup_request_to_smtp_p50_ms") is None
+                 else f" (tuned {cell(b, 'tuned_pickup_request_to_smtp_p50_ms')})")
         kills = (f"{cell(b, 'lost_on_kill')} / {cell(b, 'duplicated_on_kill')} / {cell(b, 'stuck_on_kill')} "
                  f"({fig[f'{b}_kills']} kills)" if fig[f"{b}_kills"] else "no worker")
-        rows.append([label, delivery, cell(b, "enqueue_cost_us"), cell(b, "pickup_p50_ms") + tuned,
+        rows.append([label, delivery, cell(b, "enqueue_cost_us"), cell(b, "pickup_request_to_smtp_p50_ms") + tuned,
                      cell(b, "drain_per_s"), cell(b, "e2e_p99_ms"), kills,
                      f"{cell(b, 'runs_after_rollback')} of {trials}", f"{cell(b, 'runs_before_commit')} of {trials}",
                      cell(b, "worker_mb") if fig[f"{b}_kills"] else "no worker"])
@@ -357,7 +358,7 @@ def _queue_matrix(f: Figures) -> dict:
     lost = [b for b in workers if fig[f"{b}_lost_on_kill"]]
     kept = [b for b in workers if not fig[f"{b}_lost_on_kill"]]
     duplicated = [b for b in kept if fig[f"{b}_duplicated_on_kill"]]
-    first = min(workers, key=lambda b: fig[f"{b}_pickup_p50_ms"])
+    first = min(workers, key=lambda b: fig[f"{b}_pickup_request_to_smtp_p50_ms"])
     skipped = [b for b in backends if not fig[f"{b}_runs_after_rollback"]]
     copies = sum(fig[f"{b}_duplicated_on_kill"] for b in duplicated)
     kills = (f"killed workers lost emails on {len(lost)} of the {len(workers)} backends with workers, none on "
@@ -599,7 +600,12 @@ def stale(readme: Path | None = None, measured: Measured | None = None) -> list[
     found = [] if readme_with(text, findings_markdown(measured)) == text else [readme]
     found += [target for target, source in chart_files(measured).items()
               if not target.exists() or target.read_bytes() != source.read_bytes()]
-    return [str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path) for path in found]
+    return [shown_path(path) for path in found]
+
+
+def shown_path(path: Path) -> str:
+    """A path as the check prints it: relative to the repository when inside it."""
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def write_readme(readme: Path | None = None, measured: Measured | None = None) -> None:

@@ -1,5 +1,6 @@
-"""The instruments' arithmetic on hand-made inputs: lifecycle table, backlog model, drain rate, polling model, and
-the figures notebook 03's verdict compares (paired worker-type ratios, task integrity, status codes)."""
+"""Notebook 03's arithmetic on hand-made inputs (helpers.experiments.work_still_happens and the instruments it reads):
+lifecycle table, backlog model, drain rate, and the figures its verdict compares (paired worker-type ratios, task
+integrity, status codes)."""
 
 import io
 
@@ -38,13 +39,6 @@ def test_lifecycle_counts_a_state_recorded_twice():
     frame = lifecycle.lifecycles(events((1.0, "a", "enqueued"), (1.1, "a", "enqueued"), (1.2, "a", "dequeued")))
     assert frame.loc[0, "n_enqueued"] == 2 and frame.loc[0, "n_executing"] == 0
     assert np.isnan(frame.loc[0, "finished"])
-
-
-def test_poll_interval_grows_by_the_backoff_up_to_the_cap():
-    assert qe.poll_interval_after_idle(0.05, 0.1, 10, 1.15) == pytest.approx(0.1)
-    assert qe.poll_interval_after_idle(0.15, 0.1, 10, 1.15) == pytest.approx(0.115)
-    assert qe.poll_interval_after_idle(1e4, 0.1, 10, 1.15) == 10
-    assert qe.poll_interval_after_idle(5, 0.005, 0.02, 1.15) == 0.02
 
 
 def test_fluid_backlog_grows_at_the_excess_and_drains_at_capacity():

@@ -1,13 +1,10 @@
-"""The scale-out instruments' arithmetic on hand-made inputs (helpers.experiments.scale_out,
-helpers.stack.redis_server)."""
-
-import stat
+"""Notebook 06's arithmetic on hand-made inputs (helpers.experiments.scale_out)."""
 
 import pandas as pd
 import pytest
 
 from helpers.experiments import scale_out as backends
-from helpers.stack import Lab, redis_server
+from helpers.stack import Lab
 
 
 def test_only_enqueues_made_while_every_producer_was_sending_count():
@@ -68,8 +65,9 @@ def test_key_figures_are_named_backend_what_unit_and_carry_what_the_verdict_comp
     figures = backends.key_figures(*scale_out_inputs())
     assert figures["a_drain_tasks_per_s"] == 4500 and figures["b_drain_4_consumers_tasks_per_s"] == 4000  # medians
     assert (figures["a_enqueue_p50_us"], figures["b_enqueue_p50_us"]) == (45.0, 110.0)
-    assert (figures["a_pickup_p50_ms"], figures["a_tuned_pickup_p50_ms"], figures["b_pickup_p50_ms"]) == (40, 6, 2)
-    assert "b_tuned_pickup_p50_ms" not in figures  # a blocking pop has no polling to tune
+    assert (figures["a_pickup_enqueue_to_start_p50_ms"], figures["a_tuned_pickup_enqueue_to_start_p50_ms"],
+            figures["b_pickup_enqueue_to_start_p50_ms"]) == (40, 6, 2)
+    assert "b_tuned_pickup_enqueue_to_start_p50_ms" not in figures  # a blocking pop has no polling to tune
     assert (figures["a_enqueue_errors"], figures["a_contended_enqueue_max_us"]) == (2, 40_000.0)  # the busiest level
     assert (figures["a_load_errors"], figures["b_load_errors"]) == (0, 1)
     assert (figures["b_server_commands_per_task"], figures["a_server_commands_per_task"]) == (5.0, None)
@@ -77,16 +75,3 @@ def test_key_figures_are_named_backend_what_unit_and_carry_what_the_verdict_comp
     assert figures["a_view_deferred_p50_ms"] == 0.8 and figures["contention_producers"] == 4
     assert figures["b_drain_4_consumers_speedup"] == pytest.approx(4000 / 2100, abs=0.01)
     assert (figures["a_drain_4_consumers_queued_when_up"], figures["b_drain_4_consumers_queued_when_up"]) == (0, 1500)
-
-
-def test_redis_config_binds_loopback_keeps_an_aof_and_hides_its_password(tmp_path):
-    path = redis_server.write_config(tmp_path, 6390, "full", "s3cret")
-    lines = path.read_text().splitlines()
-    for expected in ("port 6390", "bind 127.0.0.1", "protected-mode yes", "appendonly yes", "appendfsync always",
-                     'save ""', f"dir {tmp_path}", "requirepass s3cret"):
-        assert expected in lines
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    with pytest.raises(ValueError):
-        redis_server.write_config(tmp_path, 6390, "sometimes")
-    assert redis_server.url(6390, "a/b") == "redis://:a%2Fb@127.0.0.1:6390/0"
-    assert redis_server.url(6390) == "redis://127.0.0.1:6390/0"

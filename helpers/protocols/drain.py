@@ -1,0 +1,80 @@
+"""Drain: a queue filled while its workers are stopped, then emptied by them, the depth sampled every 5 ms; the rate
+is read off the depth (helpers.instruments.queue_probe.drain_rate: 90 % to 10 % of the peak)."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+
+from helpers.instruments import enqueuer, queue_semantics
+from helpers.instruments.queue_probe import QueueDepthSampler, drain_rate
+from helpers.protocols.consumers import has_workers
+from helpers.stack import Lab
+
+
+def sampled(lab: Lab, timeout_s: float = 120.0, **consumer_changes) -> pd.DataFrame:
+    """Start the lab's workers (with `consumer_changes` to its config) and sample the queue's depth until it is
+    empty: one row per sample (t epoch s, depth)."""
+    with QueueDepthSampler(lab.queue, 0.005) as sampler:
+        lab.start_consumer(**consumer_changes)
+        lab.wait_until_drained(timeout=timeout_s)
+        time.sleep(0.05)
+    return sampler.frame()
+
+
+@dataclass
+class EnqueueDrain:
+    enqueue_us: pd.Series
+    drain_tasks_per_s: float  # read once every consumer process is up (NaN if the queue was empty by then)
+    depth: pd.DataFrame
+    queued_when_all_up: int  # what was left to measure the rate on
+    enqueued_total: int  # tasks enqueued, over every attempt
+
+
+def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api: str = "huey",
+                      retries: int = 2, **consumer_changes) -> EnqueueDrain:
+    """Enqueue `count` no-op tasks back to back with the consumer stopped (each enqueue timed, through `api`: native
+    djhuey or django.tasks), then start the consumer (with `consumer_changes`) and time the queue emptying.
+
+    Several consumer processes start side by side, not at one instant, and on a busy machine the first ones up can
+    empty the queue before the last is ready: the rate counts only once all are up, and when less than a quarter of
+    the tasks was left by then, the drain is made again with twice as many (up to `retries` times)."""
+    lab.stop_consumer()
+    enqueued = enqueuer.enqueue(lab.django_env(), enqueuer.EnqueuePlan("noop", [0.0] * count, api))
+    depth = sampled(lab, consumer_workers=workers, consumer_worker_type=worker_type, **consumer_changes)
+    all_up = depth[depth["t"] >= lab.consumers_ready_at]
+    left = int(all_up["depth"].iloc[0]) if len(all_up) else 0
+    if left < count / 4 and retries > 0:
+        again = enqueue_and_drain(lab, 2 * count, workers, worker_type, api, retries - 1, **consumer_changes)
+        return replace(again, enqueued_total=again.enqueued_total + count)
+    return EnqueueDrain(enqueued["enqueue_us"], drain_rate(all_up) if len(all_up) else float("nan"), depth, left,
+                        count)
+
+
+def through_each_api(labs: dict[str, Lab], count: int, tuned: bool = True) -> pd.DataFrame:
+    """Per lab in turn: its workers stopped, `count` no-op tasks enqueued through its own API
+    (queue_semantics.enqueue_noop, from a process of its own; every lab at once), then its workers started again
+    (`tuned`: with the backend's tuning knob, which they keep; a worker never idles on a full queue, so it changes
+    nothing here and saves a restart). NaN where there is no worker."""
+
+    def fill(lab: Lab) -> str | None:
+        lab.stop_consumer()
+        return str(queue_semantics.enqueue_noop(lab, count))
+
+    workers = {b: has_workers(lab) for b, lab in labs.items()}  # before their workers stop
+    with ThreadPoolExecutor(len(labs)) as pool:
+        filled = dict(zip(labs, pool.map(lambda b: fill(labs[b]) if workers[b] else None, labs), strict=True))
+    rows = []
+    for backend, lab in labs.items():
+        row = {"backend": backend, "tasks": count, "drain_per_s": np.nan, "queued_at_start": 0,
+               "enqueue": filled[backend]}
+        if workers[backend]:
+            depth = sampled(lab, 300.0, **(lab.queue.tuned_worker_config if tuned else {}))
+            row["queued_at_start"] = int(depth["depth"].max()) if len(depth) else 0
+            row["drain_per_s"] = drain_rate(depth) if row["queued_at_start"] > 0 else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("backend")
