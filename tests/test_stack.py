@@ -23,7 +23,7 @@ def lab():
 def wait_for_state(lab, task_id, state, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = json.loads(lab.get(f"/tasks/{task_id}/").body)
+        body = json.loads(lab.http.get(f"/tasks/{task_id}/").body)
         if body.get("state") == state:
             return body
         time.sleep(0.05)
@@ -37,43 +37,43 @@ def test_every_server_listens_on_loopback_only(lab):
 
 
 def test_deferred_email_reaches_the_smtp_server(lab):
-    before = lab.emails_received()
-    response = lab.post("/email/deferred/", {"to": "deferred@example.test"})
+    before = lab.mail.emails_received()
+    response = lab.http.post("/email/deferred/", {"to": "deferred@example.test"})
     assert response.status == 202
     task_id = json.loads(response.body)["task_id"]
     status = wait_for_state(lab, task_id, "delivered")
-    lab.wait_for_emails(before + 1, timeout=20)
-    delivered = lab.deliveries()
+    lab.mail.wait_for_emails(before + 1, timeout=20)
+    delivered = lab.mail.deliveries()
     row = delivered[delivered["message_id"] == status["result"]["message_id"]]
     assert len(row) == 1
     assert row.iloc[0]["rcpt_tos"] == ["deferred@example.test"]
 
 
 def test_blocking_email_has_arrived_when_the_response_does(lab):
-    before = lab.emails_received()
-    response = lab.post("/email/blocking/", {"to": "blocking@example.test"})
+    before = lab.mail.emails_received()
+    response = lab.http.post("/email/blocking/", {"to": "blocking@example.test"})
     assert response.status == 200
-    assert lab.emails_received() == before + 1
+    assert lab.mail.emails_received() == before + 1
     message_id = json.loads(response.body)["result"]["message_id"]
-    assert message_id in set(lab.deliveries()["message_id"])
+    assert message_id in set(lab.mail.deliveries()["message_id"])
 
 
 def test_bad_input_on_the_real_server_is_a_400_and_queues_nothing(lab):
-    depth, received = lab.queue_depth(), lab.emails_received()
+    depth, received = lab.queue_depth(), lab.mail.emails_received()
     for form in ({"to": "nope"}, {"to": ""}, {}):
-        response = lab.post("/email/deferred/", form)
+        response = lab.http.post("/email/deferred/", form)
         assert response.status == 400
         assert "error" in json.loads(response.body)
-    assert lab.get("/tasks/0000/").status == 400
+    assert lab.http.get("/tasks/0000/").status == 400
     assert lab.queue_depth() == depth
     time.sleep(0.3)
-    assert lab.emails_received() == received
+    assert lab.mail.emails_received() == received
 
 
 def test_timing_client_measures_every_request_from_its_own_process(lab):
     specs = [RequestSpec("noop", "/noop/", 20, warmup=2),
              RequestSpec("deferred", "/email/deferred/", 10, "POST", {"to": "t{i}@example.test"}, warmup=1)]
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     frame = time_requests("127.0.0.1", lab.web_port, specs, include_warmup=True)
     assert list(frame["label"].value_counts().sort_index()) == [11, 22]
     assert frame["error"].isna().all()
@@ -82,7 +82,7 @@ def test_timing_client_measures_every_request_from_its_own_process(lab):
     assert (frame["connect_ms"] <= frame["ttfb_ms"]).all()
     assert (frame["ttfb_ms"] <= frame["total_ms"]).all()
     assert (frame["server_ms"] < frame["total_ms"]).all()
-    lab.wait_for_emails(before + 11, timeout=30)
+    lab.mail.wait_for_emails(before + 11, timeout=30)
 
 
 def test_stopping_leaves_no_process_and_no_bound_port():

@@ -269,7 +269,8 @@ def prime(lab: Lab, variant: Variant, setup: Setup) -> None:
     """Two requests per worker at once before the first point, so that every worker has served this path: a cold
     worker's first request waits for its imports and connections, seconds on a busy machine."""
     with ThreadPoolExecutor(2 * setup.web_workers) as pool:
-        list(pool.map(lambda i: lab.post(variant.path, {"to": f"prime{i}@example.test"}), range(2 * setup.web_workers)))
+        list(pool.map(lambda i: lab.http.post(variant.path, {"to": f"prime{i}@example.test"}),
+                      range(2 * setup.web_workers)))
 
 
 def sweep_variant(lab: Lab, variant: Variant, setup: Setup, progress=None) -> tuple[list[dict], list[pd.DataFrame]]:
@@ -329,7 +330,7 @@ def task_outcome(lab: Lab, task_id: str, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     state = "unknown"
     while time.monotonic() < deadline:
-        state = json.loads(lab.get(f"/tasks/{task_id}/").body).get("state", "unknown")
+        state = json.loads(lab.http.get(f"/tasks/{task_id}/").body).get("state", "unknown")
         if state in ("delivered", "failed"):
             break
         time.sleep(0.05)
@@ -347,7 +348,7 @@ def told(row: dict, setup: Setup) -> str:
 
 def fault_request(lab: Lab, variant: Variant, fault: str, setup: Setup) -> dict:
     started = time.monotonic()
-    response = lab.post(variant.path, {"to": f"fault-{variant.name}@example.test"})
+    response = lab.http.post(variant.path, {"to": f"fault-{variant.name}@example.test"})
     body = json.loads(response.body or b"{}")
     row = {"variant": variant.name, "fault": fault, "status": response.status,
            "waited_s": time.monotonic() - started, "error": body.get("error"), "task_state": None}

@@ -44,11 +44,11 @@ import pandas as pd
 from helpers import runs
 from helpers.instruments.cpu import rss_mb
 from helpers.instruments.endpoints import load_spec
+from helpers.instruments.ledger import LEDGER_STATES
 from helpers.instruments.loadgen import run_load
 from helpers.instruments.queue_probe import QueueDepthSampler
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
-from helpers.stack.lab import LEDGER_STATES
 from helpers.stack.smtp_sink import set_fault
 
 FAULTS = ("consumer_kill", "smtp_4xx", "smtp_5xx", "smtp_drop", "web_restart")
@@ -132,12 +132,12 @@ def recipient(tag: str, endpoint: str, i: int | str = "{i}") -> str:
 
 def received_by_request(lab: Lab, tag: str, endpoint: str) -> pd.Series:
     """Copies the SMTP server accepted per request number i of this episode and design."""
-    return lab.copies_by_number(f"{tag}-{endpoint}-")
+    return lab.mail.copies_by_number(f"{tag}-{endpoint}-")
 
 
 def ledger_jobs(lab: Lab, tag: str, i: int | str = "%") -> dict:
-    """The ledger's account of this episode's jobs, or of request i's (helpers.stack.lab.Lab.ledger_jobs)."""
-    return lab.ledger_jobs(recipient(tag, "ledger", i))
+    """The ledger's account of this episode's jobs, or of request i's (helpers.instruments.ledger.LedgerReader.jobs)."""
+    return lab.ledger.jobs(recipient(tag, "ledger", i))
 
 
 def ledger_states(lab: Lab, tag: str, numbers: Iterable[int]) -> pd.Series:
@@ -163,14 +163,14 @@ def wait_until_settled(lab: Lab, tag: str, timeout_s: float, quiet_s: float = 1.
     way, and its account is not final."""
     limit_s = 10 * timeout_s if limit_s is None else limit_s
     started = time.monotonic()
-    last_count, last_change = lab.emails_received(), started
+    last_count, last_change = lab.mail.emails_received(), started
     last_open, last_progress = None, started
     while True:
         time.sleep(0.2)
         if not lab.running:  # the reconciler among them: a dead one would leave jobs behind for good
             raise RuntimeError(f"a lab process died while the ledger settled: {lab.processes}")
         now = time.monotonic()
-        count = lab.emails_received()
+        count = lab.mail.emails_received()
         jobs = ledger_jobs(lab, tag)
         still_open = jobs["pending"] + jobs["sending"]
         if count != last_count:
@@ -353,7 +353,7 @@ def probe_shedding(lab: Lab, tag: str, bound: int, done: threading.Event) -> dic
             if depth() < bound:
                 done.wait(0.01)
                 continue
-            response = lab.post("/email/deferred/", {"to": recipient(tag, "probe", found["probes"])})
+            response = lab.http.post("/email/deferred/", {"to": recipient(tag, "probe", found["probes"])})
             found["probes"] += 1
             if response.status == 503:
                 header = response.getheader("Retry-After") or ""
@@ -430,11 +430,11 @@ def measure_capacity(lab: Lab, jobs: int = 200) -> dict:
                    form={"to": recipient(tag, "ledger")})
     web = run_load(spec).summary
     lab.start_consumer()
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     accepted = ledger_jobs(lab, tag)["jobs"]
-    lab.wait_for_emails(before + accepted, timeout=300)
+    lab.mail.wait_for_emails(before + accepted, timeout=300)
     wait_until_settled(lab, tag, 60.0, quiet_s=0.5)
-    got = lab.deliveries().iloc[before:]
+    got = lab.mail.deliveries().iloc[before:]
     span = float(got["accepted_at"].max() - got["accepted_at"].min()) if len(got) > 1 else float("nan")
     drain_rate = (len(got) - 1) / span if span and span > 0 else float("nan")
     return {"web_rate": web["throughput"], "drain_rate": drain_rate, "capacity": min(web["throughput"], drain_rate),

@@ -99,7 +99,7 @@ def view_enqueue(labs: dict[str, Lab], requests: int, turns: int = 2, warmup: in
              request_spec("deferred", per_turn, form={"to": "scale{i}@example.test"}, warmup=warmup)]
     frames, before = [], {}
     for turn, backend, lab in _interleaved(labs, turns):
-        before.setdefault(backend, lab.emails_received())
+        before.setdefault(backend, lab.mail.emails_received())
         timings = time_requests(LOOPBACK, lab.web_port, specs, include_warmup=True)
         frames.append(timings.assign(backend=backend, turn=turn))
     timings = pd.concat(frames, ignore_index=True)
@@ -109,9 +109,9 @@ def view_enqueue(labs: dict[str, Lab], requests: int, turns: int = 2, warmup: in
         own = deferred[deferred["backend"] == backend]
         accepted = int((own["status"] == 202).sum())
         with contextlib.suppress(TimeoutError):
-            lab.wait_for_emails(before[backend] + accepted, timeout=timeout_s)
+            lab.mail.wait_for_emails(before[backend] + accepted, timeout=timeout_s)
         rows.append({"backend": backend, "requested": len(own), "accepted": accepted,
-                     "emails_arrived": lab.emails_received() - before[backend]})
+                     "emails_arrived": lab.mail.emails_received() - before[backend]})
     return ViewResult(timings, pd.DataFrame(rows).set_index("backend"))
 
 

@@ -96,7 +96,8 @@ def view_cost(labs: dict[str, Lab], requests: int, turns: int = 2, warmup: int =
         frames.append(timings.assign(backend=backend, turn=turn))
         if wrk_s >= 1 and turn == 0:  # wrk counts whole seconds; every deferred request of its is an email to send
             for label in turn_order(VIEWS, turn):
-                measured = wrk.run(lab.url(VIEWS[label]), connections=1, duration_s=wrk_s, threads=1, method="POST",
+                measured = wrk.run(lab.http.url(VIEWS[label]), connections=1, duration_s=wrk_s, threads=1,
+                                   method="POST",
                                    body=f"to=wrk-{backend}%40example.test")
                 wrk_rows.append({"backend": backend, "endpoint": label, "turn": turn, **measured})
     timings = pd.concat(frames, ignore_index=True)
@@ -115,7 +116,7 @@ def _wait_for_copies(lab: Lab, prefix: str, expected: int, timeout_s: float) -> 
     """Copies the SMTP server accepted for recipients `<prefix><n>@...`, waiting up to `timeout_s` for `expected`."""
     deadline = time.monotonic() + timeout_s
     while True:
-        arrived = int(lab.copies_by_number(prefix).sum())
+        arrived = int(lab.mail.copies_by_number(prefix).sum())
         if arrived >= expected or time.monotonic() > deadline:
             return arrived
         time.sleep(0.1)
@@ -179,16 +180,16 @@ def _post_round(labs: dict[str, Lab], tag: str, k: int, turn: int, timeout_s: fl
     sent, to = [], faults.recipient(tag, "pickup", k)
     for backend in turn_order(labs, turn):
         lab = labs[backend]
-        before = lab.emails_received()
+        before = lab.mail.emails_received()
         started = time.time()
-        status = lab.post(DEFERRED, {"to": to}).status
+        status = lab.http.post(DEFERRED, {"to": to}).status
         sent.append((backend, before, started, status))
     rows = []
     for backend, before, started, status in sent:
         lab = labs[backend]
         with contextlib.suppress(TimeoutError):  # the time is the SMTP server's own: polling here only waits
-            lab.wait_for_emails(before + 1, timeout=timeout_s)
-        found = lab.deliveries()
+            lab.mail.wait_for_emails(before + 1, timeout=timeout_s)
+        found = lab.mail.deliveries()
         found = found[found["rcpt_tos"].map(lambda r: to in list(r if r is not None else []))]
         received = float(found["received_at"].min()) if len(found) else None
         rows.append({"backend": backend, "k": k, "status": status, "sent_at": started, "received_at": received,
@@ -245,7 +246,7 @@ def end_to_end(labs: dict[str, Lab], plan: E2EPlan) -> pd.DataFrame:
 def first_accepted_at(lab: Lab, prefix: str) -> pd.Series:
     """Per request number n of the recipients `<prefix><n>@example.test`: when the SMTP server accepted its first
     copy (epoch s, the 250)."""
-    found = lab.deliveries()
+    found = lab.mail.deliveries()
     numbers = found["rcpt_tos"].map(lambda r: r[0] if r else "").str.extract(rf"^{re.escape(prefix)}(\d+)@")[0]
     return found.assign(i=numbers).dropna(subset=["i"]).astype({"i": int}).groupby("i")["accepted_at"].min()
 
@@ -340,7 +341,7 @@ def kill_workers_under_load(labs: dict[str, Lab], plan: KillPlan, late_check_s: 
                         form={"to": faults.recipient(tag, b)})
              for k, (b, lab) in enumerate(labs.items())}
     timeline = []
-    before = {b: lab.emails_received() for b, lab in labs.items()}
+    before = {b: lab.mail.emails_received() for b, lab in labs.items()}
     with ThreadPoolExecutor(len(specs)) as pool:
         loads = {b: pool.submit(run_load, spec) for b, spec in specs.items()}
         started = _loads_running(labs, before, loads.values())
@@ -375,7 +376,7 @@ def _loads_running(labs: dict[str, Lab], before: dict[str, int], loads, timeout_
     process picks its own start, later on a busy machine); falls back to now when a load ends or time runs out."""
     began = time.monotonic()
     while time.monotonic() - began < timeout_s and not any(load.done() for load in loads):
-        if all(lab.emails_received() > before[b] for b, lab in labs.items()):
+        if all(lab.mail.emails_received() > before[b] for b, lab in labs.items()):
             break
         time.sleep(0.02)
     return time.monotonic()
@@ -386,7 +387,7 @@ def settle(labs: dict[str, Lab], timeout_s: float, quiet_s: float = 1.0) -> dict
     `quiet_s`, and a queue that hands a dead worker's task back (redelivery_after_s) has done so or had that long
     since now: what is not delivered then, is lost. Per backend: settled (False: timed out), settle_s."""
     began = time.monotonic()
-    last = {b: (lab.emails_received(), began) for b, lab in labs.items()}
+    last = {b: (lab.mail.emails_received(), began) for b, lab in labs.items()}
     done: dict[str, dict] = {}
     while len(done) < len(labs):
         time.sleep(0.2)
@@ -394,7 +395,7 @@ def settle(labs: dict[str, Lab], timeout_s: float, quiet_s: float = 1.0) -> dict
         for b, lab in labs.items():
             if b in done:
                 continue
-            count = lab.emails_received()
+            count = lab.mail.emails_received()
             if count != last[b][0]:
                 last[b] = (count, now)
             counts = lab.queue.counts()
