@@ -130,6 +130,8 @@ class StubLab:
         self.queue = SimpleNamespace(scheduled=lambda: 0)
         self.running, self.processes = running, {"reconciler": "dead" if not running else "alive"}
         self.progressing, self.received = progressing, 7
+        self.mail = SimpleNamespace(emails_received=self.emails_received)
+        self.ledger = SimpleNamespace(jobs=self.ledger_jobs)
 
     def emails_received(self):
         if self.progressing and faults.time.monotonic() < self.until:

@@ -1,6 +1,8 @@
 """Notebook 07's pure functions (helpers.experiments.which_queue): the view's cost from request timings, the pickup
 summary, the matrix flattened into key figures, and the verdict's claims, on small frames (no lab)."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,13 +145,12 @@ def test_end_to_end_summary_takes_the_accepted_measured_requests_and_counts_the_
 
 
 def test_first_accepted_at_matches_each_request_number_with_its_first_copy():
-    class Lab:
-        def deliveries(self):
-            return pd.DataFrame({"rcpt_tos": [["e2e1-x-0@example.test"], ["e2e1-x-1@example.test"],
-                                              ["e2e1-x-0@example.test"], ["e2e1-y-2@example.test"], []],
-                                 "accepted_at": [5.0, 6.0, 4.0, 7.0, 8.0]})
+    deliveries = pd.DataFrame({"rcpt_tos": [["e2e1-x-0@example.test"], ["e2e1-x-1@example.test"],
+                                            ["e2e1-x-0@example.test"], ["e2e1-y-2@example.test"], []],
+                               "accepted_at": [5.0, 6.0, 4.0, 7.0, 8.0]})
+    lab = SimpleNamespace(mail=SimpleNamespace(deliveries=lambda: deliveries))
 
-    assert wq.first_accepted_at(Lab(), "e2e1-x-").to_dict() == {0: 4.0, 1: 6.0}
+    assert wq.first_accepted_at(lab, "e2e1-x-").to_dict() == {0: 4.0, 1: 6.0}
 
 
 def test_findings_take_every_number_from_the_figures():
