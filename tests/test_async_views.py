@@ -14,7 +14,7 @@ from asgiref.sync import iscoroutinefunction
 
 from helpers.analysis import queueing
 from helpers.experiments import does_async_fix_it as experiment
-from helpers.stack import Lab, LabConfig
+from helpers.stack import Lab
 from helpers.stack.processes import port_is_bound
 from helpers.stack.smtp_sink import set_fault
 from labsite.views import async_email
@@ -45,22 +45,6 @@ def test_wrong_method_on_an_async_view_is_a_json_405(client, path):
     assert response.status_code == 405
     assert response.json() == {"error": "method GET not allowed", "allowed": ["POST"]}
     assert response["Allow"] == "POST"
-
-
-def test_lab_config_refuses_an_unknown_web_server():
-    with pytest.raises(ValueError, match="web_server"):
-        LabConfig(web_server="daphne")
-
-
-def test_uvicorn_command_line_binds_loopback_with_the_workers_and_limit_asked(tmp_path):
-    lab = Lab(run_dir=tmp_path, web_server="uvicorn", web_workers=3, web_limit_concurrency=50)
-    lab.web_port = 12345
-    argv = [str(a) for a in lab.web.argv(lab.web_port)]
-    assert argv[1:4] == ["-m", "uvicorn", "labsite.asgi:application"]
-    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "12345"
-    assert argv[argv.index("--workers") + 1] == "3" and argv[argv.index("--limit-concurrency") + 1] == "50"
-    lab.config.web_server = "gunicorn"
-    assert "labsite.wsgi:application" in [str(a) for a in lab.web.argv(lab.web_port)]
 
 
 # -- on the real stack: uvicorn, the SMTP server, the consumer --------------------------------------------------------

@@ -41,7 +41,8 @@ def web_server_class(server: str, worker_class: str) -> type[WebServer]:
     found = SERVERS.get((server, worker_class)) or SERVERS.get((server, None))
     if found is None:
         choices = ", ".join(f"{s} ({w})" if w else s for s, w in sorted(SERVERS, key=str))
-        raise ValueError(f"no web server {server!r} with worker class {worker_class!r}; choose from {choices}")
+        raise ValueError(f"web_server={server!r} with web_worker_class={worker_class!r} is not a server of "
+                         f"helpers.stack.web; choose from {choices}")
     return found
 
 
