@@ -21,8 +21,8 @@ def test_the_site_database_and_tmp_path(tmp_path):
 
 def test_a_postgresql_lab():
     with Lab(queue_backend="huey_postgres", web_workers=1, consumer_workers=1, smtp_delay_s=0) as lab:
-        assert lab.post("/email/deferred/", {"to": "left@example.test"}).status == 202
-        lab.wait_for_emails(1, timeout=30)
+        assert lab.http.post("/email/deferred/", {"to": "left@example.test"}).status == 202
+        lab.mail.wait_for_emails(1, timeout=30)
 
 
 def test_a_process_that_inherits_the_environment_as_a_kernel_does():

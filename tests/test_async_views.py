@@ -14,7 +14,7 @@ from asgiref.sync import iscoroutinefunction
 
 from helpers.analysis import queueing
 from helpers.experiments import does_async_fix_it as experiment
-from helpers.stack import Lab, LabConfig
+from helpers.stack import Lab
 from helpers.stack.processes import port_is_bound
 from helpers.stack.smtp_sink import set_fault
 from labsite.views import async_email
@@ -47,22 +47,6 @@ def test_wrong_method_on_an_async_view_is_a_json_405(client, path):
     assert response["Allow"] == "POST"
 
 
-def test_lab_config_refuses_an_unknown_web_server():
-    with pytest.raises(ValueError, match="web_server"):
-        LabConfig(web_server="daphne")
-
-
-def test_uvicorn_command_line_binds_loopback_with_the_workers_and_limit_asked(tmp_path):
-    lab = Lab(run_dir=tmp_path, web_server="uvicorn", web_workers=3, web_limit_concurrency=50)
-    lab.web_port = 12345
-    argv = [str(a) for a in lab.web_argv()]
-    assert argv[1:4] == ["-m", "uvicorn", "labsite.asgi:application"]
-    assert argv[argv.index("--host") + 1] == "127.0.0.1" and argv[argv.index("--port") + 1] == "12345"
-    assert argv[argv.index("--workers") + 1] == "3" and argv[argv.index("--limit-concurrency") + 1] == "50"
-    lab.config.web_server = "gunicorn"
-    assert "labsite.wsgi:application" in [str(a) for a in lab.web_argv()]
-
-
 # -- on the real stack: uvicorn, the SMTP server, the consumer --------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -75,35 +59,35 @@ def lab():
 @pytest.mark.stack
 @pytest.mark.parametrize("path", ASYNC_PATHS)
 def test_an_async_view_under_uvicorn_delivers_a_real_email(lab, path):
-    before = lab.emails_received()
-    response = lab.post(path, {"to": "async@example.test"})
+    before = lab.mail.emails_received()
+    response = lab.http.post(path, {"to": "async@example.test"})
     assert response.status == 200
     result = json.loads(response.body)["result"]
-    assert lab.emails_received() == before + 1  # sent before the answer
-    row = lab.deliveries().set_index("message_id").loc[result["message_id"]]
+    assert lab.mail.emails_received() == before + 1  # sent before the answer
+    row = lab.mail.deliveries().set_index("message_id").loc[result["message_id"]]
     assert row["rcpt_tos"] == ["async@example.test"] and row["mail_from"] == "lab@tasks-lab.test"
 
 
 @pytest.mark.stack
 def test_sync_views_still_work_under_uvicorn(lab):
-    before = lab.emails_received()
-    assert lab.get("/noop/").status == 200
-    response = lab.post("/email/deferred/", {"to": "deferred-asgi@example.test"})
+    before = lab.mail.emails_received()
+    assert lab.http.get("/noop/").status == 200
+    response = lab.http.post("/email/deferred/", {"to": "deferred-asgi@example.test"})
     assert response.status == 202
-    assert lab.post("/email/blocking/", {"to": "blocking-asgi@example.test"}).status == 200
-    lab.wait_for_emails(before + 2, timeout=20)  # the task's email too: no work left in flight for the next test
+    assert lab.http.post("/email/blocking/", {"to": "blocking-asgi@example.test"}).status == 200
+    lab.mail.wait_for_emails(before + 2, timeout=20)  # the task's email too: no work left in flight for the next test
 
 
 @pytest.mark.stack
 def test_bad_input_under_uvicorn_is_a_json_4xx_and_sends_nothing(lab):
     lab.wait_until_drained()
-    received = lab.emails_received()
+    received = lab.mail.emails_received()
     for path in ASYNC_PATHS:
         for form in ({"to": "nope"}, {"to": ""}, {}):
-            response = lab.post(path, form)
+            response = lab.http.post(path, form)
             assert response.status == 400 and "error" in json.loads(response.body)
-        assert lab.get(path).status == 405
-    assert lab.emails_received() == received
+        assert lab.http.get(path).status == 405
+    assert lab.mail.emails_received() == received
 
 
 @pytest.mark.stack
@@ -112,15 +96,15 @@ def test_an_smtp_failure_mid_request_is_the_json_500_and_nothing_is_recorded(lab
     """The documented answer (labsite/views/async_email.py): the SMTP error raises out of the view, Django's handler500
     answers the JSON 500, as for the blocking view."""
     lab.wait_until_drained()
-    received = lab.emails_received()
+    received = lab.mail.emails_received()
     set_fault(lab.smtp_control, **fault)
     try:
-        answers = [lab.post(path, {"to": "refused@example.test"}) for path in [*ASYNC_PATHS, "/email/blocking/"]]
+        answers = [lab.http.post(path, {"to": "refused@example.test"}) for path in [*ASYNC_PATHS, "/email/blocking/"]]
     finally:
         set_fault(lab.smtp_control, "ok")
     assert [a.status for a in answers] == [500] * 4
     assert {json.loads(a.body)["error"] for a in answers} == {"internal error"}
-    assert lab.emails_received() == received
+    assert lab.mail.emails_received() == received
 
 
 def smtp_overlap(deliveries: pd.DataFrame) -> int:
@@ -142,16 +126,16 @@ def test_one_uvicorn_worker_sends_many_at_once_but_the_thread_pool_only_its_size
     send at once (one thread per request, not one per process); thread_sensitive=False holds at most the loop's
     default pool. Counted at the SMTP server, not timed."""
     requests = queueing.executor_threads() + 4
-    before = len(lab.deliveries())
+    before = len(lab.mail.deliveries())
     set_fault(lab.smtp_control, "ok", delay_s=1.0)
     try:
         with ThreadPoolExecutor(requests) as pool:
-            statuses = list(pool.map(lambda i: lab.post(path, {"to": f"many{i}@example.test"}).status,
+            statuses = list(pool.map(lambda i: lab.http.post(path, {"to": f"many{i}@example.test"}).status,
                                      range(requests)))
     finally:
         set_fault(lab.smtp_control, "ok")
     assert statuses == [200] * requests
-    overlap = smtp_overlap(lab.deliveries().iloc[before:])
+    overlap = smtp_overlap(lab.mail.deliveries().iloc[before:])
     if bounded:
         assert overlap == queueing.executor_threads()
     else:
@@ -164,10 +148,10 @@ def test_the_lab_stops_uvicorn_cleanly_after_switching_servers():
     with Lab(web_workers=2, consumer_workers=1, smtp_delay_s=0.01) as lab:
         port = lab.web_port
         lab.restart_web(web_server="uvicorn")
-        assert lab.web_port == port and lab.get("/noop/").status == 200
+        assert lab.web_port == port and lab.http.get("/noop/").status == 200
         web = lab.processes["web"]
         assert "uvicorn" in " ".join(web.argv) and len(web.descendants()) >= 2
-        assert lab.post("/email/async/", {"to": "stop@example.test"}).status == 200
+        assert lab.http.post("/email/async/", {"to": "stop@example.test"}).status == 200
         family = [psutil.Process(pid) for pid in lab.pids()]
     assert not port_is_bound(port)
     assert not [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

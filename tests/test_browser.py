@@ -142,7 +142,7 @@ def test_the_browser_is_closed_even_when_the_block_fails(lab):
     started = time.time() - 1
     with pytest.raises(RuntimeError, match="on purpose"), browser.chromium() as context:
         page = context.new_page()
-        page.goto(lab.url("/signup/"))
+        page.goto(lab.http.url("/signup/"))
         assert chromium_processes(started), "the probe's Chromium should be running here"
         raise RuntimeError("on purpose")
     assert no_chromium_left(started)
@@ -150,10 +150,10 @@ def test_the_browser_is_closed_even_when_the_block_fails(lab):
 
 def test_a_post_from_the_page_without_its_token_is_refused_in_the_browser(lab):
     """The real CSRF check, seen from a real page: the same POST the fetch button makes, minus the token."""
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     with browser.chromium() as context:
         page = context.new_page()
-        page.goto(lab.url("/signup/"))
+        page.goto(lab.http.url("/signup/"))
         status = page.evaluate("""async () => {
             const body = new URLSearchParams({to: 'eve@example.test'});
             const response = await fetch('/signup/blocking/', {method: 'POST', body,
@@ -161,7 +161,7 @@ def test_a_post_from_the_page_without_its_token_is_refused_in_the_browser(lab):
             return response.status;
         }""")
     assert status == 403
-    assert lab.emails_received() == before
+    assert lab.mail.emails_received() == before
 
 
 def test_a_probe_against_a_site_that_is_down_reports_errors_and_leaves_no_browser():

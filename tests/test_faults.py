@@ -41,9 +41,9 @@ def test_every_server_listens_on_loopback_only_reconciler_included(lab):
 
 @pytest.mark.stack
 def test_run_folder_and_its_sqlite_files_are_the_owners_alone(lab):
-    before = lab.emails_received()
-    lab.post("/email/ledger/", {"to": "files@example.test"})
-    lab.wait_for_emails(before + 1, timeout=20)  # leave no work in flight for the next test
+    before = lab.mail.emails_received()
+    lab.http.post("/email/ledger/", {"to": "files@example.test"})
+    lab.mail.wait_for_emails(before + 1, timeout=20)  # leave no work in flight for the next test
     assert stat.S_IMODE(lab.run_dir.stat().st_mode) == 0o700
     files = list(lab.run_dir.glob("*.sqlite3*"))
     assert {p.name for p in files} >= {"huey.sqlite3", "site.sqlite3"}
@@ -53,7 +53,7 @@ def test_run_folder_and_its_sqlite_files_are_the_owners_alone(lab):
 
 @pytest.mark.stack
 def test_smtp_faults_switch_while_the_server_runs(lab):
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     set_fault(lab.smtp_control, "refuse", 451)
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(lab, "refused@example.test")
@@ -69,7 +69,7 @@ def test_smtp_faults_switch_while_the_server_runs(lab):
     send(lab, "accepted@example.test")
     # only what was acknowledged is recorded: of this test's four messages, the accepted one, once
     ours = {"refused@example.test", "refused5@example.test", "dropped@example.test", "accepted@example.test"}
-    recorded = [r[0] for r in lab.deliveries()["rcpt_tos"].iloc[before:] if r[0] in ours]
+    recorded = [r[0] for r in lab.mail.deliveries()["rcpt_tos"].iloc[before:] if r[0] in ours]
     assert recorded == ["accepted@example.test"]
 
 
@@ -92,7 +92,7 @@ def test_the_ledger_loses_nothing_when_the_consumer_is_killed_mid_run(lab):
 @pytest.mark.stack
 def test_debug_is_off_in_lab_runs(lab):
     """With DEBUG on, Django would answer an unknown path with its HTML technical page, settings included."""
-    response = lab.get("/no-such-page/")
+    response = lab.http.get("/no-such-page/")
     assert response.status == 404
     assert response.getheader("Content-Type") == "application/json"
     assert b"DEBUG" not in response.body and b"Traceback" not in response.body

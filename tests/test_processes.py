@@ -37,7 +37,7 @@ def test_a_second_lab_in_the_same_run_folder_stops_the_first(tmp_path):
     try:
         assert not first.running
         assert wait_gone(first_pids, timeout=5) == []
-        assert second.get("/noop/").status == 200
+        assert second.http.get("/noop/").status == 200
     finally:
         second.stop()
         first.stop()

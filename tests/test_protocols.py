@@ -56,13 +56,12 @@ def test_one_loss_and_one_duplicate_do_not_cancel_out():
 
 
 def test_first_accepted_at_matches_each_request_number_with_its_first_copy():
-    class Lab:
-        def deliveries(self):
-            return pd.DataFrame({"rcpt_tos": [["e2e1-x-0@example.test"], ["e2e1-x-1@example.test"],
-                                              ["e2e1-x-0@example.test"], ["e2e1-y-2@example.test"], []],
-                                 "accepted_at": [5.0, 6.0, 4.0, 7.0, 8.0]})
+    deliveries = pd.DataFrame({"rcpt_tos": [["e2e1-x-0@example.test"], ["e2e1-x-1@example.test"],
+                                            ["e2e1-x-0@example.test"], ["e2e1-y-2@example.test"], []],
+                               "accepted_at": [5.0, 6.0, 4.0, 7.0, 8.0]})
+    lab = SimpleNamespace(mail=SimpleNamespace(deliveries=lambda: deliveries))
 
-    assert messages.first_accepted_at(Lab(), "e2e1-x-").to_dict() == {0: 4.0, 1: 6.0}
+    assert messages.first_accepted_at(lab, "e2e1-x-").to_dict() == {0: 4.0, 1: 6.0}
 
 
 def test_every_tag_is_new_and_recipients_carry_it():
@@ -85,6 +84,7 @@ class StubLab:
         self.queue = SimpleNamespace(counts=self.counts, redelivery_after_s=60.0 if held_for_s else None)
         self.running, self.processes = running, {"consumer": "dead" if not running else "alive"}
         self.progressing, self.received = progressing, 7
+        self.mail = SimpleNamespace(emails_received=self.emails_received)
 
     def emails_received(self):
         if self.progressing and time.monotonic() < self.until:

@@ -63,11 +63,11 @@ def test_one_deferred_email_arrives_and_the_lab_leaves_nothing_behind(backend, m
     lab = Lab(queue_backend=backend, web_workers=1, consumer_workers=1, smtp_delay_s=0,
               run_dir=runs.new_run_dir("07-which-queue") / backend).start()
     try:
-        response = lab.post("/email/deferred/", {"to": f"{backend}@example.test"})
+        response = lab.http.post("/email/deferred/", {"to": f"{backend}@example.test"})
         assert response.status == 202, response.body
         assert json.loads(response.body)["task_id"]
-        lab.wait_for_emails(1, timeout=30)
-        assert list(lab.deliveries()["rcpt_tos"].iloc[0]) == [f"{backend}@example.test"]
+        lab.mail.wait_for_emails(1, timeout=30)
+        assert list(lab.mail.deliveries()["rcpt_tos"].iloc[0]) == [f"{backend}@example.test"]
         assert lab.queue_depth() == 0
         listening = lab.listening_sockets()
         assert listening and set(listening.values()) == {LOOPBACK}, listening

@@ -35,14 +35,14 @@ def lab():
 def post_emails(lab, count, prefix):
     ids = []
     for i in range(count):
-        response = lab.post("/email/deferred/", {"to": f"{prefix}{i}@example.test"})
+        response = lab.http.post("/email/deferred/", {"to": f"{prefix}{i}@example.test"})
         assert response.status == 202
         ids.append(json.loads(response.body)["task_id"])
     return ids
 
 
 def state(lab, task_id):
-    return json.loads(lab.get(f"/tasks/{task_id}/").body).get("state")
+    return json.loads(lab.http.get(f"/tasks/{task_id}/").body).get("state")
 
 
 def wait_for(predicate, timeout=20.0, what="condition"):
@@ -55,7 +55,7 @@ def wait_for(predicate, timeout=20.0, what="condition"):
 
 
 def recipients(lab):
-    frame = lab.deliveries()
+    frame = lab.mail.deliveries()
     return {to for tos in frame["rcpt_tos"] for to in tos} if len(frame) else set()
 
 
@@ -92,9 +92,9 @@ def test_redis_listens_on_loopback_only_with_a_password_and_an_append_only_file(
 
 
 def test_both_consumer_processes_take_tasks_and_every_email_arrives(lab):
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     ids = post_emails(lab, 8, "both")
-    lab.wait_for_emails(before + 8, timeout=30)
+    lab.mail.wait_for_emails(before + 8, timeout=30)
     assert all(state(lab, task_id) == "delivered" for task_id in ids)
     executed = {name: lab.processes[name].log_text().count("Executing labsite.tasks.send_welcome_email")
                 for name in ("consumer", "consumer-2")}

@@ -60,7 +60,7 @@ def wait_until(read, done, what: str, timeout_s: float = WAIT_S):
 
 
 def recipients(lab) -> list[str]:
-    deliveries = lab.deliveries()
+    deliveries = lab.mail.deliveries()
     return [rcpt for rcpts in deliveries["rcpt_tos"] for rcpt in rcpts] if len(deliveries) else []
 
 
@@ -79,14 +79,14 @@ def png_upload() -> tuple[bytes, str]:
 
 def post_upload(lab):
     data, content_type = png_upload()
-    return lab.request("POST", "/thumbnails/deferred/", body=data, headers={"Content-Type": content_type})
+    return lab.http.request("POST", "/thumbnails/deferred/", body=data, headers={"Content-Type": content_type})
 
 
 def post_signup(lab, to: str):
     """The sign-up page's deferred form, as its fetch() sends it: the page's CSRF cookie and token, JSON asked for."""
-    page = lab.get("/signup/")
+    page = lab.http.get("/signup/")
     token = SimpleCookie(page.getheader("Set-Cookie"))["csrftoken"].value
-    return lab.request("POST", "/signup/deferred/", body=f"to={to}", headers={
+    return lab.http.request("POST", "/signup/deferred/", body=f"to={to}", headers={
         "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json",
         "Cookie": f"csrftoken={token}", "X-CSRFToken": token})
 
@@ -98,7 +98,7 @@ def known_state(lab, response) -> dict:
     assert location == f"/tasks/{body(response)['task_id']}/"
 
     def read():
-        answer = lab.get(location)
+        answer = lab.http.get(location)
         return answer.status, body(answer)
 
     status, state = wait_until(read, lambda s: s[0] == 404 or s[1].get("state") in ("delivered", "failed"),
@@ -112,7 +112,7 @@ def known_state(lab, response) -> dict:
 
 def test_a_deferred_email_is_sent_and_its_state_known(lab):
     to = f"deferred-{lab.queue.name}@example.test"
-    response = lab.post("/email/deferred/", {"to": to})
+    response = lab.http.post("/email/deferred/", {"to": to})
     assert response.status == 202, response.body
     wait_for_email_to(lab, to)
     known_state(lab, response)
@@ -120,10 +120,11 @@ def test_a_deferred_email_is_sent_and_its_state_known(lab):
 
 def test_a_ledger_job_is_delivered(lab):
     to = f"ledger-{lab.queue.name}@example.test"
-    response = lab.post("/email/ledger/", {"to": to})
+    response = lab.http.post("/email/ledger/", {"to": to})
     assert response.status == 202, response.body
     location = response.getheader("Location")
-    job = wait_until(lambda: body(lab.get(location)), lambda j: j["state"] == "delivered", f"the job at {location}")
+    job = wait_until(lambda: body(lab.http.get(location)), lambda j: j["state"] == "delivered",
+                     f"the job at {location}")
     assert (job["attempts"], job["uncertain_attempts"]) == (1, 0)
     assert recipients(lab).count(to) == 1
 
@@ -152,10 +153,10 @@ def test_a_deferred_signup_sends_its_email(lab):
 def test_with_the_workers_stopped_every_deferred_endpoint_sheds_at_the_bound(lab):
     """Last on this lab: it stops the workers."""
     lab.stop_consumer()
-    assert lab.post("/email/deferred/", {"to": "fills@example.test"}).status == 202  # one task waits: the bound
+    assert lab.http.post("/email/deferred/", {"to": "fills@example.test"}).status == 202  # one task waits: the bound
     wait_until(lab.queue_depth, lambda depth: depth == 1, "the queue depth")
-    refusals = {"/email/deferred/": lab.post("/email/deferred/", {"to": "shed@example.test"}),
-                "/email/ledger/": lab.post("/email/ledger/", {"to": "shed@example.test"}),
+    refusals = {"/email/deferred/": lab.http.post("/email/deferred/", {"to": "shed@example.test"}),
+                "/email/ledger/": lab.http.post("/email/ledger/", {"to": "shed@example.test"}),
                 "/thumbnails/deferred/": post_upload(lab),
                 "/signup/deferred/": post_signup(lab, "shed@example.test")}
     assert set(refusals) == set(DEFERRED_ENDPOINTS)

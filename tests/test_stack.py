@@ -7,6 +7,7 @@ import psutil
 import pytest
 
 from helpers.instruments.client import RequestSpec, time_requests
+from helpers.instruments.ledger import LEDGER_STATES
 from helpers.stack import Lab
 from helpers.stack.processes import port_is_bound
 
@@ -23,7 +24,7 @@ def lab():
 def wait_for_state(lab, task_id, state, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = json.loads(lab.get(f"/tasks/{task_id}/").body)
+        body = json.loads(lab.http.get(f"/tasks/{task_id}/").body)
         if body.get("state") == state:
             return body
         time.sleep(0.05)
@@ -37,43 +38,43 @@ def test_every_server_listens_on_loopback_only(lab):
 
 
 def test_deferred_email_reaches_the_smtp_server(lab):
-    before = lab.emails_received()
-    response = lab.post("/email/deferred/", {"to": "deferred@example.test"})
+    before = lab.mail.emails_received()
+    response = lab.http.post("/email/deferred/", {"to": "deferred@example.test"})
     assert response.status == 202
     task_id = json.loads(response.body)["task_id"]
     status = wait_for_state(lab, task_id, "delivered")
-    lab.wait_for_emails(before + 1, timeout=20)
-    delivered = lab.deliveries()
+    lab.mail.wait_for_emails(before + 1, timeout=20)
+    delivered = lab.mail.deliveries()
     row = delivered[delivered["message_id"] == status["result"]["message_id"]]
     assert len(row) == 1
     assert row.iloc[0]["rcpt_tos"] == ["deferred@example.test"]
 
 
 def test_blocking_email_has_arrived_when_the_response_does(lab):
-    before = lab.emails_received()
-    response = lab.post("/email/blocking/", {"to": "blocking@example.test"})
+    before = lab.mail.emails_received()
+    response = lab.http.post("/email/blocking/", {"to": "blocking@example.test"})
     assert response.status == 200
-    assert lab.emails_received() == before + 1
+    assert lab.mail.emails_received() == before + 1
     message_id = json.loads(response.body)["result"]["message_id"]
-    assert message_id in set(lab.deliveries()["message_id"])
+    assert message_id in set(lab.mail.deliveries()["message_id"])
 
 
 def test_bad_input_on_the_real_server_is_a_400_and_queues_nothing(lab):
-    depth, received = lab.queue_depth(), lab.emails_received()
+    depth, received = lab.queue_depth(), lab.mail.emails_received()
     for form in ({"to": "nope"}, {"to": ""}, {}):
-        response = lab.post("/email/deferred/", form)
+        response = lab.http.post("/email/deferred/", form)
         assert response.status == 400
         assert "error" in json.loads(response.body)
-    assert lab.get("/tasks/0000/").status == 400
+    assert lab.http.get("/tasks/0000/").status == 400
     assert lab.queue_depth() == depth
     time.sleep(0.3)
-    assert lab.emails_received() == received
+    assert lab.mail.emails_received() == received
 
 
 def test_timing_client_measures_every_request_from_its_own_process(lab):
     specs = [RequestSpec("noop", "/noop/", 20, warmup=2),
              RequestSpec("deferred", "/email/deferred/", 10, "POST", {"to": "t{i}@example.test"}, warmup=1)]
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     frame = time_requests("127.0.0.1", lab.web_port, specs, include_warmup=True)
     assert list(frame["label"].value_counts().sort_index()) == [11, 22]
     assert frame["error"].isna().all()
@@ -82,7 +83,7 @@ def test_timing_client_measures_every_request_from_its_own_process(lab):
     assert (frame["connect_ms"] <= frame["ttfb_ms"]).all()
     assert (frame["ttfb_ms"] <= frame["total_ms"]).all()
     assert (frame["server_ms"] < frame["total_ms"]).all()
-    lab.wait_for_emails(before + 11, timeout=30)
+    lab.mail.wait_for_emails(before + 11, timeout=30)
 
 
 def test_stopping_leaves_no_process_and_no_bound_port():
@@ -107,3 +108,21 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
     with pytest.raises(RuntimeError, match="consumer exited"):
         lab.start()
     assert not lab.processes
+
+
+@pytest.mark.parametrize("backend", ["huey_sqlite", "djtasks_db_postgres"])
+def test_the_ledger_is_read_in_the_database_the_sites_settings_use(backend):
+    """On PostgreSQL the site's DATABASES is the run's server, and the run folder's SQLite file is never made: the
+    reader finds the job where Django's own ORM, under the same settings, finds it."""
+    with Lab(queue_backend=backend, ledger=True, web_workers=1, consumer_workers=1, smtp_delay_s=0) as lab:
+        response = lab.http.post("/email/ledger/", {"to": f"ledger-{backend}@example.test"})
+        assert response.status == 202, response.body
+        jobs = lab.ledger.jobs("ledger-%")
+        assert jobs["jobs"] == 1 and sum(jobs[state] for state in LEDGER_STATES) == 1
+        assert lab.ledger.jobs("nobody-%")["jobs"] == 0
+        orm = lab.manage("shell", "-c", "from labsite.models import EmailJob; "
+                                        "print(EmailJob.objects.filter(to__startswith='ledger-').count())")
+        assert orm.stdout.split()[-1] == "1"
+        on_postgres = lab.ledger.database.location.startswith("postgresql://")
+        assert on_postgres == (backend == "djtasks_db_postgres")
+        assert (lab.run_dir / "site.sqlite3").exists() != on_postgres

@@ -29,7 +29,7 @@ def source_image(tmp_path_factory):
 def wait_for_json(lab, path, state, timeout=20.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body = json.loads(lab.get(path).body)
+        body = json.loads(lab.http.get(path).body)
         if body.get("state") == state:
             return body
         time.sleep(0.05)
@@ -64,7 +64,7 @@ def test_a_failing_task_is_recorded_finished_once_with_its_error(lab, tmp_path):
     [task] = lifecycle.wait_for_tasks(lab.stats_file, since, task_ids=enqueued["task_id"]).itertuples()
     assert task.outcome == "error"
     assert (task.n_enqueued, task.n_dequeued, task.n_executing, task.n_finished) == (1, 1, 1, 1)
-    assert json.loads(lab.get(f"/tasks/{task.task_id}/").body)["state"] == "failed"
+    assert json.loads(lab.http.get(f"/tasks/{task.task_id}/").body)["state"] == "failed"
 
 
 def test_queue_refills_while_the_consumer_is_stopped_and_drains_on_process_workers(lab):
@@ -111,22 +111,22 @@ def test_bad_upload_on_the_real_server_is_refused_and_queues_nothing(lab, tmp_pa
 
 
 def test_django_tasks_api_runs_on_the_huey_consumer(lab):
-    before = lab.emails_received()
-    response = lab.post("/djtasks/email/", {"to": "djtasks@example.test"})
+    before = lab.mail.emails_received()
+    response = lab.http.post("/djtasks/email/", {"to": "djtasks@example.test"})
     assert response.status == 202
     result_id = json.loads(response.body)["task_id"]
     status = wait_for_json(lab, f"/djtasks/{result_id}/", "delivered")
-    lab.wait_for_emails(before + 1, timeout=20)
-    assert status["result"]["message_id"] in set(lab.deliveries()["message_id"])
+    lab.mail.wait_for_emails(before + 1, timeout=20)
+    assert status["result"]["message_id"] in set(lab.mail.deliveries()["message_id"])
     [task] = lifecycle.wait_for_tasks(lab.stats_file, 0, task_ids=[result_id]).itertuples()
     assert task.n_dequeued == 1 and task.outcome == "complete"  # the consumer took it off Huey's queue
 
 
 def test_the_immediate_queue_backend_runs_the_job_in_the_request():
     with Lab(smtp_delay_s=0.02, web_workers=1, consumer_workers=1, queue_backend="djtasks_immediate") as immediate:
-        before = immediate.emails_received()
-        response = immediate.post("/djtasks/email/", {"to": "inline@example.test"})
+        before = immediate.mail.emails_received()
+        response = immediate.http.post("/djtasks/email/", {"to": "inline@example.test"})
         assert response.status == 200
         assert json.loads(response.body)["state"] == "delivered"
-        assert immediate.emails_received() == before + 1
+        assert immediate.mail.emails_received() == before + 1
         assert immediate.queue_depth() == 0

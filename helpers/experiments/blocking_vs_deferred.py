@@ -42,14 +42,14 @@ def measure_overhead(lab: Lab, fast_requests: int, blocking_requests: int,
     """Time the no-op, deferred and blocking endpoints interleaved, then wait for every email to arrive.
 
     Every email request that was answered 2xx (warm-ups included) must reach the SMTP server."""
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     timings = time_requests(LOOPBACK, lab.web_port, overhead_specs(fast_requests, blocking_requests),
                             include_warmup=True)
     answered = timings["label"].isin(EMAIL_LABELS) & timings["status"].between(200, 299)
     requested = int(answered.sum())
-    waited = lab.wait_for_emails(before + requested, timeout=delivery_timeout_s)
+    waited = lab.mail.wait_for_emails(before + requested, timeout=delivery_timeout_s)
     summary = latency.summarize(timings[~timings["warmup"]])
-    return OverheadResult(timings, summary, requested, lab.emails_received() - before, waited)
+    return OverheadResult(timings, summary, requested, lab.mail.emails_received() - before, waited)
 
 
 def key_figures(result: OverheadResult) -> dict:

@@ -170,7 +170,7 @@ def task_outcome(lab: Lab, task_id: str, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     state = "unknown"
     while time.monotonic() < deadline:
-        state = json.loads(lab.get(f"/tasks/{task_id}/").body).get("state", "unknown")
+        state = json.loads(lab.http.get(f"/tasks/{task_id}/").body).get("state", "unknown")
         if state in ("delivered", "failed"):
             break
         time.sleep(0.05)
@@ -188,7 +188,7 @@ def told(row: dict, setup: Setup) -> str:
 
 def fault_request(lab: Lab, variant: Variant, fault: str, setup: Setup) -> dict:
     started = time.monotonic()
-    response = lab.post(variant.path, {"to": f"fault-{variant.name}@example.test"})
+    response = lab.http.post(variant.path, {"to": f"fault-{variant.name}@example.test"})
     body = json.loads(response.body or b"{}")
     row = {"variant": variant.name, "fault": fault, "status": response.status,
            "waited_s": time.monotonic() - started, "error": body.get("error"), "task_state": None}

@@ -28,6 +28,7 @@ import pandas as pd
 from helpers import runs
 from helpers.instruments.cpu import rss_mb
 from helpers.instruments.endpoints import load_spec
+from helpers.instruments.ledger import LEDGER_STATES
 from helpers.instruments.loadgen import run_load
 from helpers.protocols import loads
 from helpers.protocols.injection import SMTP_FAULTS, inject, recover
@@ -35,7 +36,6 @@ from helpers.protocols.messages import account, new_tag, received_by_request, re
 from helpers.protocols.settle import LATE_CHECK_S, settle
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
-from helpers.stack.lab import LEDGER_STATES
 from helpers.stack.smtp_sink import set_fault
 
 DESIGNS = {"deferred": "without ledger", "ledger": "with ledger"}
@@ -78,8 +78,8 @@ def _inject_on_schedule(lab: Lab, plan: FaultPlan, load_starts_at: float, log: l
 # -- counting -------------------------------------------------------------------------------------------------
 
 def ledger_jobs(lab: Lab, tag: str, i: int | str = "%") -> dict:
-    """The ledger's account of this episode's jobs, or of request i's (helpers.stack.lab.Lab.ledger_jobs)."""
-    return lab.ledger_jobs(recipient(tag, "ledger", i))
+    """The ledger's account of this episode's jobs, or of request i's (helpers.instruments.ledger.LedgerReader.jobs)."""
+    return lab.ledger.jobs(recipient(tag, "ledger", i))
 
 
 def ledger_states(lab: Lab, tag: str, numbers: Iterable[int]) -> pd.Series:
@@ -229,11 +229,11 @@ def measure_capacity(lab: Lab, jobs: int = 200) -> dict:
                    form={"to": recipient(tag, "ledger")})
     web = run_load(spec).summary
     lab.start_consumer()
-    before = lab.emails_received()
+    before = lab.mail.emails_received()
     accepted = ledger_jobs(lab, tag)["jobs"]
-    lab.wait_for_emails(before + accepted, timeout=300)
+    lab.mail.wait_for_emails(before + accepted, timeout=300)
     settle_and_read(lab, tag, [], 60.0, quiet_s=0.5)
-    got = lab.deliveries().iloc[before:]
+    got = lab.mail.deliveries().iloc[before:]
     span = float(got["accepted_at"].max() - got["accepted_at"].min()) if len(got) > 1 else float("nan")
     drain_rate = (len(got) - 1) / span if span and span > 0 else float("nan")
     return {"web_rate": web["throughput"], "drain_rate": drain_rate, "capacity": min(web["throughput"], drain_rate),

@@ -51,14 +51,14 @@ def measure_hostile(lab: Lab, count: int, seed: int = 1, batch: int = 2500, sett
     rows = pd.concat(frames, ignore_index=True)
     started = time.monotonic()
     lab.wait_until_drained(timeout=settle_timeout_s)
-    quiet_since, seen = time.monotonic(), lab.emails_received()
+    quiet_since, seen = time.monotonic(), lab.mail.emails_received()
     while time.monotonic() - quiet_since < 1.0 and time.monotonic() - started < settle_timeout_s:
         time.sleep(0.1)
-        if lab.emails_received() != seen:
-            quiet_since, seen = time.monotonic(), lab.emails_received()
+        if lab.mail.emails_received() != seen:
+            quiet_since, seen = time.monotonic(), lab.mail.emails_received()
     spool, made = lab.run_dir / "uploads", lab.run_dir / "thumbnails"
-    alive = lab.running and lab.get("/noop/").status == 200
-    return HostileResult(rows, lab.copies_by_number("fuzz"), len(list(made.glob("*"))) if made.exists() else 0,
+    alive = lab.running and lab.http.get("/noop/").status == 200
+    return HostileResult(rows, lab.mail.copies_by_number("fuzz"), len(list(made.glob("*"))) if made.exists() else 0,
                          len(list(spool.glob("*"))) if spool.exists() else 0, alive, time.monotonic() - started)
 
 

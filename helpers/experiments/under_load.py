@@ -56,7 +56,7 @@ def _prepare(lab: Lab, endpoint: str, connections: int, server_cpus, tool_cpus) 
     body = urlencode({k: v.format(i=0) for k, v in form.items()}) if form else None
     if server_cpus:
         lab.processes["web"].pin(server_cpus)
-    wrk.run(lab.url(path), connections, 2, method=method, body=body, cpus=tool_cpus)
+    wrk.run(lab.http.url(path), connections, 2, method=method, body=body, cpus=tool_cpus)
     return path, method, body
 
 
@@ -77,7 +77,7 @@ def compare_with_wrk(lab: Lab, endpoint: str = "noop", connections: int = 16, du
     path, method, body = _prepare(lab, endpoint, connections, server_cpus, tool_cpus)
 
     def run_wrk(trial: int, tool: str, at: int) -> dict:
-        figures = wrk.run(lab.url(path), at, duration_s, method=method, body=body, cpus=tool_cpus)
+        figures = wrk.run(lab.http.url(path), at, duration_s, method=method, body=body, cpus=tool_cpus)
         return _wrk_row(figures, trial, tool, at)
 
     def run_lab(trial: int) -> dict:
@@ -104,7 +104,7 @@ def side_by_side(lab: Lab, endpoint: str = "noop", connections: int = 8, duratio
     accepted it, and the split follows that draw, not the tools). Rows as compare_with_wrk's (wrk's figures
     cover its whole run, the generator's its own, started together)."""
     path, method, body = _prepare(lab, endpoint, 2 * connections, server_cpus, tool_cpus)
-    run_wrk = partial(wrk.run, lab.url(path), connections, duration_s, method=method, body=body, cpus=tool_cpus)
+    run_wrk = partial(wrk.run, lab.http.url(path), connections, duration_s, method=method, body=body, cpus=tool_cpus)
     rows, beside = [], []
     with ThreadPoolExecutor(max_workers=1) as pool:
         for trial in range(trials):

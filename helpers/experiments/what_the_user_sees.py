@@ -48,12 +48,12 @@ def measure_browser(lab: Lab, trials: int, warmup: int = 1, variants=browser.VAR
                     timeout_s: float = 30.0, delivery_timeout_s: float = 120.0) -> BrowserResult:
     """Drive the sign-up page in headless Chromium, every variant and path interleaved, then wait until every
     email the site accepted (warm-ups included) has reached the SMTP server."""
-    before = lab.emails_received()
-    frame = browser.measure(lab.base_url, variants, browser.PATHS, trials, warmup, timeout_s, include_warmup=True)
+    before = lab.mail.emails_received()
+    frame = browser.measure(lab.http.base_url, variants, browser.PATHS, trials, warmup, timeout_s, include_warmup=True)
     accepted = frame["error"].isna() & frame["state"].notna() & (frame["state"] != "refused")
     requested = int(accepted.sum())
-    waited = lab.wait_for_emails(before + requested, timeout=delivery_timeout_s)
-    return BrowserResult(frame, requested, lab.emails_received() - before, waited)
+    waited = lab.mail.wait_for_emails(before + requested, timeout=delivery_timeout_s)
+    return BrowserResult(frame, requested, lab.mail.emails_received() - before, waited)
 
 
 def key_figures(result: BrowserResult) -> dict:

@@ -59,7 +59,7 @@ def transaction_outcomes(lab: Lab, trials: int = 3, hold_ms: int = 1000, settle_
     for i in range(trials):
         for kind, path in TX_PATHS.items():
             to = f"tx-{tag}-{kind}-{i}@example.test"
-            response = lab.post(path, {"to": to, "hold_ms": str(hold_ms)})
+            response = lab.http.post(path, {"to": to, "hold_ms": str(hold_ms)})
             if response.status != 200:
                 raise RuntimeError(f"{path} answered {response.status}: {response.body[:300]!r}")
             answers[kind][to] = json.loads(response.body)
@@ -67,7 +67,7 @@ def transaction_outcomes(lab: Lab, trials: int = 3, hold_ms: int = 1000, settle_
     committed = set(answers["slow_commit"]) | set(answers["on_commit"])
 
     def first_subjects() -> dict[str, str]:
-        frame = lab.deliveries()
+        frame = lab.mail.deliveries()
         subjects = {}
         for rcpt_tos, subject in zip(frame["rcpt_tos"], frame["subject"], strict=True):
             if rcpt_tos and rcpt_tos[0].startswith(f"tx-{tag}-"):

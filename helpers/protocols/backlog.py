@@ -28,7 +28,7 @@ def probe_shedding(lab: Lab, tag: str, bound: int, done: threading.Event) -> dic
             if depth() < bound:
                 done.wait(0.01)
                 continue
-            response = lab.post("/email/deferred/", {"to": recipient(tag, "probe", found["probes"])})
+            response = lab.http.post("/email/deferred/", {"to": recipient(tag, "probe", found["probes"])})
             found["probes"] += 1
             if response.status == 503:
                 header = response.getheader("Retry-After") or ""

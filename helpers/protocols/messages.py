@@ -37,13 +37,13 @@ def recipient(tag: str, endpoint: str, i: int | str = "{i}") -> str:
 
 def received_by_request(lab: Lab, tag: str, endpoint: str) -> pd.Series:
     """Copies the SMTP server accepted per request number i of this episode and endpoint."""
-    return lab.copies_by_number(f"{tag}-{endpoint}-")
+    return lab.mail.copies_by_number(f"{tag}-{endpoint}-")
 
 
 def first_accepted_at(lab: Lab, prefix: str) -> pd.Series:
     """Per request number n of the recipients `<prefix><n>@example.test`: when the SMTP server accepted its first
     copy (epoch s, the 250)."""
-    found = lab.deliveries()
+    found = lab.mail.deliveries()
     numbers = found["rcpt_tos"].map(lambda r: r[0] if r else "").str.extract(rf"^{re.escape(prefix)}(\d+)@")[0]
     return found.assign(i=numbers).dropna(subset=["i"]).astype({"i": int}).groupby("i")["accepted_at"].min()
 
@@ -52,7 +52,7 @@ def wait_for_copies(lab: Lab, prefix: str, expected: int, timeout_s: float) -> i
     """Copies the SMTP server accepted for recipients `<prefix><n>@...`, waiting up to `timeout_s` for `expected`."""
     deadline = time.monotonic() + timeout_s
     while True:
-        arrived = int(lab.copies_by_number(prefix).sum())
+        arrived = int(lab.mail.copies_by_number(prefix).sum())
         if arrived >= expected or time.monotonic() > deadline:
             return arrived
         time.sleep(0.1)

@@ -78,7 +78,7 @@ def prime(lab: Lab, path: str, requests: int) -> None:
     """`requests` at once before the first point (two per web worker), so that every worker has served this path: a
     cold worker's first request waits for its imports and connections, seconds on a busy machine."""
     with ThreadPoolExecutor(requests) as pool:
-        list(pool.map(lambda i: lab.post(path, {"to": f"prime{i}@example.test"}), range(requests)))
+        list(pool.map(lambda i: lab.http.post(path, {"to": f"prime{i}@example.test"}), range(requests)))
 
 
 def in_flight(records: pd.DataFrame, start_ms: float, end_ms: float) -> tuple[float, int]:

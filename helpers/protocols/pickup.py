@@ -102,16 +102,16 @@ def _post_round(labs: dict[str, Lab], tag: str, k: int, turn: int, timeout_s: fl
     sent, to = [], recipient(tag, "pickup", k)
     for backend in turn_order(labs, turn):
         lab = labs[backend]
-        before = lab.emails_received()
+        before = lab.mail.emails_received()
         started = time.time()
-        status = lab.post(DEFERRED, {"to": to}).status
+        status = lab.http.post(DEFERRED, {"to": to}).status
         sent.append((backend, before, started, status))
     rows = []
     for backend, before, started, status in sent:
         lab = labs[backend]
         with contextlib.suppress(TimeoutError):  # the time is the SMTP server's own: polling here only waits
-            lab.wait_for_emails(before + 1, timeout=timeout_s)
-        found = lab.deliveries()
+            lab.mail.wait_for_emails(before + 1, timeout=timeout_s)
+        found = lab.mail.deliveries()
         found = found[found["rcpt_tos"].map(lambda r: to in list(r if r is not None else []))]
         received = float(found["received_at"].min()) if len(found) else None
         rows.append({"backend": backend, "k": k, "status": status, "sent_at": started, "received_at": received,

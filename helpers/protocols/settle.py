@@ -31,7 +31,7 @@ def settle(labs: dict[str, Lab], timeout_s: float, quiet_s: float = 1.0, limit_s
     (a dead worker or reconciler would leave its work behind for good)."""
     limit_s = 10 * timeout_s if limit_s is None else limit_s
     began = time.monotonic()
-    seen = {name: (lab.emails_received(), None) for name, lab in labs.items()}  # emails, open work
+    seen = {name: (lab.mail.emails_received(), None) for name, lab in labs.items()}  # emails, open work
     last_change = dict.fromkeys(labs, began)  # the last message accepted
     last_progress = dict.fromkeys(labs, began)
     done: dict[str, dict] = {}
@@ -43,7 +43,7 @@ def settle(labs: dict[str, Lab], timeout_s: float, quiet_s: float = 1.0, limit_s
                 continue
             if not lab.running:
                 raise RuntimeError(f"a lab process died while the lab settled: {lab.processes}")
-            count, counts = lab.emails_received(), lab.queue.counts()
+            count, counts = lab.mail.emails_received(), lab.queue.counts()
             still_open = counts["pending"] + (counts["scheduled"] or 0) + (open_work(lab) if open_work else 0)
             before_count, before_open = seen[name]
             if count != before_count:

@@ -49,7 +49,7 @@ def measure(labs: dict[str, Lab], baseline: str, requests: int, turns: int = 2, 
         if wrk_s >= 1 and turn == 0:  # wrk counts whole seconds; every deferred request of its is an email to send
             for view in turn_order(dict.fromkeys(views), turn):
                 path, method, _ = ENDPOINTS[view]
-                measured = wrk.run(lab.url(path), connections=1, duration_s=wrk_s, threads=1, method=method,
+                measured = wrk.run(lab.http.url(path), connections=1, duration_s=wrk_s, threads=1, method=method,
                                    body=f"to=wrk-{backend}%40example.test" if method == "POST" else None)
                 wrk_rows.append({"backend": backend, "endpoint": view, "turn": turn, **measured})
     timings = pd.concat(frames, ignore_index=True)

@@ -1,22 +1,22 @@
-"""The lab: a real SMTP server, the site under gunicorn (or uvicorn: LabConfig.web_server), a queue backend's servers
-and workers, started and stopped as one.
+"""The lab: a real SMTP server, the site under a web server (helpers.stack.web), a queue backend's servers and
+workers (helpers.stack.queues), started and stopped as one.
 
     with Lab(web_workers=4, consumer_workers=4) as lab:
-        lab.url("/noop/")
+        lab.http.post("/email/deferred/", {"to": "ada@example.test"})
+        lab.mail.wait_for_emails(1)
 
 Each server gets a free loopback port and writes into the run's own folder (SQLite files, logs, the SMTP
-record). Stopping happens on exit, on an exception, on KeyboardInterrupt, and at interpreter exit.
+record). Stopping happens on exit, on an exception, on KeyboardInterrupt, and at interpreter exit. What reads the
+running lab is reached from it: `lab.http` (the site), `lab.mail` (the SMTP record), `lab.ledger` (the job ledger in
+the site's database), `lab.queue` (the queue backend).
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
 import os
-import re
 import secrets
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -24,25 +24,26 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from urllib.parse import urlencode
 
-import pandas as pd
 import psutil
 
 from helpers import REPO_ROOT, runs
+from helpers.instruments.ledger import LedgerReader
+from helpers.instruments.site_client import SiteClient
+from helpers.instruments.smtp_record import SmtpRecord
 from helpers.stack.processes import (
     DIE_WITH_PARENT,
     LOOPBACK,
+    SERVER_ENVIRONMENT,
     ManagedProcess,
     free_port,
+    poll_until,
+    process_environment,
     start_on_port,
 )
 from helpers.stack.queues import backend_class
-from helpers.stack.smtp_sink import count_deliveries, read_deliveries
+from helpers.stack.web import WebServer, web_server_class
 
-LEDGER_STATES = ("pending", "sending", "delivered", "failed")
-WEB_SERVERS = ("gunicorn", "uvicorn")
-UVICORN_STARTED = "Started server process ["  # what each uvicorn worker logs once it has loaded the site
 # Every started lab, by run folder, held strongly: a lab the notebook no longer references still stops at exit.
 _live_labs: dict[Path, Lab] = {}
 
@@ -50,8 +51,8 @@ _live_labs: dict[Path, Lab] = {}
 @dataclass
 class LabConfig:
     web_server: str = "gunicorn"  # WSGI, or "uvicorn": ASGI (labsite.asgi), async views on an event loop
-    web_workers: int = 4  # processes serving requests, under either server
-    web_worker_class: str = "sync"  # gunicorn's: "gthread" keeps connections alive
+    web_workers: int = 4  # processes serving requests, under any server
+    web_worker_class: str = "sync"  # gunicorn's: "gthread" keeps connections alive (helpers.stack.web)
     web_threads: int = 1  # gunicorn gthread's threads per worker
     web_limit_concurrency: int | None = None  # uvicorn's --limit-concurrency per worker (503 beyond); None: none
     consumer_workers: int = 4
@@ -78,8 +79,7 @@ class LabConfig:
     # (django-tasks-db's db_worker --interval); None: the library's default
 
     def __post_init__(self):
-        if self.web_server not in WEB_SERVERS:
-            raise ValueError(f"web_server must be one of {', '.join(WEB_SERVERS)}, not {self.web_server!r}")
+        web_server_class(self.web_server, self.web_worker_class)  # raises for a server or worker class unknown
 
 
 class Lab:
@@ -89,13 +89,14 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.smtp_record = self.run_dir / "smtp-deliveries.jsonl"
         self.smtp_control = self.run_dir / "smtp-fault.json"  # the SMTP server's fault mode, re-read per message
-        self.site_db = self.run_dir / "site.sqlite3"  # Django's database: the job ledger
         self.stats_file = self.run_dir / "huey-stats.sqlite3"
         self.web_port: int | None = None
         self.smtp_port: int | None = None
         self.consumers_ready_at: float | None = None  # epoch s when the last consumer process said it started
         self.processes: dict[str, ManagedProcess] = {}
         self.queue = backend_class(self.config.queue_backend)(self)
+        self.mail = SmtpRecord(self.smtp_record, running=lambda: self.running)
+        self.ledger = LedgerReader(self.queue.site_database())
         self._secret_key = secrets.token_urlsafe(50)
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -117,7 +118,8 @@ class Lab:
             self.stop()
             raise
         runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config), "web_port": self.web_port,
-                                           "smtp_port": self.smtp_port, "queue": self.queue.describe()})
+                                           "smtp_port": self.smtp_port, "queue": self.queue.describe(),
+                                           "web": self.web.describe()})
         self.secure_files()
         return self
 
@@ -199,7 +201,8 @@ class Lab:
         self.smtp_status_port = free_port()  # the SMTP server's message-status API (helpers.smtp_sink)
         smtp = self.spawn("smtp", [sys.executable, "-m", "helpers.stack.smtp_sink", "--port", self.smtp_port,
                                     "--delay", self.config.smtp_delay_s, "--record", self.smtp_record,
-                                    "--control", self.smtp_control, "--status-port", self.smtp_status_port])
+                                    "--control", self.smtp_control, "--status-port", self.smtp_status_port],
+                          keep_env=SERVER_ENVIRONMENT)
         smtp.wait_until(lambda: smtp.listens_on(self.smtp_port) and smtp.listens_on(self.smtp_status_port),
                         what="listening for SMTP and status requests")
 
@@ -264,22 +267,12 @@ class Lab:
 
     def django_env(self) -> dict[str, str]:
         """The environment the lab's Django processes run with, for a helper process of the same site."""
-        return {**os.environ, **self._env()}
+        return process_environment(self._env())
 
-    def web_argv(self) -> list:
-        """The web server's command line (LabConfig.web_server), on the lab's loopback port: gunicorn serving
-        labsite.wsgi with sync or gthread workers, or uvicorn serving labsite.asgi on uvloop, `web_workers`
-        processes either way (uvicorn with one worker serves in its own process)."""
-        c = self.config
-        if c.web_server == "uvicorn":
-            limit = ["--limit-concurrency", c.web_limit_concurrency] if c.web_limit_concurrency else []
-            return [sys.executable, "-m", "uvicorn", "labsite.asgi:application", "--host", LOOPBACK,
-                    "--port", self.web_port, "--workers", c.web_workers, "--loop", "uvloop", "--lifespan", "off",
-                    "--timeout-graceful-shutdown", "5", "--no-access-log", "--log-level", "info", *limit]
-        return [sys.executable, "-m", "gunicorn", "labsite.wsgi:application",
-                "--bind", f"{LOOPBACK}:{self.web_port}", "--workers", c.web_workers,
-                "--worker-class", c.web_worker_class, "--threads", c.web_threads,
-                "--graceful-timeout", "5", "--timeout", "120", "--log-level", "warning"]
+    @property
+    def web(self) -> WebServer:
+        """The web server LabConfig names (web_server, web_worker_class)."""
+        return web_server_class(self.config.web_server, self.config.web_worker_class)(self.config)
 
     def _start_web(self, port: int | None = None) -> None:
         """On `port` (a restart keeps its port), or on a free one."""
@@ -287,23 +280,19 @@ class Lab:
 
     def _start_web_on(self, port: int) -> None:
         self.web_port = port
+        server = self.web
         log = self.run_dir / "web.log"
-        # a restarted server appends to the same log
-        starts_before = log.read_text(errors="replace").count(UVICORN_STARTED) if log.exists() else 0
-        web = self.spawn("web", self.web_argv())
-        web.wait_until(lambda: web.listens_on(port) and self._all_web_workers_answer(starts_before), timeout=60,
-                       what="serving on every worker")
+        log_before = len(log.read_text(errors="replace")) if log.exists() else 0  # a restart appends to the log
+        process = self.spawn("web", server.argv(port))
+        process.wait_until(lambda: process.listens_on(port) and self._all_web_workers_answer(server, log_before),
+                           timeout=60, what="serving on every worker")
 
-    def _all_web_workers_answer(self, starts_before: int = 0) -> bool:
-        """Every worker process is up (gunicorn: forked; uvicorn: logged that it loaded the site), and one answers."""
-        web = self.processes["web"]
-        if self.config.web_server == "uvicorn":
-            started = web.log_text().count(UVICORN_STARTED) - starts_before
-        else:
-            started = len(web.descendants())
-        if started < self.config.web_workers:
+    def _all_web_workers_answer(self, server: WebServer, log_before: int) -> bool:
+        """Every worker process has loaded the site, and one answers."""
+        process = self.processes["web"]
+        if server.workers_started(process, process.log_text()[log_before:]) < self.config.web_workers:
             return False
-        return self.get("/noop/").status == 200
+        return self.http.get("/noop/").status == 200
 
     def restart_web(self, crash: bool = False, down_s: float = 0.0, **changes) -> float:
         """Stop the web server and start it again on the same port `down_s` later (a supervisor's restart delay),
@@ -348,24 +337,6 @@ class Lab:
                                                 "--interval", self.config.reconcile_every_s])
         reconciler.wait_until(lambda: "reconciler started" in reconciler.log_text(), what="reconciling")
 
-    def ledger_jobs(self, recipients_like: str = "%") -> dict[str, int]:
-        """The ledger's account of the jobs whose recipient matches `recipients_like` (SQL LIKE): jobs per state,
-        plus re-enqueues, attempts, attempts of unknown outcome and sends the provider confirmed (read-only)."""
-        with contextlib.closing(sqlite3.connect(f"file:{self.site_db}?mode=ro", uri=True, timeout=10)) as conn:
-            rows = conn.execute("select state, count(*), sum(uncertain_attempts), sum(reenqueued), sum(attempts), "
-                                "sum(confirmed_by_provider) from labsite_emailjob where \"to\" like ? group by state",
-                                (recipients_like,)).fetchall()
-        found = dict.fromkeys(("jobs", *LEDGER_STATES, "uncertain_attempts", "reenqueued", "attempts",
-                               "confirmed_by_provider"), 0)
-        for state, n, uncertain, reenqueued, attempts, confirmed in rows:
-            found[state] = n
-            found["jobs"] += n
-            found["uncertain_attempts"] += uncertain or 0
-            found["reenqueued"] += reenqueued or 0
-            found["attempts"] += attempts or 0
-            found["confirmed_by_provider"] += confirmed or 0
-        return found
-
     def secure_files(self) -> list[Path]:
         """Make the run folder's files (the pickle queue, the ledger, logs, run.json) readable by their owner only.
         The lab's processes create files with umask 077 already; this covers those this process made (logs,
@@ -382,72 +353,19 @@ class Lab:
     # -- what the notebooks and tests use ---------------------------------------------------------
 
     @property
-    def base_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.web_port}"
-
-    def url(self, path: str) -> str:
-        return self.base_url + path
-
-    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None,
-                timeout: float = 30) -> http.client.HTTPResponse:
-        """One plain request on a fresh connection, its body read into `.body` (for checks, never for timing:
-        see helpers.client)."""
-        conn = http.client.HTTPConnection(LOOPBACK, self.web_port, timeout=timeout)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            response = conn.getresponse()
-            response.body = response.read()
-        finally:
-            conn.close()
-        return response
-
-    def get(self, path: str) -> http.client.HTTPResponse:
-        return self.request("GET", path)
-
-    def post(self, path: str, form: dict[str, str]) -> http.client.HTTPResponse:
-        return self.request("POST", path, body=urlencode(form), timeout=60,
-                            headers={"Content-Type": "application/x-www-form-urlencoded"})
-
-    def emails_received(self) -> int:
-        return count_deliveries(self.smtp_record)
-
-    def deliveries(self) -> pd.DataFrame:
-        return read_deliveries(self.smtp_record)
-
-    def copies_by_number(self, prefix: str) -> pd.Series:
-        """Copies the SMTP server accepted per request number n, for the recipients `<prefix><n>@example.test`
-        (experiments give each request its own numbered recipient)."""
-        recipients = self.deliveries()["rcpt_tos"].map(lambda r: r[0] if r else "")
-        pattern = rf"^{re.escape(prefix)}(\d+)@example\.test$"
-        return recipients.str.extract(pattern)[0].dropna().astype(int).value_counts()
+    def http(self) -> SiteClient:
+        """The site, asked one plain request at a time (for checks, never for timing)."""
+        return SiteClient(f"http://{LOOPBACK}:{self.web_port}")
 
     def queue_depth(self) -> int:
         """Tasks waiting in the queue, whichever backend holds it."""
         return self.queue.depth()
 
-    def _wait_while_running(self, done, timeout: float, shortfall, waiting_for: str) -> float:
-        """Poll `done` until it holds; raise TimeoutError (saying `shortfall()`) when the time runs out, or
-        RuntimeError when a lab process dies meanwhile. Returns the seconds waited."""
-        started = time.monotonic()
-        while not done():
-            if time.monotonic() - started > timeout:
-                raise TimeoutError(shortfall())
-            if not self.running:
-                raise RuntimeError(f"a lab process died while {waiting_for}: {self.processes}")
-            time.sleep(0.05)
-        return time.monotonic() - started
-
-    def wait_for_emails(self, expected: int, timeout: float = 120.0) -> float:
-        """Block until the SMTP server has accepted `expected` messages; returns the seconds waited."""
-        return self._wait_while_running(
-            lambda: self.emails_received() >= expected, timeout,
-            lambda: f"{self.emails_received()} of {expected} emails arrived in {timeout} s", "waiting for emails")
-
     def wait_until_drained(self, timeout: float = 300.0) -> float:
         """Block until the queue is empty, so one experiment's backlog does not weigh on the next."""
-        return self._wait_while_running(
-            lambda: self.queue_depth() == 0, timeout,
-            lambda: f"{self.queue_depth()} tasks still queued after {timeout} s", "draining the queue")
+        return poll_until(lambda: self.queue_depth() == 0, timeout,
+                          lambda: f"{self.queue_depth()} tasks still queued after {timeout} s",
+                          lambda: self.running, "draining the queue")
 
 
 def start_lab(**kwargs) -> Lab:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 
 from helpers.stack.processes import LOOPBACK, SERVER_ENVIRONMENT, process_environment, start_on_port
 from helpers.stack.queues import UsesServer
+from helpers.stack.site_database import PostgresDatabase
 
 if TYPE_CHECKING:
     from helpers.stack.lab import Lab
@@ -151,6 +152,11 @@ class PostgresServer:
     def conninfo(self, dbname: str = DATABASE) -> str:
         return conninfo(self.port, self.passfile, dbname)
 
+    @property
+    def url(self) -> str:
+        """Where the lab's database is, for a reader of the notebook (no password)."""
+        return f"postgresql://{ROLE}@{LOOPBACK}:{self.port}/{DATABASE}"
+
     def connect(self, dbname: str = DATABASE):
         return connect(self.conninfo(dbname))
 
@@ -244,6 +250,9 @@ class UsesPostgres(UsesServer):
     def site_env(self) -> dict[str, str]:
         return {**super().site_env(), **self.postgres.env()}
 
+    def site_database(self) -> PostgresDatabase:
+        return PostgresDatabase(self.postgres)
+
     @property
     def location(self) -> str:
-        return f"postgresql://{ROLE}@{LOOPBACK}:{self.postgres.port}/{DATABASE}"
+        return self.postgres.url

@@ -110,6 +110,20 @@ def start_on_port(start_on: Callable[[int], None], port: int | None = None, atte
     raise AssertionError("unreachable")
 
 
+def poll_until(done: Callable[[], bool], timeout: float, shortfall: Callable[[], str],
+               running: Callable[[], bool], waiting_for: str) -> float:
+    """Poll `done` until it holds; raise TimeoutError (saying `shortfall()`) when the time runs out, or RuntimeError
+    when `running()` says the processes that would get it done have died. Returns the seconds waited."""
+    started = time.monotonic()
+    while not done():
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(shortfall())
+        if not running():
+            raise RuntimeError(f"a lab process died while {waiting_for}")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
 class ManagedProcess:
     """One server process: its command, environment, log file and clean stop."""
 

@@ -32,7 +32,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-import pandas as pd
 from aiosmtpd.controller import Controller
 
 # subject: what a task may say about itself from outside (labsite/views/transactions.py: did it see its row?)
@@ -142,24 +141,6 @@ def serve_status(accepted_ids: set[str], port: int) -> ThreadingHTTPServer:
     server = ThreadingHTTPServer(("127.0.0.1", port), StatusHandler)
     threading.Thread(target=server.serve_forever, name="status-api", daemon=True).start()
     return server
-
-
-def read_deliveries(record_path: Path) -> pd.DataFrame:
-    """Every message the server accepted, one row each."""
-    path = Path(record_path)
-    if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame(columns=RECORD_COLUMNS)
-    with open(path) as record:
-        rows = [json.loads(line) for line in record if line.endswith("\n")]
-    return pd.DataFrame(rows, columns=RECORD_COLUMNS)
-
-
-def count_deliveries(record_path: Path) -> int:
-    try:
-        with open(record_path, "rb") as record:
-            return sum(1 for line in record if line.endswith(b"\n"))
-    except FileNotFoundError:
-        return 0
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,8 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, ClassVar
 
+from helpers.stack.site_database import SiteDatabase, SqliteFile
+
 if TYPE_CHECKING:
     from helpers.stack.lab import Lab
 
@@ -81,6 +83,11 @@ class QueueBackend:
     def site_env(self) -> dict[str, str]:
         """Environment variables for every Django process of the site (web, workers, helpers)."""
         return {"LAB_QUEUE_BACKEND": self.name}
+
+    def site_database(self) -> SiteDatabase:
+        """The database the site's settings give Django with this backend: the run folder's SQLite file, unless
+        the backend moves it (to its PostgreSQL server)."""
+        return SqliteFile(self.lab.run_dir)
 
     def worker_argv(self) -> list[str] | None:
         """The command line of one worker process; None when the backend has no worker (its tasks run inside the

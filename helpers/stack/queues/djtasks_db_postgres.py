@@ -13,4 +13,3 @@ from helpers.stack.queues.djtasks_db_worker import TasksDbWorker
 class TasksDbPostgres(postgres_server.UsesPostgres, TasksDbWorker):
     name = "djtasks_db_postgres"
     label = "Django Tasks DB, PostgreSQL"
-    placeholder = "%s"

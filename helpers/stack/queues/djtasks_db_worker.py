@@ -38,17 +38,19 @@ class TasksDbWorker(QueueBackend):
             return argv
         return [sys.executable, str(POOL), str(c.consumer_workers), "--", *argv]
 
-    # -- the task table, read over the backend's DB-API connection (connection()) -------------------------------
+    # -- the task table, in the site's own database (site_database) ---------------------------------------------
 
-    placeholder = "?"  # the DB-API driver's parameter style
-
-    def sql_time(self, moment: datetime):
-        """A moment as the database compares it with run_after."""
-        return moment
+    def connection(self):
+        return self.site_database().connect()
 
     def _count(self, conn, where: str, *moments: datetime) -> int:
-        sql = f"select count(*) from {TABLE} where {where}".replace("?", self.placeholder)
-        return conn.execute(sql, [self.sql_time(m) for m in moments]).fetchone()[0]
+        database = self.site_database()
+        sql = f"select count(*) from {TABLE} where {where}".replace("?", database.placeholder)
+        return conn.execute(sql, [database.moment(m) for m in moments]).fetchone()[0]
+
+    @property
+    def location(self) -> str:
+        return self.site_database().location
 
     def read_depth(self, conn) -> int:
         """What the worker's ready() takes: READY, and due (no run_after, or one in the past)."""

@@ -3,15 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 
 from helpers.stack.queues import register
 from helpers.stack.queues.huey_consumer import HueyConsumer
-
-
-def read_only(path) -> sqlite3.Connection:
-    """A read-only connection: in WAL mode a reader never blocks the consumer or an enqueuer."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+from helpers.stack.site_database import sqlite_read_only
 
 
 @register
@@ -27,7 +22,7 @@ class HueySqlite(HueyConsumer):
         return {**super().site_env(), "LAB_HUEY_FILE": str(self.file)}
 
     def connection(self):
-        return contextlib.closing(read_only(self.file))
+        return contextlib.closing(sqlite_read_only(self.file))
 
     def read_depth(self, conn) -> int:
         return conn.execute("select count(*) from task").fetchone()[0]
