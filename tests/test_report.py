@@ -81,7 +81,7 @@ def test_numbers_read_with_three_significant_figures_at_most():
 def test_every_verdict_line_the_findings_name_is_one_the_notebook_checks(reference):
     """The findings name claims by key: each is one its notebook's verdict() returns on the reference's figures."""
     for finding in report.FINDINGS:
-        for notebook, key in finding.checks:
+        for notebook, key in finding.claim_keys():
             assert verdicts.claim(notebook, key) in reference.verdicts.get(notebook, {}), (finding.title, notebook, key)
 
 
@@ -99,7 +99,7 @@ def test_the_reference_is_judged_by_todays_verdicts_and_a_run_without_their_figu
 
 def test_a_failed_check_replaces_the_answer(reference):
     changed = copy.deepcopy(reference)
-    notebook, key = report.FINDINGS[0].checks[1]
+    notebook, key = report.FINDINGS[0].claim_keys()[1]
     claim = verdicts.claim(notebook, key)
     changed.verdicts[notebook][claim] = False
     row = report.rows(changed)[0]
@@ -160,7 +160,7 @@ def test_the_which_queue_answer_is_read_from_the_figures(reference):
         changed.summary["notebooks"][report.QUEUE_NOTEBOOK]["figures"][f"{b}_lost_on_kill"] = 1
     assert f"lost emails on {len(workers)} of the {len(workers)} backends" in report.rows(changed)[index].short
     claim = verdicts.claim(report.QUEUE_NOTEBOOK, "kills_kept_delivery")
-    assert (report.QUEUE_NOTEBOOK, "kills_kept_delivery") in _which_queue().checks
+    assert (report.QUEUE_NOTEBOOK, "kills_kept_delivery") in _which_queue().claim_keys()
     changed.verdicts[report.QUEUE_NOTEBOOK][claim] = False
     assert report.rows(changed)[index].short.startswith("Not confirmed: 1 of ")
 
@@ -217,7 +217,7 @@ def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, r
 
     run = fake_rerun(tmp_path / "20260101T000000-rerun", reference)
     measured = report.rerun(run)
-    notebook, key = report.FINDINGS[0].checks[0]
+    notebook, key = report.FINDINGS[0].claim_keys()[0]
     claim = verdicts.claim(notebook, key)
     measured.verdicts[notebook][claim] = False
     index = report.write_html(measured, run)

@@ -205,8 +205,7 @@ class Finding:
     title: str
     short: str  # the answer in the findings table
     answer: str  # the lab's answer in words, stated only when every check behind it held; no measured number
-    notebooks: list[str]
-    checks: list[tuple[str, str]]  # (notebook, the key of a claim in its experiments module's CLAIMS)
+    checks: dict[str, list[str]]  # notebook -> keys of claims in its experiments module's CLAIMS
     measured: str  # what the run measured: a template (see PLACEHOLDER)
     chart: str | None = None  # "<notebook>-figNN" of the reference
     chart_file: str | None = None  # its name under docs/findings/
@@ -214,6 +213,10 @@ class Finding:
     quote: bool = True  # the article's own claim (quoted) or something it leaves out
     phrases: Callable[[Figures], dict] | None = None  # `{name}`s of measured, short and answer, built from the run
     table: Callable[[Figures], tuple[list[str], list[list[str]]] | None] | None = None  # (columns, rows) from the run
+
+    def claim_keys(self) -> list[tuple[str, str]]:
+        """(notebook, claim key) of every check, in order."""
+        return [(notebook, key) for notebook, keys in self.checks.items() for key in keys]
 
 
 RESPONSE_TIME = (
@@ -382,10 +385,8 @@ def _queue_matrix(f: Figures) -> dict:
 FINDINGS = [
     Finding("“Deferring cuts response time”", "Holds.",
             "Holds: the request no longer waits for the work, and every email still arrives.",
-            ["01-blocking-vs-deferred", "03-the-work-still-happens"],
-            [("01-blocking-vs-deferred", "blocking_waits"), ("01-blocking-vs-deferred", "deferred_10x"),
-             ("01-blocking-vs-deferred", "deferred_near_noop"), ("01-blocking-vs-deferred", "delivered"),
-             ("03-the-work-still-happens", "response_3x")],
+            {"01-blocking-vs-deferred": ["blocking_waits", "deferred_10x", "deferred_near_noop", "delivered"],
+             "03-the-work-still-happens": ["response_3x"]},
             RESPONSE_TIME, "01-blocking-vs-deferred-fig01", "response-time.png",
             "Response time per request of the no-op, deferred and blocking endpoints on a log axis: the cumulative "
             "distribution on the left, p50 and p95 bars on the right; the blocking requests sit at the SMTP "
@@ -393,10 +394,8 @@ FINDINGS = [
     Finding("“It frees the server thread”", "Holds.",
             "Holds: the blocking view is capped at c/S and its latency explodes near it; the deferred view keeps "
             "answering in milliseconds past that ceiling.",
-            ["02-under-load", "08-does-async-fix-it"],
-            [("02-under-load", "saturates_at_capacity"), ("02-under-load", "p99_past_capacity"),
-             ("02-under-load", "deferred_p99"), ("02-under-load", "deferred_p50"),
-             ("08-does-async-fix-it", "sync_at_capacity")],
+            {"02-under-load": ["saturates_at_capacity", "p99_past_capacity", "deferred_p99", "deferred_p50"],
+             "08-does-async-fix-it": ["sync_at_capacity"]},
             SERVER_THREAD, "02-under-load-fig01", "under-load.png",
             "Latency from the moment each request was due against the arrival rate, p50 and p99, blocking and "
             "deferred, with the M/D/c queueing model's curves and a vertical line at the capacity c/S: blocking "
@@ -406,10 +405,8 @@ FINDINGS = [
             "Not as stated: INP runs from the input to the next paint, which does not wait for the server when the "
             "page sends with fetch() or a form post. Deferring cuts TTFB and the time until the answer shows; it "
             "moves INP only for a page that blocks its main thread.",
-            ["04-what-the-user-sees"],
-            [("04-what-the-user-sees", "fetch_inp_same"), ("04-what-the-user-sees", "form_inp_out"),
-             ("04-what-the-user-sees", "form_ttfb_cut"), ("04-what-the-user-sees", "fetch_feedback_sooner"),
-             ("04-what-the-user-sees", "xhr_inp_waits")],
+            {"04-what-the-user-sees": ["fetch_inp_same", "form_inp_out", "form_ttfb_cut", "fetch_feedback_sooner",
+                                       "xhr_inp_waits"]},
             INP, "04-what-the-user-sees-fig02", "inp.png",
             "INP of the sign-up page per way of sending the form (form post, fetch, synchronous request) and path "
             "(blocking, deferred), one dot per trial with the median marked, against the Core Web Vitals bands: "
@@ -419,9 +416,7 @@ FINDINGS = [
             "Not by itself: a queue moves the work out of the request, it does not make it reliable. Huey drops a "
             "task its worker held when the worker dies, and a failed send without retries is gone; the design "
             "around the queue (a ledger, retries, a reconciler) decides what survives.",
-            ["05-faults"],
-            [("05-faults", "plain_smtp_lost"), ("05-faults", "ledger_lost"), ("05-faults", "ledger_duplicated"),
-             ("05-faults", "ledger_agrees")],
+            {"05-faults": ["plain_smtp_lost", "ledger_lost", "ledger_duplicated", "ledger_agrees"]},
             QUEUE_IS_THE_FIX, "05-faults-fig01", "faults.png",
             "Emails lost or duplicated, as a percentage of those requested, for each fault injected under load "
             "(consumer kill, SMTP 4xx, SMTP 5xx, dropped SMTP connections, web server restart), without and with "
@@ -431,31 +426,25 @@ FINDINGS = [
             "About as long end to end as blocking; a backlog grows when arrivals outpace the consumer.",
             "The email takes about as long end to end as the blocking request did, and when arrivals outpace the "
             "consumer the queue grows and every task waits longer: bound it and say so (503).",
-            ["03-the-work-still-happens", "05-faults"],
-            [("03-the-work-still-happens", "end_to_end_near_blocking"),
-             ("03-the-work-still-happens", "backlog_grew"), ("03-the-work-still-happens", "last_waited_longer"),
-             ("05-faults", "bounded_depth"), ("05-faults", "unbounded_drain")],
+            {"03-the-work-still-happens": ["end_to_end_near_blocking", "backlog_grew", "last_waited_longer"],
+             "05-faults": ["bounded_depth", "unbounded_drain"]},
             WORK_STILL_HAPPENS, quote=False),
     Finding("Pickup delay", "A polled queue starts late after idle; tuned polling or a blocking pop starts sooner.",
             "A polled queue starts a task late after an idle spell; tuning the polling buys it back for some idle "
             "CPU, a blocking pop (Redis) avoids it. The user sees the deferred email sent later than the blocking one.",
-            ["03-the-work-still-happens", "06-scale-out", "04-what-the-user-sees"],
-            [("03-the-work-still-happens", "tuned_pickup_sooner"), ("03-the-work-still-happens", "tuned_idle_cpu"),
-             ("06-scale-out", "pickup"), ("04-what-the-user-sees", "delivered_later")],
+            {"03-the-work-still-happens": ["tuned_pickup_sooner", "tuned_idle_cpu"],
+             "06-scale-out": ["pickup"],
+             "04-what-the-user-sees": ["delivered_later"]},
             PICKUP, quote=False),
     Finding("What a crash loses", "A killed consumer loses what its workers held; the ledger loses nothing.",
             "A killed consumer loses the tasks its workers held; a crashed web server fails the requests in flight "
             "but loses nothing it accepted. A ledger with a reconciler loses nothing.",
-            ["05-faults"],
-            [("05-faults", "plain_kills_lost"), ("05-faults", "web_restart"), ("05-faults", "ledger_delivered")],
+            {"05-faults": ["plain_kills_lost", "web_restart", "ledger_delivered"]},
             CRASH, quote=False),
     Finding("Which queue", "{queue_short}", "{queue_answer}",
-            [QUEUE_NOTEBOOK, "06-scale-out"],
-            [(QUEUE_NOTEBOOK, "view_delivered"), (QUEUE_NOTEBOOK, "load_delivered"),
-             (QUEUE_NOTEBOOK, "kills_settled"), (QUEUE_NOTEBOOK, "kills_kept_delivery"),
-             (QUEUE_NOTEBOOK, "kills_lost"), (QUEUE_NOTEBOOK, "blocking_pickup"), (QUEUE_NOTEBOOK, "tuning_knob"),
-             (QUEUE_NOTEBOOK, "rollback"), (QUEUE_NOTEBOOK, "in_transaction"), (QUEUE_NOTEBOOK, "on_commit"),
-             ("06-scale-out", "enqueue_cost"), ("06-scale-out", "drain_one"), ("06-scale-out", "drain_four")],
+            {QUEUE_NOTEBOOK: ["view_delivered", "load_delivered", "kills_settled", "kills_kept_delivery", "kills_lost",
+                              "blocking_pickup", "tuning_knob", "rollback", "in_transaction", "on_commit"],
+             "06-scale-out": ["enqueue_cost", "drain_one", "drain_four"]},
             WHICH_QUEUE, f"{QUEUE_NOTEBOOK}-fig06", "which-queue-kills.png",
             "Emails lost, duplicated and left stuck (marked running or unacknowledged) per queue backend after its "
             "workers were SIGKILLed mid-send: one group of bars per backend, the counts of the table's killed-workers "
@@ -463,9 +452,7 @@ FINDINGS = [
     Finding("When async is enough", "Async frees the server thread, not the user's wait.",
             "An async view frees the server thread, not the user's wait: enough when capacity is the problem and "
             "the user must learn the outcome in the response; deferring is what cuts the wait.",
-            ["08-does-async-fix-it"],
-            [("08-does-async-fix-it", "async_5x"), ("08-does-async-fix-it", "async_waits"),
-             ("08-does-async-fix-it", "smtp_failure")],
+            {"08-does-async-fix-it": ["async_5x", "async_waits", "smtp_failure"]},
             ASYNC, quote=False),
 ]
 
@@ -516,7 +503,7 @@ def rows(measured: Measured) -> list[Row]:
             answers = (finding.short.format(**phrases), finding.answer.format(**phrases)) if phrases else None
         except KeyError:
             text = answers = None
-        claims = [(nb, verdicts.claim(nb, key)) for nb, key in finding.checks]
+        claims = [(nb, verdicts.claim(nb, key)) for nb, key in finding.claim_keys()]
         checks = [(nb, claim, measured.verdicts.get(nb, {}).get(claim)) for nb, claim in claims]
         result.append(Row(finding, text, checks, table, answers))
     return result
@@ -526,7 +513,7 @@ def rows(measured: Measured) -> list[Row]:
 
 
 def _notebook_links(finding: Finding, measured: Measured, prefix: str = "notebooks/") -> str:
-    return ", ".join(f"[`{nb}`]({prefix}{nb}.ipynb)" for nb in finding.notebooks if nb in measured.notebooks)
+    return ", ".join(f"[`{nb}`]({prefix}{nb}.ipynb)" for nb in finding.checks if nb in measured.notebooks)
 
 
 def _check_line(notebook: str, claim: str, held: bool | None) -> str:
