@@ -324,3 +324,14 @@ def test_the_kill_episode_accounts_for_every_accepted_email(labs):
     assert row["settled"] and row["kills"] == 1 and len(timeline) == 1
     assert row["requested"] > 0 and row["delivered"] + row["lost"] == row["requested"]
     assert row["late_copies"] == 0 and timeline["processes_killed"].iloc[0] >= 1
+
+
+def test_what_the_user_is_told_follows_the_status_and_the_wait():
+    from helpers.protocols import user_told
+
+    assert user_told.in_words({"status": 202, "waited_s": 0.004, "task_state": "failed"}, 2.0) == (
+        "accepted (202) in 4 ms; the task then failed")
+    stalled = user_told.in_words({"status": 502, "waited_s": 1.9}, 2.0)
+    assert stalled == "waited 1.9 s (the SMTP timeout), then error 502"
+    assert user_told.in_words({"status": 502, "waited_s": 0.31}, 2.0) == "error 502 after 310 ms"
+    assert user_told.smtp_faults(2.0)["stall"]["delay_s"] == 4.0

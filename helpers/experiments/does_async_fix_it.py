@@ -14,10 +14,7 @@ utilisation law predicts (helpers.analysis.queueing.bottleneck). `python -m help
 
 from __future__ import annotations
 
-import json
 import math
-import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -26,10 +23,9 @@ import psutil
 
 from helpers import runs
 from helpers.analysis import queueing
-from helpers.protocols import open_loop
+from helpers.protocols import open_loop, user_told
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
-from helpers.stack.smtp_sink import set_fault
 
 SERVERS = ("gunicorn sync", "gunicorn gthread", "uvicorn")  # the lab restarts its web server between them
 
@@ -158,61 +154,6 @@ def sweep_variant(lab: Lab, variant: Variant, setup: Setup, progress=None) -> tu
 
 # -- what the user is told when the SMTP server fails mid-request ----------------------------------------------------
 
-def faults(setup: Setup) -> dict[str, dict]:
-    """The SMTP server's fault modes (helpers.stack.smtp_sink): a 451 refusal of the message, the connection cut
-    without a reply, and a provider that stalls past the site's SMTP timeout."""
-    return {"refuse 451": {"mode": "refuse", "code": 451}, "drop": {"mode": "drop"},
-            "stall": {"mode": "ok", "delay_s": 2 * setup.smtp_timeout_s}}
-
-
-def task_outcome(lab: Lab, task_id: str, timeout_s: float) -> str:
-    """The deferred task's final state, as its status endpoint reports it ("queued"/"running" if not final in time)."""
-    deadline = time.monotonic() + timeout_s
-    state = "unknown"
-    while time.monotonic() < deadline:
-        state = json.loads(lab.http.get(f"/tasks/{task_id}/").body).get("state", "unknown")
-        if state in ("delivered", "failed"):
-            break
-        time.sleep(0.05)
-    return state
-
-
-def told(row: dict, setup: Setup) -> str:
-    """The user's side of one fault, in words, from the status and the wait."""
-    if 200 <= row["status"] < 300:
-        return f"accepted ({row['status']}) in {row['waited_s'] * 1e3:.0f} ms; the task then {row['task_state']}"
-    if row["waited_s"] >= 0.8 * setup.smtp_timeout_s:
-        return f"waited {row['waited_s']:.1f} s (the SMTP timeout), then error {row['status']}"
-    return f"error {row['status']} after {row['waited_s'] * 1e3:.0f} ms"
-
-
-def fault_request(lab: Lab, variant: Variant, fault: str, setup: Setup) -> dict:
-    started = time.monotonic()
-    response = lab.http.post(variant.path, {"to": f"fault-{variant.name}@example.test"})
-    body = json.loads(response.body or b"{}")
-    row = {"variant": variant.name, "fault": fault, "status": response.status,
-           "waited_s": time.monotonic() - started, "error": body.get("error"), "task_state": None}
-    if variant.deferred and "task_id" in body:
-        row["task_state"] = task_outcome(lab, body["task_id"], setup.smtp_timeout_s + 5)
-    row["user_told"] = told(row, setup)
-    return row
-
-
-def fault_answers(lab: Lab, variants: list[Variant], setup: Setup) -> list[dict]:
-    """Each fault in turn, one request per variant at once (they share the running server); a deferred variant's
-    task is followed to its end while the fault lasts."""
-    rows = []
-    for fault, switch in faults(setup).items():
-        lab.wait_until_drained()
-        set_fault(lab.smtp_control, **switch)
-        try:
-            with ThreadPoolExecutor(len(variants)) as pool:
-                rows += pool.map(lambda v, f=fault: fault_request(lab, v, f, setup), variants)
-        finally:
-            set_fault(lab.smtp_control, "ok")
-    return rows
-
-
 # -- the model --------------------------------------------------------------------------------------------------------
 
 def resources(setup: Setup, variant: Variant, points: pd.DataFrame, cores: int) -> dict[str, tuple[float, float]]:
@@ -315,7 +256,8 @@ class Measured:
                         f"({row['p50_ms'] / delay_ms:.2f}x the SMTP delay)")
             answers = self.faults[self.faults["variant"] == name].set_index("fault")["user_told"]
             rows.append({"variant": row["label"], "Server blocking": blocking, "Response time": response,
-                         **{f"SMTP {fault}": answers.get(fault, "") for fault in faults(self.setup)}})
+                         **{f"SMTP {fault}": answers.get(fault, "")
+                            for fault in user_told.smtp_faults(self.setup.smtp_timeout_s)}})
         return pd.DataFrame(rows)
 
     def deferred_points(self) -> pd.DataFrame:
@@ -378,7 +320,8 @@ def measure(lab: Lab, setup: Setup, progress=None) -> Measured:
             variant_rows, variant_records = sweep_variant(lab, variant, setup, progress)
             rows += variant_rows
             records += variant_records
-        fault_rows += fault_answers(lab, variants, setup)
+        endpoints = [user_told.Endpoint(v.name, v.path, queues=v.deferred) for v in variants]
+        fault_rows += user_told.under_smtp_faults(lab, endpoints, setup.smtp_timeout_s)
     return Measured(setup, pd.DataFrame(rows), pd.DataFrame(fault_rows), pd.concat(records, ignore_index=True),
                     psutil.cpu_count())
 
