@@ -26,7 +26,9 @@ $(STAMP): pyproject.toml
 	[ -x "$(PY)" ] || "$$py" -m venv "$(VENV)"
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m ipykernel install --sys-prefix --name $(KERNEL) --display-name "Python (tasks lab)" >/dev/null
+	@# ipykernel leaves its empty tmp*_kernels folder behind: give it one of ours, removed after.
+	mkdir -p $(VENV)/tmp && TMPDIR=$(VENV)/tmp $(PY) -m ipykernel install --sys-prefix --name $(KERNEL) \
+	  --display-name "Python (tasks lab)" >/dev/null && rm -rf $(VENV)/tmp
 	touch $(STAMP)
 
 # Debian packages the experiments drive: installed only where missing (needs root, as CI has). Each is

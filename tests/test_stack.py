@@ -37,6 +37,14 @@ def test_every_server_listens_on_loopback_only(lab):
     assert set(listening.values()) == {"127.0.0.1"}
 
 
+def test_the_sites_processes_keep_their_temporary_files_in_the_run_folder(lab):
+    """A SIGKILLed worker cannot remove its temporary files (multiprocessing's pymp-* folders): they stay in the run."""
+    for name in ("web", "consumer"):
+        process = psutil.Process(lab.processes[name].pid)
+        assert process.environ()["TMPDIR"] == str(lab.tmp_dir) == str(lab.run_dir / "tmp")
+    assert lab.tmp_dir.is_dir()
+
+
 def test_deferred_email_reaches_the_smtp_server(lab):
     before = lab.mail.emails_received()
     response = lab.http.post("/email/deferred/", {"to": "deferred@example.test"})

@@ -90,6 +90,10 @@ class Lab:
         self.smtp_record = self.run_dir / "smtp-deliveries.jsonl"
         self.smtp_control = self.run_dir / "smtp-fault.json"  # the SMTP server's fault mode, re-read per message
         self.stats_file = self.run_dir / "huey-stats.sqlite3"
+        # The temporary files of the lab's processes (multiprocessing's pymp-* folders, upload spools, gunicorn's
+        # heartbeat files): a SIGKILLed worker cannot remove its own, and they stay with the run, not in /tmp.
+        self.tmp_dir = self.run_dir / "tmp"
+        self.tmp_dir.mkdir(exist_ok=True, mode=0o700)
         self.web_port: int | None = None
         self.smtp_port: int | None = None
         self.consumers_ready_at: float | None = None  # epoch s when the last consumer process said it started
@@ -171,6 +175,7 @@ class Lab:
         return {
             "DJANGO_SETTINGS_MODULE": "labsite.settings",
             "LAB_RUN_DIR": str(self.run_dir),
+            "TMPDIR": str(self.tmp_dir),
             "LAB_SMTP_PORT": str(self.smtp_port),
             "LAB_SECRET_KEY": self._secret_key,
             "LAB_DEBUG": "0",
