@@ -367,10 +367,12 @@ class Lab:
         return self.queue.depth()
 
     def wait_until_drained(self, timeout: float = 300.0) -> float:
-        """Block until the queue is empty, so one experiment's backlog does not weigh on the next."""
+        """Block until the queue is empty, so one experiment's backlog does not weigh on the next; give up after
+        `timeout` s without a task taken (or 10 x timeout in all), not after a fixed total: a slow queue on a busy
+        machine (RQ drains about 50 tasks/s here) is still draining."""
         return poll_until(lambda: self.queue_depth() == 0, timeout,
-                          lambda: f"{self.queue_depth()} tasks still queued after {timeout} s",
-                          lambda: self.running, "draining the queue")
+                          lambda: f"{self.queue_depth()} tasks still queued, none taken in the last {timeout} s",
+                          lambda: self.running, "draining the queue", progress=self.queue_depth)
 
 
 def start_lab(**kwargs) -> Lab:
