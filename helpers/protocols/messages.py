@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -58,20 +59,34 @@ def wait_for_copies(lab: Lab, prefix: str, expected: int, timeout_s: float) -> i
         time.sleep(0.1)
 
 
+def per_message(accepted: Iterable[int], received: pd.Series) -> dict:
+    """requested / delivered / lost / duplicated, message by message, from the request numbers the site accepted
+    and the copies the SMTP server accepted per request number (any request's: one the client saw fail can be
+    delivered twice all the same)."""
+    copies = received.reindex(sorted(set(accepted)), fill_value=0)
+    return {"requested": len(copies), "delivered": int((copies > 0).sum()), "lost": int((copies == 0).sum()),
+            "duplicated": int((received - 1).clip(lower=0).sum())}
+
+
+def each_delivered_once(f: dict, lost: str, duplicated: str, received: str, requested: str) -> bool:
+    """Figures `f` say nothing was lost and nothing duplicated, message by message (its `lost` and `duplicated`
+    counts); figures recorded without those counts (the committed reference, until it is run again) can only be
+    judged by their totals (`received` == `requested`)."""
+    if lost in f:
+        return f[lost] == 0 and f[duplicated] == 0
+    return f[received] == f[requested]
+
+
 def account(records: pd.DataFrame, received: pd.Series, received_at_settle: pd.Series,
             ledger: pd.Series | None = None) -> dict:
     """requested / delivered / lost / duplicated ... (see the module's docstring) from the load generator's
     `records`, the copies per request number read late (`received`) and when the lab settled
     (`received_at_settle`), and `ledger`, each request number's job state in a ledger (None: no ledger)."""
     accepted = sorted(set(records.loc[records["status"] == 202, "i"].astype(int)))
-    copies = received.reindex(accepted, fill_value=0)
     late = received - received_at_settle.reindex(received.index, fill_value=0)
     counts = {
         "sent": len(records),
-        "requested": len(accepted),
-        "delivered": int((copies > 0).sum()),
-        "lost": int((copies == 0).sum()),
-        "duplicated": int((received - 1).clip(lower=0).sum()),
+        **per_message(accepted, received),
         "late_copies": int(late.clip(lower=0).sum()),
         "refused_503": int((records["status"] == 503).sum()),
         "server_5xx": int(((records["status"] >= 500) & (records["status"] != 503)).sum()),

@@ -7,9 +7,10 @@ out) cancels the message: aiosmtpd cancels the handler, so nothing is recorded a
 
 Faults, switchable while it runs: `--control FILE` names a JSON file the server re-reads (when its mtime
 changes) before every message: {"mode": "ok"}, {"mode": "refuse", "code": 451} (a 4xx or 5xx reply to the
-message's DATA) or {"mode": "drop"} (the connection is cut when the message arrives, with no reply), each
-optionally with "delay_s" replacing `--delay` (a provider that turns slow). A refused or dropped message is not
-recorded; `set_fault` writes the file.
+message's DATA), {"mode": "drop"} (the connection is cut when the message arrives, with no reply) or
+{"mode": "stall", "stall_s": S} (EHLO, MAIL, RCPT and DATA each wait S before their reply; the message is then
+accepted), each optionally with "delay_s" replacing `--delay` (a provider that turns slow). A refused or dropped
+message is not recorded; `set_fault` writes the file.
 
 Like a real provider's message-events API, `--status-port P` serves `GET /messages?message_id=<id>` on loopback:
 {"accepted": true} once a message with that Message-ID was accepted. The job ledger asks it before sending
@@ -38,13 +39,14 @@ from aiosmtpd.controller import Controller
 RECORD_COLUMNS = ["received_at", "accepted_at", "message_id", "mail_from", "rcpt_tos", "size", "subject"]
 
 
-FAULT_MODES = ("ok", "refuse", "drop")
+FAULT_MODES = ("ok", "refuse", "drop", "stall")
 REFUSALS = {421: "421 Service not available, closing channel", 451: "451 Requested action aborted: local error",
             452: "452 Insufficient system storage", 554: "554 Transaction failed",
             550: "550 Mailbox unavailable"}
 
 
-def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: float | None = None) -> None:
+def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: float | None = None,
+              stall_s: float | None = None) -> None:
     """Switch a running server's fault mode (atomically: it never reads a half-written file)."""
     if mode not in FAULT_MODES:
         raise ValueError(f"mode must be one of {FAULT_MODES}, not {mode!r}")
@@ -55,6 +57,8 @@ def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: fl
     state = {"mode": mode, "code": code, "since": time.time()}
     if delay_s is not None:
         state["delay_s"] = delay_s
+    if stall_s is not None:
+        state["stall_s"] = stall_s
     scratch.write_text(json.dumps(state))
     scratch.replace(path)
 
@@ -90,9 +94,33 @@ class SlowRecordingHandler:
         self.dropped = 0
         self.accepted_ids: set[str] = set()
 
+    async def stall(self, fault: dict | None = None) -> None:
+        """In "stall" mode, hold this command's reply for stall_s."""
+        fault = fault or self.faults.current()
+        if fault.get("mode") == "stall":
+            await asyncio.sleep(float(fault.get("stall_s", 0)))
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        await self.stall()
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await self.stall()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await self.stall()
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
         received_at = time.time()
         fault = self.faults.current()
+        await self.stall(fault)
         if fault.get("mode") == "refuse":
             self.refused += 1
             return REFUSALS.get(int(fault.get("code", 451)), REFUSALS[451])
