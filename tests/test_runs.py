@@ -294,7 +294,7 @@ def overhead_result():
     rows += [("blocking", 200, 300.0 + i, i < 1) for i in range(6)]
     rows += [("deferred", 500, 2.0, False)]  # one failed request
     timings = pd.DataFrame(rows, columns=["label", "status", "total_ms", "warmup"])
-    return OverheadResult(timings, latency.summarize(timings[~timings["warmup"]]), 18, 18, 0.5)
+    return OverheadResult(timings, latency.summarize(timings[~timings["warmup"]]), 18, 18, 0.5, 0, 0)
 
 
 def test_overhead_key_figures_compare_the_endpoints_p50():
