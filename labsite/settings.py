@@ -261,6 +261,8 @@ THUMBNAIL_DIR = RUN_DIR / "thumbnails"
 THUMBNAIL_MAX_UPLOAD_BYTES = int(os.environ.get("LAB_UPLOAD_MAX_BYTES", 16 * 2**20))
 THUMBNAIL_MAX_PIXELS = int(os.environ.get("LAB_UPLOAD_MAX_PIXELS", 40_000_000))
 THUMBNAIL_MAX_SIDE = int(os.environ.get("LAB_UPLOAD_MAX_SIDE", 12_000))
+# An upload still spooled this long after it arrived lost its job (labsite.thumbnails.remove_stale_uploads).
+LAB_SPOOL_MAX_AGE_S = float(os.environ.get("LAB_SPOOL_MAX_AGE_S", 3600))
 
 LOGGING = {
     "version": 1,
