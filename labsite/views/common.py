@@ -112,7 +112,7 @@ def email_parameter(request, name: str = "to") -> str:
     local, _, domain = address.rpartition("@")
     if not local.isascii():
         # validate_email lets some through: it matches [A-Z] case-insensitively, so the Kelvin sign "\u212a" passes.
-        raise BadRequest(f"'{name}' cannot be sent: the part before the @ must be ASCII (no SMTPUTF8 here)")
+        raise BadRequest(f"'{name}' cannot be sent over SMTP: the part before the @ must be printable ASCII")
     if not domain.isascii():
         try:
             domain = idna.encode(domain, uts46=True).decode("ascii")
