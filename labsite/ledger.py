@@ -156,13 +156,15 @@ def deliver_job(job_id: str) -> dict:
 
 
 def provider_accepted(message_id: str, timeout_s: float = PROVIDER_CHECK_MAX_S) -> bool:
-    """Whether the email provider already accepted this Message-ID (its message-status API)."""
+    """Whether the email provider already accepted this Message-ID (its message-status API). Asked directly, never
+    through a proxy an http_proxy variable names: the answer decides whether an email is sent twice."""
     import json
     import urllib.parse
     import urllib.request
 
     url = f"{settings.LAB_PROVIDER_STATUS_URL}?{urllib.parse.urlencode({'message_id': message_id})}"
-    with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 (a configured http URL)
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with direct.open(url, timeout=timeout_s) as response:
         return bool(json.loads(response.read())["accepted"])
 
 

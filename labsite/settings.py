@@ -211,6 +211,10 @@ HUEY = huey_sqlite()["HUEY"]
 QUEUE_API = "huey"
 globals().update(QUEUE_BACKENDS[QUEUE_BACKEND]())
 
+# A Huey task's result and its `running:` marker are deleted this long after the task started (the consumer's
+# scheduler prunes them: labsite.huey_classes.PruningScheduler); until then /tasks/<id>/ can read them.
+LAB_HUEY_RESULT_TTL_S = float(os.environ.get("LAB_HUEY_RESULT_TTL_S", 3600))
+
 # Per-task lifecycle events (enqueued, dequeued, executing, complete/error...) from Huey's own stats recorder,
 # switched on per run by LAB_HUEY_STATS. Every process (web workers, consumer, its workers) buffers events and
 # a writer thread flushes them every `flush_interval` s into one SQLite file. The recorder keeps only the
@@ -261,6 +265,8 @@ THUMBNAIL_DIR = RUN_DIR / "thumbnails"
 THUMBNAIL_MAX_UPLOAD_BYTES = int(os.environ.get("LAB_UPLOAD_MAX_BYTES", 16 * 2**20))
 THUMBNAIL_MAX_PIXELS = int(os.environ.get("LAB_UPLOAD_MAX_PIXELS", 40_000_000))
 THUMBNAIL_MAX_SIDE = int(os.environ.get("LAB_UPLOAD_MAX_SIDE", 12_000))
+# An upload still spooled this long after it arrived lost its job (labsite.thumbnails.remove_stale_uploads).
+LAB_SPOOL_MAX_AGE_S = float(os.environ.get("LAB_SPOOL_MAX_AGE_S", 3600))
 
 LOGGING = {
     "version": 1,

@@ -24,8 +24,7 @@ from huey.contrib.djhuey import task as huey_task
 
 # Module imports, not names: labsite.ledger enqueues the tasks below, so each module may load first.
 from labsite import jobs, ledger, thumbnails
-
-RUNNING_KEY = "running:{}"
+from labsite.huey_classes import RUNNING_KEY
 
 
 def module_function(job, name: str):

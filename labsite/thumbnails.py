@@ -78,6 +78,24 @@ def thumbnail_dir() -> Path:
     return path
 
 
+def remove_stale_uploads(max_age_s: float | None = None, now: float | None = None) -> int:
+    """Remove spooled uploads older than `max_age_s` (LAB_SPOOL_MAX_AGE_S); returns how many. A job removes its own
+    upload, even when it fails, but not when it dies: its worker killed mid-job, or its task lost with a consumer
+    (an at-most-once queue). Such an upload has no job left to consume it. The reconciler (`manage.py
+    reconcile_jobs`) calls this every pass; the age must be longer than any upload's wait in the queue."""
+    max_age_s = settings.LAB_SPOOL_MAX_AGE_S if max_age_s is None else max_age_s
+    cutoff = (time.time() if now is None else now) - max_age_s
+    removed = 0
+    for path in Path(settings.THUMBNAIL_SPOOL_DIR).glob("*"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except FileNotFoundError:  # its job consumed it meanwhile
+            pass
+    return removed
+
+
 def spool(chunks, image_format: str) -> Path:
     """Write an accepted image into the spool under a fresh name; the job will consume it."""
     target = spool_dir() / f"{uuid.uuid4().hex}{SUFFIXES[image_format]}"
@@ -87,11 +105,16 @@ def spool(chunks, image_format: str) -> Path:
     return target
 
 
+def max_request_bytes() -> int:
+    """The largest upload request: the image cap plus room for the multipart envelope."""
+    return settings.THUMBNAIL_MAX_UPLOAD_BYTES + 64 * 1024
+
+
 def accept_upload(request, field: str = "image") -> Path:
     """Validate the multipart upload `field` and spool it; raises RefusedUpload (a JSON 4xx) otherwise."""
     max_bytes = settings.THUMBNAIL_MAX_UPLOAD_BYTES
     declared_length = int(request.META.get("CONTENT_LENGTH") or 0)
-    if declared_length > max_bytes + 64 * 1024:  # room for the multipart envelope
+    if declared_length > max_request_bytes():
         raise RefusedUpload(413, f"request body of {declared_length} bytes is over the {max_bytes}-byte cap")
     if not request.content_type.startswith("multipart/form-data"):
         raise RefusedUpload(415, f"send the image as multipart/form-data field '{field}'")

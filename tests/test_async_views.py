@@ -90,6 +90,52 @@ def test_bad_input_under_uvicorn_is_a_json_4xx_and_sends_nothing(lab):
     assert lab.mail.emails_received() == received
 
 
+def exchange(port: int, head: str, body: bytes = b"") -> bytes:
+    """Send a raw request (a server may close mid-body once it refused: that is no error here); its answer."""
+    import contextlib
+    import socket
+
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(OSError):
+            sock.sendall(head.encode() + body)
+        with contextlib.suppress(ConnectionResetError):  # the rest of a refused body arrived after the server closed
+            while chunk := sock.recv(65536):
+                answer += chunk
+    return answer
+
+
+def spooled_bodies(lab) -> list:
+    """Django's ASGI handler spools a body past FILE_UPLOAD_MAX_MEMORY_SIZE into a temporary file of the run."""
+    return list(lab.tmp_dir.rglob("*"))
+
+
+@pytest.mark.stack
+def test_uvicorn_refuses_oversize_headers_and_bodies_before_storing_them(lab):
+    """labsite.asgi's limits: gunicorn's header limits (431), a declared Content-Length over the path's limit (413
+    with no body sent at all: nothing was waited for), a chunked body cut at the limit (413), nothing sent or
+    stored; a body under the limit still gets through."""
+    head = "POST /email/deferred/ HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" \
+           "Content-Type: application/x-www-form-urlencoded\r\n"
+    before = lab.mail.emails_received()
+    form = b"to=limits%40example.test"
+    answer = exchange(lab.web_port, head + f"X-Padding: {'a' * 9000}\r\nContent-Length: {len(form)}\r\n\r\n", form)
+    assert answer.startswith(b"HTTP/1.1 431 ") and b'"error"' in answer
+    answer = exchange(lab.web_port, head + f"Content-Length: {30 * 2**20}\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 ") and b'"error"' in answer
+    upload_head = head.replace("/email/deferred/", "/thumbnails/deferred/")
+    assert exchange(lab.web_port, upload_head + f"Content-Length: {30 * 2**20}\r\n\r\n").startswith(b"HTTP/1.1 413 ")
+    padded = form + b"&pad=" + b"x" * (3 * 2**20)  # over Django's 2.5 MiB form limit, in 64 KiB chunks
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(padded[i:i + 2**16]), padded[i:i + 2**16])
+                      for i in range(0, len(padded), 2**16))
+    answer = exchange(lab.web_port, head + "Transfer-Encoding: chunked\r\n\r\n", chunks + b"0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 413 ") and b'"error"' in answer
+    assert spooled_bodies(lab) == []
+    assert exchange(lab.web_port, head + f"Content-Length: {len(form)}\r\n\r\n", form).startswith(b"HTTP/1.1 202 ")
+    lab.mail.wait_for_emails(before + 1, timeout=20)
+    assert lab.mail.emails_received() == before + 1  # only the last request's email
+
+
 @pytest.mark.stack
 @pytest.mark.parametrize("fault", [{"mode": "refuse", "code": 451}, {"mode": "drop"}])
 def test_an_smtp_failure_mid_request_is_the_json_500_and_nothing_is_recorded(lab, fault):

@@ -101,3 +101,20 @@ def test_every_job_is_a_task_of_every_api_that_its_worker_finds_again_by_name(ta
 
 def test_the_seed_articles_celery_task_keeps_its_name():
     assert tasks.WELCOME_EMAIL["celery"].name == "labsite.tasks.send_email_task"
+
+
+def test_the_consumer_prunes_results_and_running_markers_past_their_ttl(huey_queue, settings):
+    """Huey keeps a result until it is read without peek, and the status endpoint only peeks: without pruning the
+    result store (and the `running:` markers) would grow with every task for good."""
+    import threading
+    import time
+
+    settings.LAB_HUEY_RESULT_TTL_S = 60
+    old, fresh = dispatch.issue_task_id(), dispatch.issue_task_id()
+    for task_id, started in ((old, time.time() - 61), (fresh, time.time())):
+        huey_queue.put(tasks.RUNNING_KEY.format(task_id), started)
+        huey_queue.put(task_id, {"sent": True})
+    scheduler_class = huey_queue.create_consumer(workers=1, periodic=False).scheduler_class
+    scheduler_class(huey_queue, threading.Event(), 1, False).loop()  # one pass of the consumer's scheduler thread
+    assert set(huey_queue.storage.result_items()) == {fresh, tasks.RUNNING_KEY.format(fresh)}
+    assert dispatch.queue_api("huey").state(fresh)["state"] == "delivered"

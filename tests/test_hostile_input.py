@@ -101,3 +101,50 @@ def test_oversized_and_overlong_bodies_are_refused_with_400(client, huey_queue, 
     many = {f"f{i}": "1" for i in range(1500)} | {"to": "a@example.test"}  # over DATA_UPLOAD_MAX_NUMBER_FIELDS
     assert client.post(path, many).status_code == 400
     assert left_behind(huey_queue) == NOTHING
+
+
+# -- one rule for international addresses, the same on every path ------------------------------------------------------
+
+IDN_ADDRESS, IDN_ASCII = "ada@B\u00fccher.example", "ada@xn--bcher-kva.example"
+EVERY_EMAIL_PATH = ["/email/validate/", "/email/blocking/", "/email/deferred/", "/email/ledger/", "/djtasks/email/",
+                    "/email/async/", "/email/async/thread-sensitive/", "/email/async/thread-pool/",
+                    "/signup/blocking/", "/signup/deferred/"]
+
+
+def recipients_handed_on(huey) -> list[str]:
+    """Every address the request left for a send: emails sent, task arguments queued, ledger jobs."""
+    def addresses(value) -> list[str]:  # in a task's arguments, however nested (Huey's Tasks backend wraps them)
+        if isinstance(value, str):
+            return [value] if "@" in value else []
+        if isinstance(value, dict):
+            value = list(value.values())
+        return [a for item in value for a in addresses(item)] if isinstance(value, (list, tuple)) else []
+
+    queued = [a for task in huey.pending() for a in addresses([task.args, task.kwargs])]
+    return [to for message in mail.outbox for to in message.to] + queued + \
+        list(EmailJob.objects.values_list("to", flat=True))
+
+
+@pytest.mark.parametrize("path", ["/email/validate/", "/email/blocking/", "/email/deferred/", "/email/ledger/",
+                                  "/djtasks/email/"])
+def test_an_international_domain_is_handed_on_in_its_ascii_form(client, huey_queue, path):
+    """smtplib would send the domain punycoded and aiosmtplib refuse it (no SMTPUTF8): the request converts it, so
+    every path, the queues' and the ledger's included, sends the same ASCII address (the async paths: on the real
+    stack, tests/test_hostile_stack.py)."""
+    reset(huey_queue)
+    response = client.post(path, {"to": IDN_ADDRESS})
+    assert response.status_code in (200, 202), response.content
+    handed_on = recipients_handed_on(huey_queue) or [response.json()["to"]]
+    assert handed_on == [IDN_ASCII]
+
+
+@pytest.mark.parametrize("path", EVERY_EMAIL_PATH)
+@pytest.mark.parametrize("address", ["ad\u00e4@example.test", "\u212a@example.test", "\uff21\uff22\uff23@example.test",
+                                     "ada@\u2603.example", "ada@xn--.example"])
+def test_an_address_no_path_can_send_is_refused_alike_before_anything_is_sent(client, huey_queue, path, address):
+    """A non-ASCII part before the @ (it needs SMTPUTF8, which the site does not send) or a domain IDNA 2008 refuses
+    (a symbol: IDNA 2003, Django's own punycode, accepts it): a 400 on every path, nothing sent or queued."""
+    reset(huey_queue)
+    response = client.post(path, {"to": address}, HTTP_ACCEPT="application/json")
+    assert response.status_code == 400, response.content
+    assert left_behind(huey_queue) == NOTHING

@@ -23,6 +23,7 @@ from helpers.stack.processes import (
     PROCESS_TAG,
     SERVER_ENVIRONMENT,
     ManagedProcess,
+    free_port,
     process_environment,
 )
 from tests import scratch
@@ -261,6 +262,27 @@ def test_a_lab_process_reaches_loopback_past_an_http_proxy(loopback_server, dead
     process.popen.wait(30)
     process.stop()
     assert process.log_text().strip() == "200", process.log_text()
+
+
+def test_the_provider_check_asks_the_provider_directly_past_an_http_proxy(dead_proxy, settings):
+    """The ledger's provider check decides whether an email is sent twice: it must get the answer even when the
+    environment names a proxy and no no_proxy (as in a process the lab did not start)."""
+    import urllib.request
+
+    from helpers.stack.smtp_sink import serve_status
+    from labsite import ledger
+
+    port = free_port()
+    server = serve_status({"<sent@tasks-lab.test>"}, port)
+    settings.LAB_PROVIDER_STATUS_URL = f"http://{LOOPBACK}:{port}/messages"
+    urllib.request.install_opener(None)  # urlopen's opener reads the environment again, as in a new process
+    try:
+        assert ledger.provider_accepted("<sent@tasks-lab.test>", timeout_s=5) is True
+        assert ledger.provider_accepted("<never@tasks-lab.test>", timeout_s=5) is False
+    finally:
+        server.shutdown()
+        server.server_close()
+        urllib.request.install_opener(None)
 
 
 def test_the_browser_probe_reaches_loopback_past_an_http_proxy(loopback_server, dead_proxy):

@@ -137,6 +137,36 @@ def test_a_job_that_fails_still_removes_its_spooled_upload(spool):
     assert spooled(spool) == []
 
 
+@pytest.mark.django_db  # the pass reads the ledger too
+def test_the_reconciler_removes_uploads_whose_job_died_and_keeps_fresh_ones(spool, settings, huey_queue):
+    """A job killed mid-run (or lost with its consumer) never removes its upload: the reconciler's pass removes
+    spooled files older than LAB_SPOOL_MAX_AGE_S."""
+    import os
+    import time
+
+    from django.core.management import call_command
+
+    settings.LAB_SPOOL_MAX_AGE_S = 60
+    orphan, waiting = thumbnails.spool_dir() / "orphan.jpg", thumbnails.spool_dir() / "waiting.jpg"
+    orphan.write_bytes(b"x")
+    waiting.write_bytes(b"x")
+    old = time.time() - 61
+    os.utime(orphan, (old, old))
+    call_command("reconcile_jobs", "--once", stdout=io.StringIO())
+    assert spooled(spool) == [waiting]
+
+
+@pytest.mark.parametrize("path", ["/thumbnails/deferred/", "/djtasks/thumbnails/"])
+def test_a_full_backlog_sheds_an_upload_with_503_before_spooling_it(client, spool, huey_queue, settings,
+                                                                     jpeg_bytes, path):
+    settings.LAB_MAX_BACKLOG = 1
+    assert client.post(path, upload(jpeg_bytes)).status_code == 202
+    thumbnails_waiting = spooled(spool)
+    refused = client.post(path, upload(jpeg_bytes))
+    assert refused.status_code == 503 and int(refused["Retry-After"]) >= 1
+    assert huey_queue.pending_count() == 1 and spooled(spool) == thumbnails_waiting
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_upload_over_the_byte_cap_is_a_413(client, spool, huey_queue, settings, jpeg_bytes, path):
     settings.THUMBNAIL_MAX_UPLOAD_BYTES = len(jpeg_bytes) - 1

@@ -39,10 +39,10 @@ class SmtpRecord:
         return pd.DataFrame(rows, columns=RECORD_COLUMNS)
 
     def copies_by_number(self, prefix: str) -> pd.Series:
-        """Copies accepted per request number n, for the recipients `<prefix><n>@example.test` (experiments give
-        each request its own numbered recipient)."""
+        """Copies accepted per request number n, for the recipients `<prefix><n>@example.test` or at an ASCII
+        subdomain of it (experiments give each request its own numbered recipient)."""
         recipients = self.deliveries()["rcpt_tos"].map(lambda r: r[0] if r else "")
-        pattern = rf"^{re.escape(prefix)}(\d+)@example\.test$"
+        pattern = rf"^{re.escape(prefix)}(\d+)@(?:[a-z0-9-]+\.)*example\.test$"
         return recipients.str.extract(pattern)[0].dropna().astype(int).value_counts()
 
     def wait_for_emails(self, expected: int, timeout: float = 120.0) -> float:

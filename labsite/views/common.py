@@ -3,9 +3,11 @@ the answers of a path that ran its job (200) or queued it (202)."""
 
 import math
 import uuid
+from collections.abc import Callable
 from functools import wraps
 from typing import TYPE_CHECKING
 
+import idna
 from asgiref.sync import iscoroutinefunction
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -75,8 +77,26 @@ def allow(*methods: str):
     return decorator
 
 
+def max_body(limit: Callable[[], int]):
+    """Marks a view whose request body may be up to `limit()` bytes, more than Django's cap on a form body: under
+    uvicorn labsite.asgi refuses a larger one before it is stored."""
+
+    def decorator(view):
+        view.max_body_bytes = limit
+        return view
+
+    return decorator
+
+
 def email_parameter(request, name: str = "to") -> str:
-    """The recipient from a form-encoded POST body, refused here unless the SMTP send can take it."""
+    """The recipient from a form-encoded POST body, as the site will send it, refused here unless every path can.
+
+    One rule, applied before anything is sent or enqueued, so every path (blocking smtplib, the queues, the ledger,
+    Django's Tasks, the async aiosmtplib send) gets the same address or the same 400: the site sends no SMTPUTF8,
+    so the part before the @ must be ASCII; an internationalized domain is accepted and sent as its ASCII form
+    (IDNA 2008 with the UTS 46 mapping, what browsers use: "bücher.example" -> "xn--bcher-kva.example"). Without
+    this, smtplib would send such a domain punycoded while aiosmtplib, to a server without SMTPUTF8, would refuse
+    it after the view had accepted the request (a 500)."""
     values = request.POST.getlist(name)
     if len(values) != 1:
         raise BadRequest(f"exactly one '{name}' parameter is required")
@@ -89,10 +109,21 @@ def email_parameter(request, name: str = "to") -> str:
         raise BadRequest(f"'{name}' is not a valid email address") from exc
     if any(ch in address for ch in "\r\n"):
         raise BadRequest(f"'{name}' must not contain line breaks")
-    if not address.isascii() or address.startswith('"'):
-        # Only these can pass validate_email and fail prep_address: a non-ASCII local part ("\u212a@x.test", the
-        # Kelvin sign, matches validate_email's case-insensitive [A-Z]), a control character in a quoted one. Its
-        # header parser costs about 90 µs, a tenth of the deferred view, so a plain ASCII address skips it.
+    local, _, domain = address.rpartition("@")
+    if not local.isascii():
+        # validate_email lets some through: it matches [A-Z] case-insensitively, so the Kelvin sign "\u212a" passes.
+        raise BadRequest(f"'{name}' cannot be sent over SMTP: the part before the @ must be printable ASCII")
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except idna.IDNAError as exc:
+            raise BadRequest(f"'{name}' has a domain that is not a valid internationalized domain name") from exc
+        address = f"{local}@{domain}"
+        if len(address) > MAX_EMAIL_LENGTH:
+            raise BadRequest(f"'{name}' is longer than {MAX_EMAIL_LENGTH} characters in its ASCII form")
+    if address.startswith('"'):
+        # Only a quoted local part can pass validate_email and fail prep_address now (a control character in it).
+        # Its header parser costs about 90 µs, a tenth of the deferred view, so a plain address skips it.
         try:
             SMTP_RULES.prep_address(address)
         except ValueError as exc:

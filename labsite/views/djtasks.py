@@ -5,7 +5,15 @@ runs them in the request). Their state: /djtasks/<id>/ (labsite.views.status).""
 from django.views.decorators.csrf import csrf_exempt
 
 from labsite import dispatch, tasks, thumbnails
-from labsite.views.common import allow, delivered, email_parameter, json_error, queued
+from labsite.views.common import (
+    allow,
+    delivered,
+    email_parameter,
+    json_error,
+    max_body,
+    queued,
+    shed_when_backlogged,
+)
 
 API = "django_tasks"
 
@@ -22,10 +30,14 @@ def djtask_response(sent: dispatch.Enqueued):
 @csrf_exempt
 @allow("POST")
 def email_djtask(request):
-    return djtask_response(dispatch.enqueue(tasks.WELCOME_EMAIL, email_parameter(request), api=API))
+    to = email_parameter(request)
+    shed_when_backlogged()
+    return djtask_response(dispatch.enqueue(tasks.WELCOME_EMAIL, to, api=API))
 
 
+@max_body(thumbnails.max_request_bytes)
 @csrf_exempt
 @allow("POST")
 def thumbnail_djtask(request):
+    shed_when_backlogged()  # before the upload is read and spooled, as /thumbnails/deferred/
     return djtask_response(dispatch.enqueue(tasks.THUMBNAIL, str(thumbnails.accept_upload(request)), api=API))

@@ -33,16 +33,18 @@ def idempotency_key(request) -> str | None:
 @allow("POST")
 def email_ledger(request):
     """Like /email/deferred/, plus the job row, written in the transaction that answers the request. A retry that
-    carries the first request's Idempotency-Key gets the first job."""
+    carries the first request's Idempotency-Key gets the first job; another recipient under that key is a 422. Two
+    requests with the same new key at once both miss the first look-up; the database's unique key lets one insert,
+    and the other finds that job inside accept_email, so the conflict can come from either call."""
     to = email_parameter(request)
     key = idempotency_key(request)
     try:
         job = ledger.job_for_key(key, to) if key else None
+        if job is None:
+            shed_when_backlogged()
+            job = ledger.accept_email(to, key)
     except ledger.IdempotencyConflict:
         return json_error(422, "this Idempotency-Key was used for another recipient")
-    if job is None:
-        shed_when_backlogged()
-        job = ledger.accept_email(to, key)
     return accepted({"state": job.state, "job_id": str(job.id), "message_id": job.message_id},
                     reverse("job-status", args=[job.id]))
 

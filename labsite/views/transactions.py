@@ -8,7 +8,12 @@
 - /tx/on-commit/: the same, enqueued the way Django documents, `transaction.on_commit(partial(...))`.
 
 The answers carry `commit_started_at` (epoch s, just before the commit) so a task that started earlier inside the
-same transaction (an immediate backend: it sees its own transaction's row) is told apart too."""
+same transaction (an immediate backend: it sees its own transaction's row) is told apart too.
+
+The held transactions stall the site: on SQLite (transaction_mode IMMEDIATE) the Signup INSERT takes the database's
+write lock, held for `hold_ms`, so every other write of the site, the ledger's and a database queue's included, waits
+up to MAX_HOLD_MS. Only notebook 07 calls them (helpers.instruments.queue_semantics.transaction_outcomes), in its
+last section, when nothing else is measured on that lab."""
 
 import time
 from functools import partial

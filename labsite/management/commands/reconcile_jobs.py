@@ -5,7 +5,10 @@ crontab-based, resolved to the minute, and run inside the consumer; the lab's fa
 reconciler that dies with the consumer (the very fault it repairs) would also delay itself by that consumer's
 restart. `--once` runs a single pass (tests, cron). A pass that fails is logged and the next one runs: the lab
 checks that this process is alive while it waits for the ledger to settle. With LAB_LEDGER_RECONCILER=0 (a mutation
-test) it runs, and its passes do nothing."""
+test) it runs, and its passes do nothing.
+
+Each pass also removes spooled uploads whose thumbnail job died (labsite.thumbnails.remove_stale_uploads): the
+site's one periodic process does the site's periodic cleanup."""
 
 import logging
 import signal
@@ -14,7 +17,7 @@ import threading
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from labsite import ledger
+from labsite import ledger, thumbnails
 
 log = logging.getLogger("labsite.reconcile")
 
@@ -43,5 +46,11 @@ class Command(BaseCommand):
                 if any(counts.values()):
                     self.stdout.write(f"re-enqueued {counts}", ending="\n")
                     self.stdout.flush()
+            try:
+                if removed := thumbnails.remove_stale_uploads():
+                    self.stdout.write(f"removed {removed} stale spooled uploads", ending="\n")
+                    self.stdout.flush()
+            except OSError:
+                log.exception("removing stale spooled uploads failed; the next pass tries again")
             if once or stop.wait(interval):
                 return
