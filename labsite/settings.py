@@ -197,10 +197,26 @@ def celery_redis_acks_late() -> dict:
                 "unacked_restore_interval": 1, "unacked_restore_throttle": 1}}
 
 
+def celery_rabbitmq() -> dict:
+    """Celery on RabbitMQ (LAB_AMQP_URL, password included), its documented default broker, with its defaults: the
+    broker pushes each task to a worker's consumer; a worker acknowledges a task as it starts it and holds up to 4
+    prefetched tasks per process; no results are kept."""
+    return {"QUEUE_API": "celery", "CELERY_BROKER_URL": os.environ.get("LAB_AMQP_URL", "amqp://127.0.0.1:5672//")}
+
+
+def celery_rabbitmq_production() -> dict:
+    """The settings Celery's docs recommend for tasks that must not be lost (helpers.stack.queues.
+    celery_rabbitmq_production cites them): acknowledge once finished, give back a task whose worker process died,
+    reserve one task per process at a time."""
+    return {**celery_rabbitmq(), "CELERY_TASK_ACKS_LATE": True, "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
+            "CELERY_WORKER_PREFETCH_MULTIPLIER": 1}
+
+
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
-                  "celery_redis_acks_late": celery_redis_acks_late}
+                  "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
+                  "celery_rabbitmq_production": celery_rabbitmq_production}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "

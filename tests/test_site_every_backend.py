@@ -17,7 +17,7 @@ from PIL import Image
 from helpers.instruments.hostile import multipart
 from helpers.stack import Lab
 from helpers.stack.lab import LabConfig
-from helpers.stack.queues import backend_class, names
+from helpers.stack.queues import all_names, backend_class
 
 pytestmark = pytest.mark.stack
 
@@ -29,7 +29,7 @@ def has_workers(name: str) -> bool:
     return backend_class(name)(SimpleNamespace(config=LabConfig())).worker_argv() is not None
 
 
-WORKER_BACKENDS = [name for name in names() if has_workers(name)]
+WORKER_BACKENDS = [name for name in all_names() if has_workers(name)]
 
 
 @pytest.fixture(scope="module", params=WORKER_BACKENDS)
