@@ -1,7 +1,8 @@
-"""The deferred paths' one way in: one dispatch table per queue API (huey, django_tasks, celery), each able to enqueue
-a task, count the backlog (tasks waiting for a worker) and read a task's state by id, the way kombu sends everything
-through the transport you chose. QUEUE_API, set by the chosen entry of settings.QUEUE_BACKENDS, picks the table, so
-every deferred view, the bounded backlog and the status endpoint are one implementation on every queue backend.
+"""The deferred paths' one way in: one dispatch table per queue API (huey, django_tasks, celery, dramatiq), each able
+to enqueue a task, count the backlog (tasks waiting for a worker) and read a task's state by id, the way kombu sends
+everything through the transport you chose. QUEUE_API, set by the chosen entry of settings.QUEUE_BACKENDS, picks the
+table, so every deferred view, the bounded backlog and the status endpoint are one implementation on every queue
+backend.
 
 A backend that brings a new API adds one QueueAPI subclass to APIS, and one entry to labsite.tasks.on_every_api."""
 
@@ -225,7 +226,32 @@ class Celery(QueueAPI):
         return {"state": self.STATES.get(state, state.lower())}
 
 
-APIS = {api.name: api for api in (Huey(), DjangoTasks(), Celery())}
+class Dramatiq(QueueAPI):
+    """Dramatiq through the broker django-dramatiq set up (DRAMATIQ_BROKER): an actor's send() publishes a message
+    whose id is the task's. The backlog is the broker's own count of the ready messages in the actors' queues (not
+    those a retry holds in the delay queue); a task's state is the row labsite.dramatiq_states keeps per message."""
+
+    name = "dramatiq"
+    STATES = {"enqueued": "queued", "delayed": "queued", "running": "running", "done": "delivered",
+              "failed": "failed", "skipped": "failed"}
+
+    def enqueue(self, actor, *args) -> Enqueued:
+        return Enqueued(actor.send(*args).message_id)
+
+    def backlog(self) -> int:
+        import dramatiq
+
+        broker = dramatiq.get_broker()
+        return sum(broker.get_queue_message_counts(queue)[0] for queue in broker.get_declared_queues())
+
+    def state(self, task_id: str) -> dict | None:
+        from django_dramatiq.models import DATABASE_LABEL, Task
+
+        status = Task.tasks.using(DATABASE_LABEL).filter(id=task_id).values_list("status", flat=True).first()
+        return None if status is None else {"state": self.STATES.get(status, status)}
+
+
+APIS = {api.name: api for api in (Huey(), DjangoTasks(), Celery(), Dramatiq())}
 
 
 def queue_api(name: str | None = None) -> QueueAPI:

@@ -92,10 +92,10 @@ TASKS = {"default": {"BACKEND": "huey.contrib.djhuey.tasks_backend.HueyBackend"}
 
 # The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more
 # entry). Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred
-# views enqueue through (labsite.dispatch: "huey", "django_tasks" or "celery"), and that API's own settings (HUEY,
-# TASKS, RQ_QUEUES, CELERY_*), plus INSTALLED_APPS and DATABASES where the backend needs them (on PostgreSQL,
-# Django's database moves to the run's server). The Huey consumer's options come from run_huey's command line; the
-# Huey classes are in labsite/huey_classes.py.
+# views enqueue through (labsite.dispatch: "huey", "django_tasks", "celery" or "dramatiq"), and that API's own settings
+# (HUEY, TASKS, RQ_QUEUES, CELERY_*, DRAMATIQ_BROKER), plus INSTALLED_APPS and DATABASES where the backend needs them
+# (on PostgreSQL, Django's database moves to the run's server). The Huey consumer's options come from run_huey's command
+# line; the Huey classes are in labsite/huey_classes.py.
 def huey_common() -> dict:
     return {"name": "labsite", "immediate": env_flag("LAB_HUEY_IMMEDIATE"), "results": True}
 
@@ -212,11 +212,29 @@ def celery_rabbitmq_production() -> dict:
             "CELERY_WORKER_PREFETCH_MULTIPLIER": 1}
 
 
+def dramatiq_rabbitmq() -> dict:
+    """Dramatiq on RabbitMQ (LAB_AMQP_URL) through django-dramatiq, with django-dramatiq's defaults (its broker options
+    heartbeat=0 and connection_attempts=5, its middleware list) but two changes: no Prometheus middleware (its
+    exposition server listens on 0.0.0.0:9191, a fixed port two labs side by side would fight for), and its
+    AdminMiddleware, which records each message's state in the site's database, with the fix of its issue 154
+    (labsite.dramatiq_states). A worker acknowledges a message once its actor has returned; a failing actor is retried
+    up to 20 times with exponential backoff (the Retries middleware's defaults)."""
+    url = os.environ.get("LAB_AMQP_URL", "amqp://127.0.0.1:5672/%2F")
+    return {"QUEUE_API": "dramatiq", "INSTALLED_APPS": [*INSTALLED_APPS, "django_dramatiq"],
+            "DRAMATIQ_BROKER": {
+                "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+                "OPTIONS": {"url": f"{url}?heartbeat=0&connection_attempts=5"},
+                "MIDDLEWARE": ["dramatiq.middleware.AgeLimit", "dramatiq.middleware.TimeLimit",
+                               "dramatiq.middleware.Callbacks", "dramatiq.middleware.Retries",
+                               "labsite.dramatiq_states.TaskStates",
+                               "django_dramatiq.middleware.DbConnectionsMiddleware"]}}
+
+
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
-                  "celery_rabbitmq_production": celery_rabbitmq_production}
+                  "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
