@@ -154,7 +154,7 @@ class DjangoTasks(QueueAPI):
         from django.tasks.exceptions import TaskResultDoesNotExist
 
         if not default_task_backend.supports_get_result:
-            raise NoStates("this task backend keeps no results")
+            raise NoStates("this queue keeps no results (its Tasks backend keeps none)")
         try:
             result = default_task_backend.get_result(task_id)
         except TaskResultDoesNotExist:
@@ -181,6 +181,14 @@ def queued_rq_jobs(backend) -> int:
     return sum(django_rq.get_queue(name).count for name in backend.queues)
 
 
+def queued_vtasks_valkey_tasks(backend) -> int:
+    """django-vtasks on Valkey: the length of each of its queues' lists (the worker moves a task it takes to a
+    processing list of its own)."""
+    from django_vtasks.conf import resolve_queue_config
+
+    return sum(backend.driver.llen_sync(backend._get_key(f"q:{queue}")) for queue in resolve_queue_config())
+
+
 def queued_huey_tasks(backend) -> int:
     """Huey's own Tasks backend enqueues on Huey's queue."""
     return queue_api(Huey.name).backlog()
@@ -189,6 +197,7 @@ def queued_huey_tasks(backend) -> int:
 BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0,  # runs in the request
            "django_tasks_db.DatabaseBackend": ready_database_tasks,
            "django_tasks_rq.RQBackend": queued_rq_jobs,
+           "django_vtasks.backends.valkey.ValkeyTaskBackend": queued_vtasks_valkey_tasks,
            "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
 
 

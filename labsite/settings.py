@@ -230,11 +230,23 @@ def dramatiq_rabbitmq() -> dict:
                                "django_dramatiq.middleware.DbConnectionsMiddleware"]}}
 
 
+def vtasks_valkey() -> dict:
+    """django-vtasks' Valkey backend through Django's Tasks API, on the run's redis-server (LAB_REDIS_URL; Valkey's
+    protocol), with its defaults: an enqueue pushes onto a list on commit (at once outside a transaction), an async
+    worker moves each task it takes to a processing list of its own (BLMOVE), no results are kept, and a dead worker's
+    tasks go to the dead-letter list (VTASKS_MAX_RESCUES 0)."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_vtasks"],
+            "TASKS": {"default": {"BACKEND": "django_vtasks.backends.valkey.ValkeyTaskBackend",
+                                  "OPTIONS": {"BROKER_URL": os.environ.get("LAB_REDIS_URL",
+                                                                           "redis://127.0.0.1:6379/0")}}}}
+
+
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
-                  "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq}
+                  "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
+                  "vtasks_valkey": vtasks_valkey}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
@@ -296,6 +308,8 @@ LOGGING = {
         # The consumer's start-up line, which the lab waits for, whatever level the per-task lines log at.
         "huey.consumer": {"level": "INFO"},
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+        # django-vtasks' worker: its start-up line ("Starting worker with concurrency="), which the lab waits for.
+        "django_vtasks": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         # The ledger and its reconciler: every job they could not send or enqueue, in the process's log.
         "labsite": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
