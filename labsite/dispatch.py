@@ -189,6 +189,16 @@ def queued_vtasks_valkey_tasks(backend) -> int:
     return sum(backend.driver.llen_sync(backend._get_key(f"q:{queue}")) for queue in resolve_queue_config())
 
 
+def ready_ox_tasks(backend) -> int:
+    """django-ox: READY rows that are due (no run_after, or one past), the rows its workers claim."""
+    from django.db.models import Q
+    from django.utils import timezone
+    from django_ox.models import OxTask
+
+    return (OxTask.objects.filter(backend_name=backend.alias, status=OxTask.Status.READY)
+            .filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now())).count())
+
+
 def queued_huey_tasks(backend) -> int:
     """Huey's own Tasks backend enqueues on Huey's queue."""
     return queue_api(Huey.name).backlog()
@@ -198,6 +208,7 @@ BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0
            "django_tasks_db.DatabaseBackend": ready_database_tasks,
            "django_tasks_rq.RQBackend": queued_rq_jobs,
            "django_vtasks.backends.valkey.ValkeyTaskBackend": queued_vtasks_valkey_tasks,
+           "django_ox.backend.OxBackend": ready_ox_tasks,
            "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
 
 

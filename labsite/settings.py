@@ -241,12 +241,21 @@ def vtasks_valkey() -> dict:
                                                                            "redis://127.0.0.1:6379/0")}}}}
 
 
+def django_ox() -> dict:
+    """django-ox's OxBackend through Django's Tasks API, with its defaults, on the run's PostgreSQL, Django's database
+    too: an enqueue is one INSERT in the request's transaction; workers claim with SKIP LOCKED under a lease, a reaper
+    hands a dead worker's task back after LOCK_TIMEOUT (300 s), and a failing task is retried up to MAX_ATTEMPTS (3)."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_ox"],
+            "DATABASES": {"default": postgres_database()},
+            "TASKS": {"default": {"BACKEND": "django_ox.backend.OxBackend"}}}
+
+
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
-                  "vtasks_valkey": vtasks_valkey}
+                  "vtasks_valkey": vtasks_valkey, "django_ox": django_ox}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
@@ -310,6 +319,8 @@ LOGGING = {
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
         # django-vtasks' worker: its start-up line ("Starting worker with concurrency="), which the lab waits for.
         "django_vtasks": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # django-ox's worker: its start-up line ("Worker <id> starting: queues="), which the lab waits for.
+        "django_ox": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         # The ledger and its reconciler: every job they could not send or enqueue, in the process's log.
         "labsite": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },
