@@ -189,6 +189,16 @@ def queued_vtasks_valkey_tasks(backend) -> int:
     return sum(backend.driver.llen_sync(backend._get_key(f"q:{queue}")) for queue in resolve_queue_config())
 
 
+def queued_vtasks_database_tasks(backend) -> int:
+    """django-vtasks' database backend: QUEUED rows that are due, the rows its worker claims."""
+    from django.db.models import Q
+    from django.utils import timezone
+    from django_vtasks.db.models import QueuedTask, TaskStatus
+
+    return (QueuedTask.objects.filter(status=TaskStatus.QUEUED)
+            .filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now())).count())
+
+
 def ready_ox_tasks(backend) -> int:
     """django-ox: READY rows that are due (no run_after, or one past), the rows its workers claim."""
     from django.db.models import Q
@@ -209,6 +219,7 @@ BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0
            "django_tasks_rq.RQBackend": queued_rq_jobs,
            "django_vtasks.backends.valkey.ValkeyTaskBackend": queued_vtasks_valkey_tasks,
            "django_ox.backend.OxBackend": ready_ox_tasks,
+           "django_vtasks.backends.db.DatabaseTaskBackend": queued_vtasks_database_tasks,
            "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
 
 

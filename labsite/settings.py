@@ -241,6 +241,15 @@ def vtasks_valkey() -> dict:
                                                                            "redis://127.0.0.1:6379/0")}}}}
 
 
+def vtasks_postgres() -> dict:
+    """django-vtasks' database backend through Django's Tasks API, with its defaults, on the run's PostgreSQL, Django's
+    database too: an enqueue is one INSERT in the request's transaction, the worker polls (0.1 s to 1 s) and claims
+    with SKIP LOCKED, a finished task's row is deleted (no results are kept)."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_vtasks", "django_vtasks.db"],
+            "DATABASES": {"default": postgres_database()},
+            "TASKS": {"default": {"BACKEND": "django_vtasks.backends.db.DatabaseTaskBackend"}}}
+
+
 def django_ox() -> dict:
     """django-ox's OxBackend through Django's Tasks API, with its defaults, on the run's PostgreSQL, Django's database
     too: an enqueue is one INSERT in the request's transaction; workers claim with SKIP LOCKED under a lease, a reaper
@@ -255,7 +264,8 @@ QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
-                  "vtasks_valkey": vtasks_valkey, "django_ox": django_ox}
+                  "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
+                  "vtasks_postgres": vtasks_postgres}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "

@@ -4,11 +4,9 @@ Valkey speaks the same protocol, django-vtasks' Rust driver talks to either); an
 
 from __future__ import annotations
 
-import signal
-import sys
-
 from helpers.stack import redis_server
-from helpers.stack.queues import QueueBackend, register
+from helpers.stack.queues import register
+from helpers.stack.queues.vtasks_worker import VtasksWorker
 
 # django-vtasks' keys (VTASKS_VALKEY_PREFIX "{vt}", a colon added): a queue's list, each worker's processing list (the
 # tasks it has taken and not finished), delayed tasks in a sorted set, and the dead-letter list.
@@ -19,24 +17,15 @@ PROCESSING_PATTERN = f"{PREFIX}processing:*"
 
 
 @register
-class VtasksValkey(redis_server.UsesRedis, QueueBackend):
-    """A worker moves the task it takes into its processing list and removes it once run. With the default
-    VTASKS_MAX_RESCUES (0), a worker that finds a dead sibling's processing list sends those tasks to the dead-letter
-    list, never runs them again: at-most-once."""
+class VtasksValkey(redis_server.UsesRedis, VtasksWorker):
+    """A worker moves the task it takes into its processing list (BLMOVE) and removes it once run; a dead worker's
+    list is what the rescue finds."""
 
     name = "vtasks_valkey"
     label = "django-vtasks, Valkey protocol (redis-server)"
-    delivery = "at-most-once"
     blocking_pickup = True
-    worker_ready_line = "Starting worker with concurrency="
-    worker_stop_signal = signal.SIGTERM  # the worker stops taking tasks and waits for the running ones
     queue_key = QUEUE_KEY
     schedule_key = SCHEDULED_KEY
-    in_matrix = False
-
-    def worker_argv(self) -> list[str]:
-        """One asyncio worker process running up to consumer_workers tasks at once (a sync task in a thread)."""
-        return [sys.executable, "-m", "django", "runworker", "--concurrency", str(self.lab.config.consumer_workers)]
 
     def counts(self) -> dict[str, int | None]:
         """Running: the tasks in the workers' processing lists (a killed worker's stay there until a worker of the
