@@ -209,6 +209,11 @@ def ready_ox_tasks(backend) -> int:
             .filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now())).count())
 
 
+def queued_celery_tasks(backend) -> int:
+    """django-tasks-celery: the Celery broker's count, as for Celery's own API."""
+    return queue_api(Celery.name).backlog()
+
+
 def queued_huey_tasks(backend) -> int:
     """Huey's own Tasks backend enqueues on Huey's queue."""
     return queue_api(Huey.name).backlog()
@@ -220,6 +225,7 @@ BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0
            "django_vtasks.backends.valkey.ValkeyTaskBackend": queued_vtasks_valkey_tasks,
            "django_ox.backend.OxBackend": ready_ox_tasks,
            "django_vtasks.backends.db.DatabaseTaskBackend": queued_vtasks_database_tasks,
+           "django_tasks_celery.CeleryBackend": queued_celery_tasks,
            "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
 
 

@@ -197,6 +197,17 @@ def celery_redis_acks_late() -> dict:
                 "unacked_restore_interval": 1, "unacked_restore_throttle": 1}}
 
 
+def django_tasks_celery() -> dict:
+    """Celery through Django's Tasks API: django-tasks-celery's CeleryBackend hands each enqueue to the app of
+    labsite/celery.py, configured as its README does (the Redis broker of celery_redis, a Redis result backend with
+    extended results, so get_result() can tell the task's state)."""
+    url = os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return {**celery_redis(), "QUEUE_API": "django_tasks", "CELERY_RESULT_BACKEND": url,
+            "CELERY_RESULT_EXTENDED": True,
+            "TASKS": {"default": {"BACKEND": "django_tasks_celery.CeleryBackend",
+                                  "OPTIONS": {"CELERY_APP": "labsite.celery.app"}}}}
+
+
 def celery_rabbitmq() -> dict:
     """Celery on RabbitMQ (LAB_AMQP_URL, password included), its documented default broker, with its defaults: the
     broker pushes each task to a worker's consumer; a worker acknowledges a task as it starts it and holds up to 4
@@ -265,7 +276,7 @@ QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
-                  "vtasks_postgres": vtasks_postgres}
+                  "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
