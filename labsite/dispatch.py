@@ -1,8 +1,8 @@
-"""The deferred paths' one way in: one dispatch table per queue API (huey, django_tasks, celery, dramatiq), each able
-to enqueue a task, count the backlog (tasks waiting for a worker) and read a task's state by id, the way kombu sends
-everything through the transport you chose. QUEUE_API, set by the chosen entry of settings.QUEUE_BACKENDS, picks the
-table, so every deferred view, the bounded backlog and the status endpoint are one implementation on every queue
-backend.
+"""The deferred paths' one way in: one dispatch table per queue API (huey, django_tasks, celery, dramatiq,
+procrastinate), each able to enqueue a task, count the backlog (tasks waiting for a worker) and read a task's state
+by id, the way kombu sends everything through the transport you chose. QUEUE_API, set by the chosen entry of
+settings.QUEUE_BACKENDS, picks the table, so every deferred view, the bounded backlog and the status endpoint are one
+implementation on every queue backend.
 
 A backend that brings a new API adds one QueueAPI subclass to APIS, and one entry to labsite.tasks.on_every_api."""
 
@@ -288,7 +288,43 @@ class Dramatiq(QueueAPI):
         return None if status is None else {"state": self.STATES.get(status, status)}
 
 
-APIS = {api.name: api for api in (Huey(), DjangoTasks(), Celery(), Dramatiq())}
+class Procrastinate(QueueAPI):
+    """procrastinate through its Django app (procrastinate.contrib.django): defer() inserts a job row over Django's
+    own connection, so in the request's transaction, and NOTIFY wakes a listening worker once it commits. A job's id
+    is the row's (an integer); its state and the backlog are read from the jobs table through the app's read-only
+    model."""
+
+    name = "procrastinate"
+    STATES = {"todo": "queued", "doing": "running", "succeeded": "delivered", "failed": "failed",
+              "cancelled": "failed", "aborted": "failed"}
+    ID = re.compile(r"[0-9]{1,18}", re.ASCII)
+    id_rule = "1 to 18 digits"
+
+    def task_id(self, text: str | None) -> str | None:
+        return text if text and self.ID.fullmatch(text) else None
+
+    def enqueue(self, task, *args) -> Enqueued:
+        """A job takes keyword arguments only: `args` are bound to the task function's parameters."""
+        import inspect
+
+        return Enqueued(str(task.defer(**inspect.signature(task.func).bind(*args).arguments)))
+
+    def backlog(self) -> int:
+        from django.db.models import Q
+        from django.utils import timezone
+        from procrastinate.contrib.django.models import ProcrastinateJob
+
+        return (ProcrastinateJob.objects.filter(status="todo")
+                .filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=timezone.now())).count())
+
+    def state(self, task_id: str) -> dict | None:
+        from procrastinate.contrib.django.models import ProcrastinateJob
+
+        status = ProcrastinateJob.objects.filter(id=int(task_id)).values_list("status", flat=True).first()
+        return None if status is None else {"state": self.STATES.get(status, status)}
+
+
+APIS = {api.name: api for api in (Huey(), DjangoTasks(), Celery(), Dramatiq(), Procrastinate())}
 
 
 def queue_api(name: str | None = None) -> QueueAPI:

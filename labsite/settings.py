@@ -90,12 +90,12 @@ DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 # sets TASKS in its QUEUE_BACKENDS entry instead; djtasks_immediate is the one way to run every task in the request.
 TASKS = {"default": {"BACKEND": "huey.contrib.djhuey.tasks_backend.HueyBackend"}}
 
-# The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more
-# entry). Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred
-# views enqueue through (labsite.dispatch: "huey", "django_tasks", "celery" or "dramatiq"), and that API's own settings
-# (HUEY, TASKS, RQ_QUEUES, CELERY_*, DRAMATIQ_BROKER), plus INSTALLED_APPS and DATABASES where the backend needs them
-# (on PostgreSQL, Django's database moves to the run's server). The Huey consumer's options come from run_huey's command
-# line; the Huey classes are in labsite/huey_classes.py.
+# The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more entry).
+# Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred views enqueue
+# through (labsite.dispatch: "huey", "django_tasks", "celery", "dramatiq" or "procrastinate"), and that API's own
+# settings (HUEY, TASKS, RQ_QUEUES, CELERY_*, DRAMATIQ_BROKER), plus INSTALLED_APPS and DATABASES where the backend
+# needs them (on PostgreSQL, Django's database moves to the run's server). The Huey consumer's options come from
+# run_huey's command line; the Huey classes are in labsite/huey_classes.py.
 def huey_common() -> dict:
     return {"name": "labsite", "immediate": env_flag("LAB_HUEY_IMMEDIATE"), "results": True}
 
@@ -270,13 +270,23 @@ def django_ox() -> dict:
             "TASKS": {"default": {"BACKEND": "django_ox.backend.OxBackend"}}}
 
 
+def procrastinate_postgres() -> dict:
+    """procrastinate through its Django app, with its defaults, on the run's PostgreSQL, Django's database too (the
+    app's connector is Django's "default" alias): a defer inserts a job row in the request's transaction, its trigger
+    sends NOTIFY, and a worker LISTENs (polling every 5 s as a fallback). No retries; a killed worker's job stays
+    "doing" until someone retries it."""
+    return {"QUEUE_API": "procrastinate", "INSTALLED_APPS": ["procrastinate.contrib.django", *INSTALLED_APPS],
+            "DATABASES": {"default": postgres_database()}}
+
+
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
-                  "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery}
+                  "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
+                  "procrastinate_postgres": procrastinate_postgres}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
@@ -342,6 +352,8 @@ LOGGING = {
         "django_vtasks": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         # django-ox's worker: its start-up line ("Worker <id> starting: queues="), which the lab waits for.
         "django_ox": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # procrastinate's worker: its start-up line ("Starting worker on"), which the lab waits for.
+        "procrastinate": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         # The ledger and its reconciler: every job they could not send or enqueue, in the process's log.
         "labsite": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },

@@ -11,6 +11,8 @@ Each job is a task of every queue API (`on_every_api`), in a table labsite.dispa
   of labsite/celery.py. The email keeps the seed article's name, `send_email_task`.
 - Dramatiq (`<job>_dramatiq_actor`, `.send(...)`), on the broker django-dramatiq sets up from DRAMATIQ_BROKER.
   Arguments must be JSON.
+- procrastinate (`<job>_procrastinate_task`, `.defer(**kwargs)`: keyword arguments only), on the app
+  procrastinate.contrib.django builds once Django is ready (a blueprint until then, and on every other backend).
 The job ledger's task (`deliver_email_job`, labsite.ledger.deliver_job) is a task of every API too, enqueued in the
 request's on-commit hook or by the reconciler; its retries are the ledger's own (no queue's retry machinery).
 """
@@ -25,6 +27,7 @@ from django.tasks import task as django_task
 from huey import signals
 from huey.contrib.djhuey import HUEY, db_task, signal
 from huey.contrib.djhuey import task as huey_task
+from procrastinate.contrib.django import app as procrastinate_app
 
 # Module imports, not names: labsite.ledger enqueues the tasks below, so each module may load first.
 from labsite import jobs, ledger, thumbnails
@@ -59,8 +62,9 @@ def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = No
     """`job` as a task of each queue API, bound in this module under the names the docstring above gives (where the
     workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the database."""
     names = {"huey": name, "django_tasks": f"{name}_django_task", "celery": celery_name or f"{name}_celery_task",
-             "dramatiq": f"{name}_dramatiq_actor"}
-    decorators = {"huey": huey(), "django_tasks": django_task, "celery": shared_task, "dramatiq": dramatiq_actor}
+             "dramatiq": f"{name}_dramatiq_actor", "procrastinate": f"{name}_procrastinate_task"}
+    decorators = {"huey": huey(), "django_tasks": django_task, "celery": shared_task, "dramatiq": dramatiq_actor,
+                  "procrastinate": procrastinate_app.task}
     by_api = {api: decorators[api](module_function(job, names[api])) for api in names}
     globals().update({names[api]: task for api, task in by_api.items()})
     return by_api
