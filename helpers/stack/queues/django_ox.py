@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import signal
 import sys
-from datetime import UTC, datetime
 
 from helpers.stack import postgres_server
-from helpers.stack.queues import QueueBackend, register
-
-TABLE = "django_ox_oxtask"
+from helpers.stack.queues import register
+from helpers.stack.queues.job_table import JobTable
 
 
 @register
-class DjangoOx(postgres_server.UsesPostgres, QueueBackend):
+class DjangoOx(postgres_server.UsesPostgres, JobTable):
     """A task is a row: READY, RUNNING under a worker's lease (renewed while it runs), then SUCCESSFUL or FAILED. A
     reaper in every worker hands a RUNNING task whose lease has not been renewed for LOCK_TIMEOUT (300 s by default)
     back to the queue, within its attempt budget (MAX_ATTEMPTS 3): at-least-once. A failing task is retried with
@@ -31,6 +29,7 @@ class DjangoOx(postgres_server.UsesPostgres, QueueBackend):
     redelivery_after_s = 300.0  # LOCK_TIMEOUT: a dead worker's lease must go that long unrenewed
     enqueue_in_transaction = True  # the task row is written over the site's own database connection
     in_matrix = False
+    table, waiting_status, running_status, due_column = "django_ox_oxtask", "READY", "RUNNING", "run_after"
 
     def worker_argv(self) -> list[str]:
         """One worker process running up to consumer_workers tasks at once (its thread pool)."""
@@ -39,19 +38,3 @@ class DjangoOx(postgres_server.UsesPostgres, QueueBackend):
         if c.poll_interval_s is not None:
             argv += ["--interval", str(c.poll_interval_s)]
         return argv
-
-    def _count(self, conn, where: str, *params) -> int:
-        return conn.execute(f"select count(*) from {TABLE} where {where}", params).fetchone()[0]
-
-    def read_depth(self, conn) -> int:
-        """What a worker may claim now: READY, and due (no run_after, or one in the past)."""
-        return self._count(conn, "status = 'READY' and (run_after is null or run_after <= %s)", datetime.now(UTC))
-
-    def read_scheduled(self, conn) -> int:
-        """READY with a run_after still ahead: a retry waiting out its backoff, or a deferred task."""
-        return self._count(conn, "status = 'READY' and run_after > %s", datetime.now(UTC))
-
-    def counts(self) -> dict[str, int | None]:
-        with self.connection() as conn:
-            return {"pending": self.read_depth(conn), "scheduled": self.read_scheduled(conn),
-                    "running": self._count(conn, "status = 'RUNNING'")}

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import signal
 import sys
-from datetime import UTC, datetime
 
 from helpers.stack import postgres_server
-from helpers.stack.queues import QueueBackend, register
-
-TABLE = "procrastinate_jobs"
+from helpers.stack.queues import register
+from helpers.stack.queues.job_table import JobTable
 
 
 @register
-class ProcrastinatePostgres(postgres_server.UsesPostgres, QueueBackend):
+class ProcrastinatePostgres(postgres_server.UsesPostgres, JobTable):
     """A job is a row: todo, doing once a worker fetches it (in one statement, SKIP LOCKED), then succeeded or failed.
     Nothing hands a killed worker's job back by itself: it stays "doing" until someone retries stalled jobs
     (procrastinate's documented recipe), so with the defaults it never runs again: at-most-once."""
@@ -28,23 +26,9 @@ class ProcrastinatePostgres(postgres_server.UsesPostgres, QueueBackend):
     worker_stop_signal = signal.SIGTERM  # it stops fetching and waits for the running jobs
     enqueue_in_transaction = True  # the job row is written over the site's own database connection
     in_matrix = False
+    table, waiting_status, running_status, due_column = "procrastinate_jobs", "todo", "doing", "scheduled_at"
 
     def worker_argv(self) -> list[str]:
         """One worker process running up to consumer_workers jobs at once (sync jobs in threads)."""
         return [sys.executable, "-m", "django", "procrastinate", "worker",
                 "--concurrency", str(self.lab.config.consumer_workers)]
-
-    def _count(self, conn, where: str, *params) -> int:
-        return conn.execute(f"select count(*) from {TABLE} where {where}", params).fetchone()[0]
-
-    def read_depth(self, conn) -> int:
-        return self._count(conn, "status = 'todo' and (scheduled_at is null or scheduled_at <= %s)",
-                           datetime.now(UTC))
-
-    def read_scheduled(self, conn) -> int:
-        return self._count(conn, "status = 'todo' and scheduled_at > %s", datetime.now(UTC))
-
-    def counts(self) -> dict[str, int | None]:
-        with self.connection() as conn:
-            return {"pending": self.read_depth(conn), "scheduled": self.read_scheduled(conn),
-                    "running": self._count(conn, "status = 'doing'")}
