@@ -112,8 +112,9 @@ class Lab:
         _live_labs[self.run_dir] = self
         try:
             self._start_smtp()
-            self.queue.start_servers()
+            self.queue.begin_servers()
             self._migrate()
+            self.queue.servers_ready()
             self._start_consumer()
             if self.config.ledger:
                 self._start_reconciler()

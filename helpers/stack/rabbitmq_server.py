@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import quote
 
 from helpers.stack import server_user
-from helpers.stack.processes import LOOPBACK, SERVER_ENVIRONMENT, free_port, start_on_port
+from helpers.stack.processes import LOOPBACK, SERVER_ENVIRONMENT, ProcessFailed, free_port
 from helpers.stack.queues import UsesServer
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ class RabbitMQServer:
         self.dist_port: int | None = None
         self.epmd_port: int | None = None
         self._password: str | None = None
+        self._fresh_port = False
 
     @property
     def folder(self) -> Path:
@@ -164,11 +165,17 @@ class RabbitMQServer:
                 "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}"}
 
     def start(self) -> None:
-        self.stop()
-        start_on_port(self._start_on, self.port)  # a restart keeps its port: the site and the workers know it
+        """Start the broker and wait until it accepts AMQP connections."""
+        self.begin()
+        self.wait_ready()
 
-    def _start_on(self, port: int) -> None:
-        self.port = port
+    def begin(self) -> None:
+        """Start epmd and the broker without waiting for the broker's boot (several seconds), which the lab spends
+        on work that does not need it; wait_ready() ends the wait. A restart keeps its ports: the site and the
+        workers know them."""
+        self.stop()
+        self._fresh_port = self.port is None
+        self.port = self.port or free_port()
         self.dist_port = self.dist_port or free_port()
         self.epmd_port = self.epmd_port or free_port()
         owner = SERVER_USER if server_user.running_as_root() else None
@@ -182,10 +189,20 @@ class RabbitMQServer:
         epmd = self.lab.spawn("epmd", [*as_user, epmd_executable(), "-address", LOOPBACK, "-port", self.epmd_port],
                               keep_env=SERVER_ENVIRONMENT)
         epmd.wait_until(lambda: epmd.listens_on(self.epmd_port), what="listening")
-        broker = self.lab.spawn("rabbitmq", [*as_user, executable()], env=env,
-                                keep_env=(*SERVER_ENVIRONMENT, *env))
-        broker.wait_until(lambda: answers(self.port, self._password), timeout=START_TIMEOUT_S,
-                          what="accepting AMQP connections")
+        self.lab.spawn("rabbitmq", [*as_user, executable()], env=env, keep_env=(*SERVER_ENVIRONMENT, *env))
+
+    def wait_ready(self) -> None:
+        """Wait until the broker begun accepts AMQP connections. A port picked free a moment ago that another
+        process took before the broker bound it: the broker starts again once, on new ports."""
+        broker = self.lab.processes["rabbitmq"]
+        try:
+            broker.wait_until(lambda: answers(self.port, self._password), timeout=START_TIMEOUT_S,
+                              what="accepting AMQP connections")
+        except ProcessFailed as failure:
+            if not (self._fresh_port and "eaddrinuse" in str(failure)):
+                raise
+            self.port = self.dist_port = self.epmd_port = None
+            self.start()
 
     def stop(self) -> None:
         self.lab.stop_process("rabbitmq")
@@ -214,6 +231,13 @@ class UsesRabbitMQ(UsesServer):
     @property
     def broker(self) -> RabbitMQServer:
         return self.server
+
+    def begin_servers(self) -> None:
+        """The broker boots while the lab migrates the site's database (SQLite: it does not need the broker)."""
+        self.broker.begin()
+
+    def servers_ready(self) -> None:
+        self.broker.wait_ready()
 
     def site_env(self) -> dict[str, str]:
         return {**super().site_env(), "LAB_AMQP_URL": self.broker.url}

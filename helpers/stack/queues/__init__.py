@@ -88,6 +88,14 @@ class QueueBackend:
     def stop_servers(self) -> None:
         """Stop them; a stopped server keeps its data in the run folder."""
 
+    def begin_servers(self) -> None:
+        """Start the servers, returning before they are ready if the site's migrations do not need them (the lab
+        migrates, then calls servers_ready()); by default start_servers(), which waits."""
+        self.start_servers()
+
+    def servers_ready(self) -> None:
+        """Wait until the servers begin_servers() started take clients."""
+
     # -- the site and its workers ---------------------------------------------------------------------------------
 
     def site_env(self) -> dict[str, str]:
