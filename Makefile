@@ -33,15 +33,23 @@ $(STAMP): pyproject.toml
 
 # Debian packages the experiments drive: installed only where missing (needs root, as CI has). Each is
 # checked by its command, named like the package (chromium: /usr/bin/chromium, which the browser probe drives),
-# but postgresql, whose programs are off the PATH: by /usr/lib/postgresql/<major>/bin/initdb.
-SYSTEM_PACKAGES := wrk chromium redis-server postgresql
+# but the servers whose programs are off the PATH: postgresql by /usr/lib/postgresql/<major>/bin/initdb,
+# rabbitmq-server by /usr/lib/rabbitmq/bin/rabbitmq-server. The lab runs its own servers: a post-install script
+# would start system ones (RabbitMQ on 0.0.0.0:5672, Redis on 6379), so apt-get runs under a policy-rc.d that denies
+# every service start (invoke-rc.d's rule: exit 101), ours only when the machine has none, removed after.
+SYSTEM_PACKAGES := wrk chromium redis-server postgresql rabbitmq-server
+POLICY_RC := /usr/sbin/policy-rc.d
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do \
 	  if [ "$$p" = postgresql ]; then compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing="$$missing $$p"; \
+	  elif [ "$$p" = rabbitmq-server ]; then [ -x /usr/lib/rabbitmq/bin/rabbitmq-server ] || missing="$$missing $$p"; \
 	  else command -v $$p >/dev/null || missing="$$missing $$p"; fi; done; \
 	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
-	  else echo "Missing:$$missing (run 'sudo apt-get install$$missing')" >&2; exit 1; fi; fi
+	  if [ "$$(id -u)" = 0 ]; then \
+	    if [ ! -e $(POLICY_RC) ]; then trap 'rm -f $(POLICY_RC)' EXIT; printf '#!/bin/sh\nexit 101\n' > $(POLICY_RC); \
+	      chmod 755 $(POLICY_RC); fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "Missing:$$missing (run 'sudo apt-get install$$missing', then stop the services it starts)" >&2; exit 1; fi; fi
 
 lab: setup system-deps
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \

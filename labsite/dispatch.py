@@ -1,7 +1,8 @@
-"""The deferred paths' one way in: one dispatch table per queue API (huey, django_tasks, celery), each able to enqueue
-a task, count the backlog (tasks waiting for a worker) and read a task's state by id, the way kombu sends everything
-through the transport you chose. QUEUE_API, set by the chosen entry of settings.QUEUE_BACKENDS, picks the table, so
-every deferred view, the bounded backlog and the status endpoint are one implementation on every queue backend.
+"""The deferred paths' one way in: one dispatch table per queue API (huey, django_tasks, celery, dramatiq,
+procrastinate), each able to enqueue a task, count the backlog (tasks waiting for a worker) and read a task's state
+by id, the way kombu sends everything through the transport you chose. QUEUE_API, set by the chosen entry of
+settings.QUEUE_BACKENDS, picks the table, so every deferred view, the bounded backlog and the status endpoint are one
+implementation on every queue backend.
 
 A backend that brings a new API adds one QueueAPI subclass to APIS, and one entry to labsite.tasks.on_every_api."""
 
@@ -153,7 +154,7 @@ class DjangoTasks(QueueAPI):
         from django.tasks.exceptions import TaskResultDoesNotExist
 
         if not default_task_backend.supports_get_result:
-            raise NoStates("this task backend keeps no results")
+            raise NoStates("this queue keeps no results (its Tasks backend keeps none)")
         try:
             result = default_task_backend.get_result(task_id)
         except TaskResultDoesNotExist:
@@ -180,6 +181,39 @@ def queued_rq_jobs(backend) -> int:
     return sum(django_rq.get_queue(name).count for name in backend.queues)
 
 
+def queued_vtasks_valkey_tasks(backend) -> int:
+    """django-vtasks on Valkey: the length of each of its queues' lists (the worker moves a task it takes to a
+    processing list of its own)."""
+    from django_vtasks.conf import resolve_queue_config
+
+    return sum(backend.driver.llen_sync(backend._get_key(f"q:{queue}")) for queue in resolve_queue_config())
+
+
+def queued_vtasks_database_tasks(backend) -> int:
+    """django-vtasks' database backend: QUEUED rows that are due, the rows its worker claims."""
+    from django.db.models import Q
+    from django.utils import timezone
+    from django_vtasks.db.models import QueuedTask, TaskStatus
+
+    return (QueuedTask.objects.filter(status=TaskStatus.QUEUED)
+            .filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now())).count())
+
+
+def ready_ox_tasks(backend) -> int:
+    """django-ox: READY rows that are due (no run_after, or one past), the rows its workers claim."""
+    from django.db.models import Q
+    from django.utils import timezone
+    from django_ox.models import OxTask
+
+    return (OxTask.objects.filter(backend_name=backend.alias, status=OxTask.Status.READY)
+            .filter(Q(run_after__isnull=True) | Q(run_after__lte=timezone.now())).count())
+
+
+def queued_celery_tasks(backend) -> int:
+    """django-tasks-celery: the Celery broker's count, as for Celery's own API."""
+    return queue_api(Celery.name).backlog()
+
+
 def queued_huey_tasks(backend) -> int:
     """Huey's own Tasks backend enqueues on Huey's queue."""
     return queue_api(Huey.name).backlog()
@@ -188,6 +222,10 @@ def queued_huey_tasks(backend) -> int:
 BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0,  # runs in the request
            "django_tasks_db.DatabaseBackend": ready_database_tasks,
            "django_tasks_rq.RQBackend": queued_rq_jobs,
+           "django_vtasks.backends.valkey.ValkeyTaskBackend": queued_vtasks_valkey_tasks,
+           "django_ox.backend.OxBackend": ready_ox_tasks,
+           "django_vtasks.backends.db.DatabaseTaskBackend": queued_vtasks_database_tasks,
+           "django_tasks_celery.CeleryBackend": queued_celery_tasks,
            "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
 
 
@@ -225,7 +263,68 @@ class Celery(QueueAPI):
         return {"state": self.STATES.get(state, state.lower())}
 
 
-APIS = {api.name: api for api in (Huey(), DjangoTasks(), Celery())}
+class Dramatiq(QueueAPI):
+    """Dramatiq through the broker django-dramatiq set up (DRAMATIQ_BROKER): an actor's send() publishes a message
+    whose id is the task's. The backlog is the broker's own count of the ready messages in the actors' queues (not
+    those a retry holds in the delay queue); a task's state is the row labsite.dramatiq_states keeps per message."""
+
+    name = "dramatiq"
+    STATES = {"enqueued": "queued", "delayed": "queued", "running": "running", "done": "delivered",
+              "failed": "failed", "skipped": "failed"}
+
+    def enqueue(self, actor, *args) -> Enqueued:
+        return Enqueued(actor.send(*args).message_id)
+
+    def backlog(self) -> int:
+        import dramatiq
+
+        broker = dramatiq.get_broker()
+        return sum(broker.get_queue_message_counts(queue)[0] for queue in broker.get_declared_queues())
+
+    def state(self, task_id: str) -> dict | None:
+        from django_dramatiq.models import DATABASE_LABEL, Task
+
+        status = Task.tasks.using(DATABASE_LABEL).filter(id=task_id).values_list("status", flat=True).first()
+        return None if status is None else {"state": self.STATES.get(status, status)}
+
+
+class Procrastinate(QueueAPI):
+    """procrastinate through its Django app (procrastinate.contrib.django): defer() inserts a job row over Django's
+    own connection, so in the request's transaction, and NOTIFY wakes a listening worker once it commits. A job's id
+    is the row's (an integer); its state and the backlog are read from the jobs table through the app's read-only
+    model."""
+
+    name = "procrastinate"
+    STATES = {"todo": "queued", "doing": "running", "succeeded": "delivered", "failed": "failed",
+              "cancelled": "failed", "aborted": "failed"}
+    ID = re.compile(r"[0-9]{1,18}", re.ASCII)
+    id_rule = "1 to 18 digits"
+
+    def task_id(self, text: str | None) -> str | None:
+        return text if text and self.ID.fullmatch(text) else None
+
+    def enqueue(self, task, *args) -> Enqueued:
+        """A job takes keyword arguments only: `args` are bound to the task function's parameters."""
+        import inspect
+
+        return Enqueued(str(task.defer(**inspect.signature(task.func).bind(*args).arguments)))
+
+    def backlog(self) -> int:
+        from django.db.models import Q
+        from django.utils import timezone
+        from procrastinate.contrib.django.models import ProcrastinateJob
+
+        return (ProcrastinateJob.objects.filter(status="todo")
+                .filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=timezone.now())).count())
+
+    def state(self, task_id: str) -> dict | None:
+        from procrastinate.contrib.django.models import ProcrastinateJob
+
+        status = ProcrastinateJob.objects.filter(id=int(task_id)).values_list("status", flat=True).first()
+        return None if status is None else {"state": self.STATES.get(status, status)}
+
+
+APIS = {api.name: api for api in (Huey(), DjangoTasks(), Celery(), Dramatiq(), Procrastinate())}
 
 
 def queue_api(name: str | None = None) -> QueueAPI:

@@ -90,12 +90,12 @@ DEFAULT_FROM_EMAIL = "lab@tasks-lab.test"
 # sets TASKS in its QUEUE_BACKENDS entry instead; djtasks_immediate is the one way to run every task in the request.
 TASKS = {"default": {"BACKEND": "huey.contrib.djhuey.tasks_backend.HueyBackend"}}
 
-# The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more
-# entry). Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred
-# views enqueue through (labsite.dispatch: "huey", "django_tasks" or "celery"), and that API's own settings (HUEY,
-# TASKS, RQ_QUEUES, CELERY_*), plus INSTALLED_APPS and DATABASES where the backend needs them (on PostgreSQL,
-# Django's database moves to the run's server). The Huey consumer's options come from run_huey's command line; the
-# Huey classes are in labsite/huey_classes.py.
+# The queue: one entry per backend in QUEUE_BACKENDS, picked by LAB_QUEUE_BACKEND (a new backend is one more entry).
+# Each entry returns the settings it sets, from its own LAB_* variables: QUEUE_API, the API the deferred views enqueue
+# through (labsite.dispatch: "huey", "django_tasks", "celery", "dramatiq" or "procrastinate"), and that API's own
+# settings (HUEY, TASKS, RQ_QUEUES, CELERY_*, DRAMATIQ_BROKER), plus INSTALLED_APPS and DATABASES where the backend
+# needs them (on PostgreSQL, Django's database moves to the run's server). The Huey consumer's options come from
+# run_huey's command line; the Huey classes are in labsite/huey_classes.py.
 def huey_common() -> dict:
     return {"name": "labsite", "immediate": env_flag("LAB_HUEY_IMMEDIATE"), "results": True}
 
@@ -197,10 +197,96 @@ def celery_redis_acks_late() -> dict:
                 "unacked_restore_interval": 1, "unacked_restore_throttle": 1}}
 
 
+def django_tasks_celery() -> dict:
+    """Celery through Django's Tasks API: django-tasks-celery's CeleryBackend hands each enqueue to the app of
+    labsite/celery.py, configured as its README does (the Redis broker of celery_redis, a Redis result backend with
+    extended results, so get_result() can tell the task's state)."""
+    url = os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return {**celery_redis(), "QUEUE_API": "django_tasks", "CELERY_RESULT_BACKEND": url,
+            "CELERY_RESULT_EXTENDED": True,
+            "TASKS": {"default": {"BACKEND": "django_tasks_celery.CeleryBackend",
+                                  "OPTIONS": {"CELERY_APP": "labsite.celery.app"}}}}
+
+
+def celery_rabbitmq() -> dict:
+    """Celery on RabbitMQ (LAB_AMQP_URL, password included), its documented default broker, with its defaults: the
+    broker pushes each task to a worker's consumer; a worker acknowledges a task as it starts it and holds up to 4
+    prefetched tasks per process; no results are kept."""
+    return {"QUEUE_API": "celery", "CELERY_BROKER_URL": os.environ.get("LAB_AMQP_URL", "amqp://127.0.0.1:5672//")}
+
+
+def celery_rabbitmq_production() -> dict:
+    """The settings Celery's docs recommend for tasks that must not be lost (helpers.stack.queues.
+    celery_rabbitmq_production cites them): acknowledge once finished, give back a task whose worker process died,
+    reserve one task per process at a time."""
+    return {**celery_rabbitmq(), "CELERY_TASK_ACKS_LATE": True, "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
+            "CELERY_WORKER_PREFETCH_MULTIPLIER": 1}
+
+
+def dramatiq_rabbitmq() -> dict:
+    """Dramatiq on RabbitMQ (LAB_AMQP_URL) through django-dramatiq, with django-dramatiq's defaults (its broker options
+    heartbeat=0 and connection_attempts=5, its middleware list) but two changes: no Prometheus middleware (its
+    exposition server listens on 0.0.0.0:9191, a fixed port two labs side by side would fight for), and its
+    AdminMiddleware, which records each message's state in the site's database, with the fix of its issue 154
+    (labsite.dramatiq_states). A worker acknowledges a message once its actor has returned; a failing actor is retried
+    up to 20 times with exponential backoff (the Retries middleware's defaults)."""
+    url = os.environ.get("LAB_AMQP_URL", "amqp://127.0.0.1:5672/%2F")
+    return {"QUEUE_API": "dramatiq", "INSTALLED_APPS": [*INSTALLED_APPS, "django_dramatiq"],
+            "DRAMATIQ_BROKER": {
+                "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
+                "OPTIONS": {"url": f"{url}?heartbeat=0&connection_attempts=5"},
+                "MIDDLEWARE": ["dramatiq.middleware.AgeLimit", "dramatiq.middleware.TimeLimit",
+                               "dramatiq.middleware.Callbacks", "dramatiq.middleware.Retries",
+                               "labsite.dramatiq_states.TaskStates",
+                               "django_dramatiq.middleware.DbConnectionsMiddleware"]}}
+
+
+def vtasks_valkey() -> dict:
+    """django-vtasks' Valkey backend through Django's Tasks API, on the run's redis-server (LAB_REDIS_URL; Valkey's
+    protocol), with its defaults: an enqueue pushes onto a list on commit (at once outside a transaction), an async
+    worker moves each task it takes to a processing list of its own (BLMOVE), no results are kept, and a dead worker's
+    tasks go to the dead-letter list (VTASKS_MAX_RESCUES 0)."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_vtasks"],
+            "TASKS": {"default": {"BACKEND": "django_vtasks.backends.valkey.ValkeyTaskBackend",
+                                  "OPTIONS": {"BROKER_URL": os.environ.get("LAB_REDIS_URL",
+                                                                           "redis://127.0.0.1:6379/0")}}}}
+
+
+def vtasks_postgres() -> dict:
+    """django-vtasks' database backend through Django's Tasks API, with its defaults, on the run's PostgreSQL, Django's
+    database too: an enqueue is one INSERT in the request's transaction, the worker polls (0.1 s to 1 s) and claims
+    with SKIP LOCKED, a finished task's row is deleted (no results are kept)."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_vtasks", "django_vtasks.db"],
+            "DATABASES": {"default": postgres_database()},
+            "TASKS": {"default": {"BACKEND": "django_vtasks.backends.db.DatabaseTaskBackend"}}}
+
+
+def django_ox() -> dict:
+    """django-ox's OxBackend through Django's Tasks API, with its defaults, on the run's PostgreSQL, Django's database
+    too: an enqueue is one INSERT in the request's transaction; workers claim with SKIP LOCKED under a lease, a reaper
+    hands a dead worker's task back after LOCK_TIMEOUT (300 s), and a failing task is retried up to MAX_ATTEMPTS (3)."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "django_ox"],
+            "DATABASES": {"default": postgres_database()},
+            "TASKS": {"default": {"BACKEND": "django_ox.backend.OxBackend"}}}
+
+
+def procrastinate_postgres() -> dict:
+    """procrastinate through its Django app, with its defaults, on the run's PostgreSQL, Django's database too (the
+    app's connector is Django's "default" alias): a defer inserts a job row in the request's transaction, its trigger
+    sends NOTIFY, and a worker LISTENs (polling every 5 s as a fallback). No retries; a killed worker's job stays
+    "doing" until someone retries it."""
+    return {"QUEUE_API": "procrastinate", "INSTALLED_APPS": ["procrastinate.contrib.django", *INSTALLED_APPS],
+            "DATABASES": {"default": postgres_database()}}
+
+
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
-                  "celery_redis_acks_late": celery_redis_acks_late}
+                  "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
+                  "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
+                  "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
+                  "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
+                  "procrastinate_postgres": procrastinate_postgres}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
@@ -277,6 +363,12 @@ LOGGING = {
         # The consumer's start-up line, which the lab waits for, whatever level the per-task lines log at.
         "huey.consumer": {"level": "INFO"},
         "django.request": {"handlers": ["stderr"], "level": "ERROR", "propagate": False},
+        # django-vtasks' worker: its start-up line ("Starting worker with concurrency="), which the lab waits for.
+        "django_vtasks": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # django-ox's worker: its start-up line ("Worker <id> starting: queues="), which the lab waits for.
+        "django_ox": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+        # procrastinate's worker: its start-up line ("Starting worker on"), which the lab waits for.
+        "procrastinate": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
         # The ledger and its reconciler: every job they could not send or enqueue, in the process's log.
         "labsite": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
     },

@@ -9,6 +9,10 @@ Each job is a task of every queue API (`on_every_api`), in a table labsite.dispa
   worker or inside the request. Arguments and results must be JSON.
 - Celery (`<job>_celery_task`, `@shared_task`, `.delay(...)`), sent to the broker of the CELERY_ settings by the app
   of labsite/celery.py. The email keeps the seed article's name, `send_email_task`.
+- Dramatiq (`<job>_dramatiq_actor`, `.send(...)`), on the broker django-dramatiq sets up from DRAMATIQ_BROKER.
+  Arguments must be JSON.
+- procrastinate (`<job>_procrastinate_task`, `.defer(**kwargs)`: keyword arguments only), on the app
+  procrastinate.contrib.django builds once Django is ready (a blueprint until then, and on every other backend).
 The job ledger's task (`deliver_email_job`, labsite.ledger.deliver_job) is a task of every API too, enqueued in the
 request's on-commit hook or by the reconciler; its retries are the ledger's own (no queue's retry machinery).
 """
@@ -16,11 +20,14 @@ request's on-commit hook or by the reconciler; its retries are the ledger's own 
 import functools
 import time
 
+import dramatiq
+import dramatiq.broker
 from celery import shared_task
 from django.tasks import task as django_task
 from huey import signals
 from huey.contrib.djhuey import HUEY, db_task, signal
 from huey.contrib.djhuey import task as huey_task
+from procrastinate.contrib.django import app as procrastinate_app
 
 # Module imports, not names: labsite.ledger enqueues the tasks below, so each module may load first.
 from labsite import jobs, ledger, thumbnails
@@ -39,11 +46,24 @@ def module_function(job, name: str):
     return run
 
 
+def dramatiq_actor(job):
+    """`job` as a Dramatiq actor, on the broker django-dramatiq set up (its app is installed on the Dramatiq backends
+    and sets the broker before this module loads). Elsewhere on an in-memory StubBroker that nothing sends to: left to
+    itself, dramatiq.actor would make a RabbitMQ broker for 127.0.0.1:5672 of its own."""
+    if dramatiq.broker.global_broker is None:
+        from dramatiq.brokers.stub import StubBroker
+
+        dramatiq.set_broker(StubBroker())
+    return dramatiq.actor(job)
+
+
 def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = None) -> dict:
     """`job` as a task of each queue API, bound in this module under the names the docstring above gives (where the
     workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the database."""
-    names = {"huey": name, "django_tasks": f"{name}_django_task", "celery": celery_name or f"{name}_celery_task"}
-    decorators = {"huey": huey(), "django_tasks": django_task, "celery": shared_task}
+    names = {"huey": name, "django_tasks": f"{name}_django_task", "celery": celery_name or f"{name}_celery_task",
+             "dramatiq": f"{name}_dramatiq_actor", "procrastinate": f"{name}_procrastinate_task"}
+    decorators = {"huey": huey(), "django_tasks": django_task, "celery": shared_task, "dramatiq": dramatiq_actor,
+                  "procrastinate": procrastinate_app.task}
     by_api = {api: decorators[api](module_function(job, names[api])) for api in names}
     globals().update({names[api]: task for api, task in by_api.items()})
     return by_api

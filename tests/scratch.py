@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from helpers import REPO_ROOT
-from helpers.stack.postgres_server import passable_by_others
+from helpers.stack.server_user import passable_by_others
 
 SCRATCH = "LAB_TESTS_SCRATCH"  # the session's folder, inherited by its workers and every process they start
 OWNER = "LAB_TESTS_SCRATCH_OWNER"  # the pid of the process that made it, the one that removes it

@@ -31,7 +31,7 @@ def test_the_deferred_view_enqueues_through_django_tasks_when_the_backend_says_s
     assert huey_queue.pending_count() == 0 and mail.outbox == []
     # the status endpoint follows the chosen API: the Tasks API's, whose dummy backend keeps no results
     status = client.get(f"/tasks/{task_id}/").json()
-    assert status == {"error": "this task backend keeps no results", "task_id": task_id}
+    assert status == {"error": "this queue keeps no results (its Tasks backend keeps none)", "task_id": task_id}
 
 
 @override_settings(QUEUE_API="django_tasks",
@@ -50,7 +50,8 @@ def test_the_immediate_backend_runs_the_task_in_the_request_and_has_no_backlog(c
     assert (sent.state, sent.result["to"]) == ("delivered", "now@example.test")
     assert len(mail.outbox) == 1 and dispatch.backlog() == 0 and huey_queue.pending_count() == 0
     response = client.get(f"/tasks/{sent.task_id}/")
-    assert (response.status_code, response.json()["error"]) == (404, "this task backend keeps no results")
+    assert (response.status_code, response.json()["error"]) == (
+        404, "this queue keeps no results (its Tasks backend keeps none)")
 
 
 @override_settings(QUEUE_API="carrier-pigeon")

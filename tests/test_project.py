@@ -105,11 +105,11 @@ def test_without_lab_queue_backend_the_queue_is_huey_on_sqlite(tmp_path):
 @pytest.mark.parametrize("value", ["redis", "sqlite", "postgres"])
 def test_an_unknown_queue_backend_is_improperly_configured_and_names_the_choices(tmp_path, value):
     """The choices named are the settings' entries, one for each backend module of helpers.stack.queues."""
-    from helpers.stack.queues import names
+    from helpers.stack.queues import all_names
 
     done = site_settings(tmp_path, LAB_QUEUE_BACKEND=value)
     assert done.returncode != 0
     message = done.stderr.split("django.core.exceptions.ImproperlyConfigured: LAB_QUEUE_BACKEND must be one of ")[1]
     choices, rejected = message.strip().rsplit(", not ", 1)
     assert rejected == repr(value)
-    assert sorted(choices.split(", ")) == sorted(names())
+    assert sorted(choices.split(", ")) == sorted(all_names())

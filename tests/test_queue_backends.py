@@ -1,6 +1,7 @@
 """Every queue backend of helpers.stack.queues on the real stack: one deferred email reaches the lab's SMTP server.
 
-Parametrized over helpers.stack.queues.names(), so a backend added later is tested the moment its module exists.
+Parametrized over every backend in full mode, so a backend added later is tested the moment its module exists; in quick
+mode over notebook 07's matrix (the others stop and leave nothing in tests/test_site_every_backend.py).
 """
 
 import contextlib
@@ -15,9 +16,9 @@ import psutil
 import psycopg
 import pytest
 
-from helpers.stack import Lab, postgres_server
+from helpers.stack import Lab, postgres_server, server_user
 from helpers.stack.processes import LOOPBACK, port_is_bound
-from helpers.stack.queues import names
+from tests.stack_backends import matrix_in_quick_mode
 
 pytestmark = pytest.mark.stack
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL changes user only when started as root (as in CI)")
@@ -32,12 +33,15 @@ def family(lab) -> list[psutil.Process]:
     return found
 
 
+SERVER_FOLDERS = ("pg", "rabbitmq")  # PostgreSQL's and RabbitMQ's own folders, their server user's as root
+
+
 def not_private(run_dir: Path) -> list[str]:
     """Entries of the run folder that another user could read or that are not ours, but a server's own folder
-    (PostgreSQL's pg/, which belongs to the server's user)."""
+    (which belongs to the server's user)."""
     found = []
     for path in run_dir.rglob("*"):
-        if (run_dir / "pg") in (path, *path.parents):
+        if any((run_dir / folder) in (path, *path.parents) for folder in SERVER_FOLDERS):
             continue
         info = path.lstat()
         if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
@@ -50,7 +54,7 @@ def still_running(processes: list[psutil.Process]) -> list[str]:
     return [f"{p.pid}" for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
-@pytest.mark.parametrize("backend", names())
+@pytest.mark.parametrize("backend", matrix_in_quick_mode())
 def test_one_deferred_email_arrives_and_the_lab_leaves_nothing_behind(backend, monkeypatch):
     # in a private rerun folder, as `python -m helpers run` makes one: deep (a unix socket's path could not be), and
     # above the kernels' runs root
@@ -70,7 +74,9 @@ def test_one_deferred_email_arrives_and_the_lab_leaves_nothing_behind(backend, m
         assert list(lab.mail.deliveries()["rcpt_tos"].iloc[0]) == [f"{backend}@example.test"]
         assert lab.queue_depth() == 0
         listening = lab.listening_sockets()
-        assert listening and set(listening.values()) == {LOOPBACK}, listening
+        # loopback only: IPv4, and IPv6 where a server adds it (Erlang's epmd, beside RabbitMQ, always does)
+        assert listening and LOOPBACK in listening.values() and set(listening.values()) <= {LOOPBACK, "::1"}, \
+            listening
         processes = family(lab)
         assert not_private(lab.run_dir) == []
     finally:
@@ -140,11 +146,11 @@ def test_the_way_to_the_run_folder_opens_only_inside_the_runs_area(open_folder):
     run_dir.mkdir(parents=True)
     for folder in (area, area / "notebook", run_dir):
         folder.chmod(0o700)  # as the lab makes its run folders
-    postgres_server.open_the_way(run_dir, area)
+    server_user.open_the_way(run_dir, area)
     assert [oct(stat.S_IMODE(p.stat().st_mode)) for p in (area, area / "notebook", run_dir)] == ["0o711"] * 3
     open_folder.chmod(0o700)  # above the runs area: not ours to open
     with pytest.raises(PermissionError, match=str(open_folder)):
-        postgres_server.open_the_way(run_dir, area)
+        server_user.open_the_way(run_dir, area)
     assert stat.S_IMODE(open_folder.stat().st_mode) == 0o700
 
 
@@ -161,5 +167,5 @@ def test_a_reruns_private_folder_is_opened_for_its_notebooks_postgresql(open_fol
         folder.chmod(0o700)
     monkeypatch.setenv("LAB_RUNS_DIR", str(area / "20261125-rerun" / "experiments"))
     monkeypatch.setenv("LAB_RUNS_AREA", str(area))
-    postgres_server.open_the_way(run_dir, runs.runs_area())
+    server_user.open_the_way(run_dir, runs.runs_area())
     assert stat.S_IMODE((area / "20261125-rerun").stat().st_mode) == 0o711

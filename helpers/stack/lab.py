@@ -119,8 +119,9 @@ class Lab:
         _live_labs[self.run_dir] = self
         try:
             self._start_smtp()
-            self.queue.start_servers()
+            self.queue.begin_servers()
             self._migrate()
+            self.queue.servers_ready()
             self._start_consumer()
             if self.config.ledger:
                 self._start_reconciler()
@@ -199,10 +200,11 @@ class Lab:
             **self.queue.site_env(),
         }
 
-    def spawn(self, name: str, argv: list[str], **kwargs) -> ManagedProcess:
-        """Start one of the lab's processes, logging into the run folder, with the site's environment."""
-        process = ManagedProcess(name, argv, self.run_dir / f"{name}.log", env=self._env(), cwd=REPO_ROOT,
-                                 **kwargs)
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, **kwargs) -> ManagedProcess:
+        """Start one of the lab's processes, logging into the run folder, with the site's environment (and `env`:
+        a server's own variables, which its `keep_env` must name)."""
+        process = ManagedProcess(name, argv, self.run_dir / f"{name}.log", env={**self._env(), **(env or {})},
+                                 cwd=REPO_ROOT, **kwargs)
         self.processes[name] = process.start()
         return process
 

@@ -15,28 +15,26 @@ transaction) and stops it last:
     SERVER_ENVIRONMENT only                the server sees none of the site's settings (its secret key)
 
 PostgreSQL refuses to run as root, and CI runs as root. Then initdb and the server run as Debian's unprivileged
-`postgres` user: the run folder becomes 0711 (others may pass through it, not list it) and its pg/ folder belongs
-to `postgres`, mode 0700, while every other file of the run folder stays the lab's own (0600/0700, Lab.secure_files).
-The switch is `setpriv`, which execs the server in place, not `runuser`: runuser stays as the server's parent and
-does not pass SIGINT on, so the lab's fast shutdown would not reach the server. SIGINT is PostgreSQL's fast
-shutdown: open sessions are rolled back, the server checkpoints and exits.
+`postgres` user (helpers.stack.server_user): the run folder becomes 0711 (others may pass through it, not list it)
+and its pg/ folder belongs to `postgres`, mode 0700, while every other file of the run folder stays the lab's own
+(0600/0700, Lab.secure_files). SIGINT is PostgreSQL's fast shutdown: open sessions are rolled back, the server
+checkpoints and exits.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pwd
 import re
 import secrets
 import signal
-import stat
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from helpers.stack import server_user
 from helpers.stack.processes import LOOPBACK, SERVER_ENVIRONMENT, process_environment, start_on_port
 from helpers.stack.queues import UsesServer
+from helpers.stack.server_user import private_file, running_as_root
 from helpers.stack.site_database import PostgresDatabase
 
 if TYPE_CHECKING:
@@ -57,52 +55,10 @@ def bin_dir() -> Path:
     return found[-1].parent
 
 
-def running_as_root() -> bool:
-    return os.geteuid() == 0
-
-
 def as_server_user() -> list[str]:
-    """The prefix that runs a command as the `postgres` user when we are root (nothing otherwise). setpriv execs
-    the command in place and gives it a parent-death signal again (a change of user clears the lab's)."""
-    if not running_as_root():
-        return []
-    return ["setpriv", f"--reuid={SERVER_USER}", f"--regid={SERVER_USER}", "--init-groups",
-            "--pdeathsig", "INT", "--"]
-
-
-def private_file(path: Path, text: str, owner: str | None = None) -> Path:
-    """Write `text` into a new file only its owner may read (0600); `owner` hands it to that user."""
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    if owner is not None:
-        user = pwd.getpwnam(owner)
-        os.chown(path, user.pw_uid, user.pw_gid)
-    return path
-
-
-def passable_by_others(folder: Path) -> bool:
-    return bool(folder.stat().st_mode & stat.S_IXOTH)
-
-
-def open_the_way(run_dir: Path, lab_area: Path) -> None:
-    """Let the `postgres` user pass through every folder down to the run folder, without listing any: the run
-    folder and the folders between it and the lab's runs area (which the lab made 0700) get o+x; a folder above
-    the runs area that is closed is not ours to open, so we say which."""
-    run_dir = run_dir.resolve()
-    lab_area = lab_area.resolve()
-    run_dir.chmod(0o711)
-    for folder in run_dir.parents:
-        if passable_by_others(folder):
-            continue
-        if folder == lab_area or lab_area in folder.parents:
-            folder.chmod(stat.S_IMODE(folder.stat().st_mode) | 0o011)
-        else:
-            raise PermissionError(f"PostgreSQL runs as the {SERVER_USER!r} user, which cannot pass through {folder} "
-                                  f"to reach {run_dir}: put the run folder under the lab's runs folder "
-                                  f"({lab_area}) or allow passage (chmod o+x {folder})")
+    """The prefix that runs a command as the `postgres` user when we are root (nothing otherwise); SIGINT, its fast
+    shutdown, when the lab dies."""
+    return server_user.as_server_user(SERVER_USER, signal.SIGINT)
 
 
 def conninfo(port: int, passfile: Path, dbname: str = DATABASE, timeout_s: float = 5) -> str:
@@ -190,15 +146,7 @@ class PostgresServer:
         self.lab.stop_process("postgres")
 
     def _prepare_folders(self) -> None:
-        self.folder.mkdir(mode=0o700, exist_ok=True)
-        if running_as_root():
-            from helpers.runs import runs_area
-
-            user = pwd.getpwnam(SERVER_USER)
-            os.chown(self.folder, user.pw_uid, user.pw_gid)
-            self.folder.chmod(0o700)
-            self.lab.secure_files()  # before anyone may pass through the run folder
-            open_the_way(self.lab.run_dir, runs_area())
+        server_user.server_folder(self.lab, self.folder, SERVER_USER)
 
     def _password_of_the_cluster(self) -> str:
         """The password an earlier lab in this run folder gave the cluster it initialised (its last field in the

@@ -3,7 +3,8 @@
 `lab.queue`, an instance of one of these, and never branch on a backend's name.
 
 A new backend is one module here (a subclass of QueueBackend, registered with @register) plus its entry in
-labsite/settings.py's QUEUE_BACKENDS table.
+labsite/settings.py's QUEUE_BACKENDS table; the servers it needs are helpers.stack modules of their own (Redis,
+PostgreSQL, RabbitMQ), each mixed in through a Uses* class.
 """
 
 from __future__ import annotations
@@ -34,6 +35,13 @@ def backend_class(name: str) -> type[QueueBackend]:
 
 
 def names() -> list[str]:
+    """The backends notebook 07's matrix measures (helpers.experiments.which_queue)."""
+    return [name for name in all_names() if BACKENDS[name].in_matrix]
+
+
+def all_names() -> list[str]:
+    """Every backend: those the matrix measures and those it does not cover yet (each served by the site, tested by
+    tests/test_site_every_backend.py)."""
     _import_all()
     return list(BACKENDS)
 
@@ -66,6 +74,8 @@ class QueueBackend:
     # The task is a row of the site's own database, written in the request's transaction: it commits or rolls back
     # with the request's writes
     enqueue_in_transaction: ClassVar[bool] = False
+    # Notebook 07's matrix measures it (names()); False for a backend the matrix does not cover yet (all_names())
+    in_matrix: ClassVar[bool] = True
 
     def __init__(self, lab: Lab):
         self.lab = lab
@@ -77,6 +87,14 @@ class QueueBackend:
 
     def stop_servers(self) -> None:
         """Stop them; a stopped server keeps its data in the run folder."""
+
+    def begin_servers(self) -> None:
+        """Start the servers, returning before they are ready if the site's migrations do not need them (the lab
+        migrates, then calls servers_ready()); by default start_servers(), which waits."""
+        self.start_servers()
+
+    def servers_ready(self) -> None:
+        """Wait until the servers begin_servers() started take clients."""
 
     # -- the site and its workers ---------------------------------------------------------------------------------
 

@@ -1,0 +1,23 @@
+"""What both django-vtasks backends share: its asyncio worker (`manage.py runworker`) and how it says it is ready."""
+
+from __future__ import annotations
+
+import signal
+import sys
+
+from helpers.stack.queues import QueueBackend
+
+
+class VtasksWorker(QueueBackend):
+    """django-vtasks' worker: one asyncio process, a sync task run in a thread. A dead worker's tasks are found by a
+    worker of the same host (at its start, then every 30 s once its liveness marker has expired) and, with the default
+    VTASKS_MAX_RESCUES (0), sent to the dead-letter list or marked failed, never run again: at-most-once."""
+
+    delivery = "at-most-once"
+    worker_ready_line = "Starting worker with concurrency="
+    worker_stop_signal = signal.SIGTERM  # the worker stops taking tasks and waits for the running ones
+    in_matrix = False
+
+    def worker_argv(self) -> list[str]:
+        """One worker process running up to consumer_workers tasks at once."""
+        return [sys.executable, "-m", "django", "runworker", "--concurrency", str(self.lab.config.consumer_workers)]

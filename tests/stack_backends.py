@@ -1,0 +1,30 @@
+"""Which queue backends the real-stack tests start, in quick mode and in full. Every backend of notebook 07's matrix
+(helpers.stack.queues.names()) always; of the backends it does not cover yet, quick mode (LAB_QUICK=1, `make test`)
+starts one per new server and queue API, and tests/test_backend_settings.py checks every other one's settings in a
+fresh process, so each backend is in at least one test of `make test` while the new ones add under a minute. Not
+collected (its name is not test_*.py)."""
+
+from helpers.runs.params import quick_mode
+from helpers.stack.queues import all_names, names
+
+# RabbitMQ and the Dramatiq API; procrastinate's API on PostgreSQL. The Tasks-framework backends go through the API
+# djtasks_db_* exercise in quick mode already (vtasks_valkey, the cheapest of them to add, costs ~16 s more).
+QUICK_NEW = ("dramatiq_rabbitmq", "procrastinate_postgres")
+
+
+def on_the_stack() -> list[str]:
+    """The backends the real-stack tests start in this mode."""
+    if not quick_mode():
+        return all_names()
+    return [*names(), *(name for name in all_names() if name in QUICK_NEW)]
+
+
+def matrix_in_quick_mode() -> list[str]:
+    """Every backend in full mode, notebook 07's matrix in quick mode (for a check the subset above passes in
+    test_site_every_backend already)."""
+    return names() if quick_mode() else all_names()
+
+
+def settings_only() -> list[str]:
+    """The backends this mode starts no lab for: their settings are checked instead."""
+    return [name for name in all_names() if name not in on_the_stack()]
