@@ -423,7 +423,7 @@ def test_a_provider_stalling_every_command_at_40_percent_of_the_lease_gets_no_se
     exchange run past the lease, the reconciler hands the job to a second worker, the provider says "not accepted"
     (the first DATA is still in flight) and the second worker sends a second copy. The fence ends each attempt
     within half its lease: no copy ends after its lease, none is sent twice."""
-    lease = 1.2
+    lease = 3.0  # long enough that a busy machine's claim and provider check leave the fence room to send
     monkeypatch.setitem(ledger.LEDGER, "lease_s", lease)
     monkeypatch.setitem(ledger.LEDGER, "retry_delay_s", 0.05)
     provider.fault("stall", stall_s=0.4 * lease)
