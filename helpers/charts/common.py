@@ -24,6 +24,17 @@ COLORS = {
 OTHER = "#8c564b"
 
 
+def number(value: float) -> str:
+    """A figure as people read it: three significant figures at most, thousands separated (309, 1.61, 21.8,
+    2,517), never 1.19e+03."""
+    value = float(value)
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}".removesuffix(".0")
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
+
+
 def color(key: str) -> str:
     return COLORS.get(key, OTHER)
 
@@ -44,7 +55,7 @@ def latency_cdf(timings: pd.DataFrame, value: str = "total_ms", ax=None, title: 
                 label=f"{label} (n={len(values)})", color=COLORS.get(label))
     ax.set_xscale("log")
     ax.set_xlabel("response time per request (ms, log scale)")
-    ax.set_ylabel("fraction of requests at or below")
+    ax.set_ylabel("requests at or below (fraction, 0 to 1)")
     ax.set_title(title or "Response time distribution")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -60,7 +71,7 @@ def percentile_bars(summary: pd.DataFrame, percentiles=("p50_ms", "p95_ms"), ax=
     for k, column in enumerate(percentiles):
         values = summary[column].to_numpy()
         bars = ax.bar(x + k * width - 0.4 + width / 2, values, width, label=column.replace("_ms", ""))
-        ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], fontsize=8)
+        ax.bar_label(bars, labels=[number(v) for v in values], fontsize=8)
     ax.set_xticks(x, [f"{label}\n(n={summary.loc[label, 'n']})" for label in labels])
     ax.set_yscale("log")
     ax.set_ylabel("response time (ms, log scale)")
@@ -77,6 +88,24 @@ def error_bars(summary: pd.DataFrame, column: str):
     return np.vstack([(summary[column] - low).clip(lower=0), (high - summary[column]).clip(lower=0)])
 
 
+def layout(fig):
+    """Lay the figure out as it is saved: text inside the figure, panels apart, and the panels above a figure
+    legend (one at the bottom, loc="lower center")."""
+    fig.tight_layout()
+    if fig.legends:
+        renderer = fig.canvas.get_renderer()
+        height = max(legend.get_window_extent(renderer).height for legend in fig.legends) / fig.bbox.height
+        fig.tight_layout(rect=(0, height + 0.01, 1, 1))
+    return fig
+
+
+def save(fig, path: Path) -> Path:
+    """Lay the figure out, save it as a PNG at `path` and close it."""
+    layout(fig).savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 def show(fig, run_dir, name: str, alt: str) -> Path:
     """Lay the figure out, save it as <run_dir>/<name>.png and show it inline, with `alt` as its text alternative
     (in JupyterLab and in the HTML export); returns the file."""
@@ -85,10 +114,7 @@ def show(fig, run_dir, name: str, alt: str) -> Path:
 
     from IPython.display import display
 
-    fig.tight_layout()
-    path = Path(run_dir) / f"{name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    path = save(fig, Path(run_dir) / f"{name}.png")
     encoded = base64.b64encode(path.read_bytes()).decode()
     display({"image/png": encoded, "text/plain": alt,
              "text/html": f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(alt)}">'}, raw=True)

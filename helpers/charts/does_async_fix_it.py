@@ -14,29 +14,41 @@ from helpers.charts.common import COLORS
 if TYPE_CHECKING:
     from helpers.experiments.does_async_fix_it import Measured
 
-# The blocking and deferred paths keep the lab's colours; the ways of sending from the request in between.
+# The blocking and deferred paths keep the lab's colours; the ways of sending from the request in between. The two
+# deferred variants keep up alike: uvicorn's is dashed with small markers, drawn over gunicorn's large ones.
 VARIANT_STYLE = {
     "sync": (COLORS["blocking"], "o"), "gthread": ("#ff7f0e", "s"), "async": ("#2ca02c", "D"),
     "thread_sensitive": ("#9467bd", "^"), "thread_pool": ("#8c564b", "v"),
     "deferred_gunicorn": (COLORS["deferred"], "o"), "deferred_uvicorn": ("#17becf", "D"),
 }
+LINE_STYLE = {"deferred_gunicorn": {"markersize": 9, "lw": 3, "zorder": 2},
+              "deferred_uvicorn": {"markersize": 4, "ls": "--", "zorder": 3}}
 
 
-def _variant_lines(ax, measured: Measured, column: str, label_suffix: str = ""):
+def variant_label(name: str) -> str:
+    """A variant as a reader names it: its view and web server (does_async_fix_it.VARIANTS)."""
+    from helpers.experiments.does_async_fix_it import BY_NAME
+
+    return BY_NAME[name].label
+
+
+def _variant_lines(ax, measured: Measured, column: str):
     """One line per variant of `column` against the offered rate; points past saturation drawn hollow."""
     for name in measured.setup.variants:
         points = measured.variant_points(name)
         color, marker = VARIANT_STYLE[name]
-        ax.plot(points["offered_rps"], points[column], "-", color=color, marker=marker,
-                label=f"{name}{label_suffix} (n={int(points['requests'].sum())})")
+        style = {"ls": "-", "markersize": 6, **LINE_STYLE.get(name, {})}
+        ax.plot(points["offered_rps"], points[column], color=color, marker=marker, **style,
+                label=f"{variant_label(name)} (n={int(points['requests'].sum())})")
         away = points[points["ran_away"]]
-        ax.plot(away["offered_rps"], away[column], marker, color=color, markerfacecolor="white", markersize=9)
+        ax.plot(away["offered_rps"], away[column], marker, color=color, markerfacecolor="white",
+                markersize=style["markersize"] + 3, zorder=style.get("zorder", 2))
 
 
 def latency_vs_rate(measured: Measured):
     """Left p50, right p99 of the latency from the moment each request was due, against the open-loop arrival rate,
     both on log axes, with the SMTP delay and a tenth of it; returns the figure."""
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(14, 6.2), sharey=True)
     delay_ms = measured.setup.smtp_delay_s * 1e3
     for ax, column, title in zip(axes, ("latency_p50_ms", "latency_p99_ms"), ("p50", "p99"), strict=True):
         _variant_lines(ax, measured, column)
@@ -49,14 +61,15 @@ def latency_vs_rate(measured: Measured):
         ax.set_ylabel(f"response time {title} (ms from the moment due; log)")
         ax.set_title(f"Response time {title} against arrival rate (hollow: latency ran away)")
         ax.grid(True, which="both", alpha=0.3)
-    axes[1].legend(fontsize=7, loc="upper left")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncols=3, loc="lower center", frameon=False)  # below, over no curve
     return fig
 
 
 def throughput_vs_rate(measured: Measured):
     """Successful answers per second against the arrival rate (log-log), beside throughput = rate, with each
     variant's predicted capacity as a dashed line of its colour; returns the figure."""
-    fig, ax = plt.subplots(figsize=(10, 5.5))
+    fig, ax = plt.subplots(figsize=(11, 7))
     _variant_lines(ax, measured, "goodput_rps")
     rates = measured.points["offered_rps"]
     span = np.array([rates.min() * 0.8, rates.max() * 1.2])
@@ -71,9 +84,9 @@ def throughput_vs_rate(measured: Measured):
     ax.xaxis.set_major_formatter(ScalarFormatter())
     ax.set_xlabel("arrival rate (requests/s, open loop; log)")
     ax.set_ylabel("successful answers (per second; log)")
-    ax.set_title("Throughput against arrival rate: where each variant falls behind (hollow: ran away)")
+    ax.set_title("Throughput against arrival rate: where each variant falls behind (hollow: latency ran away)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncols=2, loc="lower center", frameon=False)
     return fig
 
 
@@ -89,7 +102,8 @@ def model_vs_measured(measured: Measured):
     for bar, ran_away in zip(bars, table["ran_away"], strict=True):
         if not ran_away:
             bar.set_hatch("//")
-    ax.set_yticks(y, [f"{v}\n({b})" for v, b in zip(table["variant"], table["bound_by"], strict=True)], fontsize=7)
+    ax.set_yticks(y, [f"{variant_label(v)}\n(bound: {b})" for v, b in zip(table["variant"], table["bound_by"],
+                                                                          strict=True)], fontsize=7)
     ax.set_xscale("log")
     ax.set_xlim(left=0.5 * min(table["predicted_rps"].min(), table["measured_rps"].min()))
     ax.xaxis.set_major_formatter(ScalarFormatter())

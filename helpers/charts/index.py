@@ -13,7 +13,8 @@ def ratio_chart(table: pd.DataFrame, title: str | None = None):
     inside compare.BAND, orange outside; returns the figure."""
     fig, ax = plt.subplots(figsize=(9, max(3, 0.35 * len(table))))
     low, high = BAND
-    labels = [f"{n.split('-')[0]} {f}" for n, f in zip(table["notebook"], table["figure"], strict=True)]
+    labels = [f"{n.split('-')[0]} {f.replace('_', ' ')}" for n, f in zip(table["notebook"], table["figure"],
+                                                                           strict=True)]
     ax.barh(labels, table["ratio"], color=["#1f77b4" if low <= r <= high else "#ff7f0e" for r in table["ratio"]])
     ax.axvline(1.0, color="black", lw=1)
     ax.set_xscale("log")

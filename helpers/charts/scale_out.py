@@ -6,6 +6,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import NullFormatter
 
 from helpers.charts import common as charts
 from helpers.charts.common import backend_label, color
@@ -14,8 +15,9 @@ from helpers.charts.common import backend_label, color
 def view_latency(summary: pd.DataFrame, ax=None):
     """p50 and p99 of the no-op and deferred views per backend (helpers.experiments.scale_out.view_summary)."""
     flat = summary.copy()
-    flat.index = [f"{backend_label(b)} {e}" for b, e in flat.index]
+    flat.index = [f"{backend_label(b)}\n{e}" for b, e in flat.index]
     flat["n"] = flat["n"].astype(int)
+    ax = ax or plt.subplots(figsize=(8, 4.5))[1]
     ax = charts.percentile_bars(flat, percentiles=("p50_ms", "p99_ms"), ax=ax,
                                 title="The view's response time: no-op and deferred (one enqueue)")
     return ax.figure
@@ -25,7 +27,7 @@ def pickups(frame: pd.DataFrame, ax=None):
     """Every task's pickup delay (enqueue -> start) per setting, one row each (log scale), with its median: rows,
     so that a dozen settings' names stay readable."""
     settings = list(dict.fromkeys(frame["setting"]))
-    ax = ax or plt.subplots(figsize=(7.5, 1.2 + 0.42 * len(settings)))[1]
+    ax = ax or plt.subplots(figsize=(8, 1.6 + 0.42 * len(settings)))[1]
     rng = np.random.default_rng(0)
     for k, setting in enumerate(settings):
         rows = frame[frame["setting"] == setting]
@@ -35,8 +37,9 @@ def pickups(frame: pd.DataFrame, ax=None):
     counts = frame.groupby("setting", sort=False)["pickup_ms"].size()
     ax.set_yticks(range(len(settings)), [f"{s} (n={counts[s]})" for s in settings], fontsize=8)
     ax.invert_yaxis()
-    ax.set_ylabel("queue backend and idle workers' wait")
+    ax.set_ylabel("backend, wait")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^0 ... 9x10^1 crowd each other
     ax.set_xlabel("pickup delay: enqueue to start (ms, log scale)")
     ax.set_title("Pickup after an idle period (bar: median)")
     ax.grid(True, which="both", axis="x", alpha=0.3)
@@ -82,6 +85,7 @@ def contention(summary: pd.DataFrame, ax=None):
             ax.annotate(f"n={n}\nerrors={errors}", (x[k] + offset, group["max_us"].iloc[k] / 1e3), fontsize=7,
                         textcoords="offset points", xytext=(0, 6), ha="center")
     ax.set_xticks(x, [f"{p} producer(s)\n{c} consumer process(es)" for p, c in levels])
+    ax.set_xlabel("producers enqueueing and consumer processes draining at once")
     ax.set_yscale("log")
     low, high = ax.get_ylim()
     ax.set_ylim(low, high * 4)  # room for the labels under the title

@@ -26,9 +26,7 @@ def latency_vs_rate(summary: pd.DataFrame, model: pd.DataFrame | None = None, ca
             ax.plot(finite["rate"], finite["p50_response_ms"], ":", color="black", label=f"{name} model p50")
             ax.plot(finite["rate"], finite["p99_response_ms"], "-.", color="black", label=f"{name} model p99")
     if capacity:
-        ax.axvline(capacity, color="grey", lw=1)
-        ax.annotate(f"c/S = {capacity:.1f}/s", (capacity, ax.get_ylim()[0]), rotation=90, va="bottom",
-                    ha="right", fontsize=8)
+        ax.axvline(capacity, color="grey", lw=1, label=f"c/S = {capacity:.1f} requests/s (saturation)")
     ax.set_yscale("log")
     ax.set_xlabel("arrival rate λ (requests/s, open loop, Poisson)")
     ax.set_ylabel("latency from the moment a request was due (ms, log)")

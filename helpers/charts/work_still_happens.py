@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.charts.common import COLORS, latency_cdf
+from helpers.charts.common import COLORS, latency_cdf, number
 
 TYPE_STYLES = {"thread": {"marker": "o", "linestyle": "-"}, "process": {"marker": "s", "linestyle": "--"}}
 
@@ -27,7 +27,7 @@ def response_vs_completion(summary: pd.DataFrame, ax=None):
     for k, (name, value, color) in enumerate(bars):
         values = [value(j) for j in jobs]
         drawn = ax.bar(x + (k - 1) * width, values, width, label=name, color=color)
-        ax.bar_label(drawn, labels=[f"{v:.3g}" for v in values], fontsize=8)
+        ax.bar_label(drawn, labels=[number(v) for v in values], fontsize=8)
     ax.set_xticks(x, [f"{j}\n(n={int(summary.loc[f'{j} deferred', 'n'])} per bar)" for j in jobs])
     ax.set_yscale("log")
     ax.set_xlabel("job")
@@ -76,7 +76,7 @@ def queue_depth(result, arrivals_s: float, ax=None):
             label=f"predicted: ({result.arrival_rate:.0f} - {result.capacity:.1f}) tasks/s x t, then drain")
     ax.axvline(arrivals_s, color="grey", alpha=0.5, label="arrivals stop")
     ax.set_xlabel("time since the first arrival (s)")
-    ax.set_ylabel("tasks waiting in the queue")
+    ax.set_ylabel("queue depth (tasks waiting)")
     ax.set_title(f"Backlog: {len(result.tasks)} tasks arriving faster than the consumer serves them")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
@@ -100,7 +100,7 @@ def pickup_vs_idle(pickups: pd.DataFrame, ax=None):
     ax.set_ylabel("enqueue to start (ms, log scale)")
     ax.set_title("Pickup delay after an idle period")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return ax.figure
 
 
@@ -117,7 +117,7 @@ def worker_sweep(sweep: pd.DataFrame, axes=None):
             ax.plot(medians.index, medians.to_numpy(), label=f"{worker_type} workers: median of "
                     f"{group['repeat'].nunique()} drain(s) of {int(group['tasks'].iloc[0])} tasks", **style)
         ax.set_xticks(sorted(sweep["workers"].unique()))
-        ax.set_xlabel("consumer workers")
+        ax.set_xlabel("consumer workers (count)")
         ax.set_ylabel("throughput (tasks/s)")
         ax.set_title(f"{job}: throughput by workers and worker type")
         ax.set_ylim(bottom=0)

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from helpers import REPO_ROOT
+from helpers.charts.common import number
 from helpers.instruments.browser import THRESHOLDS_MS
 from helpers.runs import compare, verdicts
 from helpers.runs.folders import runs_root
@@ -132,17 +133,7 @@ def rerun(run_dir: Path) -> Measured:
     return Measured(f"rerun {run_dir.name}", summary, judgements, _charts(run_dir / "figures"), exports)
 
 
-# -- how figures read ------------------------------------------------------------------------------------------------
-
-
-def number(value: float) -> str:
-    """Three significant figures at most, thousands separated: 309, 1.61, 21.8, 2,517."""
-    value = float(value)
-    if abs(value) >= 100:
-        return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}".removesuffix(".0")
-    return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
+# -- how figures read (number(): helpers.charts.common) --------------------------------------------------------------
 
 
 class Figures:
