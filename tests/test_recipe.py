@@ -4,9 +4,10 @@ and django-tasks-db's `db_worker`, a worker that loses the task it runs when it 
 The worker is SIGKILLed mid-task, restarted, and the recipe's reconciler brings back what the kills took: every
 recipient gets its email, a second copy only with the job's own Message-ID and never more copies than kills.
 
-RECIPE_MUTANT=no_reconciler (the reconciler's body removed) or no_on_commit (the task enqueued inside the request's
-transaction) runs the same test on a broken copy of the recipe: the first must fail, losing the killed jobs. The
-second passes on this backend, whose task row commits with the request's transaction whatever the recipe does."""
+RECIPE_MUTANT=no_reconciler (the reconciler's body removed), no_fence (the deadline's re-arming removed: each SMTP
+command gets the whole time left at connect) or no_on_commit (the task enqueued inside the request's transaction) runs
+the same test on a broken copy of the recipe: the first two must fail (killed jobs lost; a stalled send finished
+past its deadline). The third passes on this backend, whose task row commits with the request's transaction."""
 
 from __future__ import annotations
 
