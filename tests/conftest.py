@@ -31,7 +31,9 @@ LAB_SERVER_MARKERS = ("helpers.stack.smtp_sink", "run_huey", "reconcile_jobs", "
                       "helpers.instruments.browser", "helpers.instruments.loadgen", "helpers.instruments.client",
                       "helpers.instruments.enqueuer", "tasks-lab-chromium-", "redis-server",
                       # the queue backends' servers and workers (helpers.stack.queues)
-                      "/bin/postgres -D", "db_worker", "rqworker", "celery -A labsite", "worker_pool.py")
+                      "/bin/postgres -D", "db_worker", "rqworker", "celery -A labsite", "worker_pool.py",
+                      # the recipe's site (tests/test_recipe.py): its settings are in every command line
+                      "tests.recipe_settings")
 
 
 def lab_servers_running(since: float, runs_dir: str | None = None) -> list[str]:
