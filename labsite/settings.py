@@ -180,8 +180,18 @@ def rq_redis() -> dict:
 def celery_redis() -> dict:
     """Celery on Redis (LAB_REDIS_URL) with its defaults, as the seed article uses it: the app (labsite/celery.py)
     reads the CELERY_ settings. A worker acknowledges a task as it starts it (acks early), holds up to 4 prefetched
-    tasks per process, and keeps no results."""
-    return {"QUEUE_API": "celery", "CELERY_BROKER_URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    tasks per process, and keeps no results. Two worker settings can be set per run (unset: Celery's defaults):
+    LAB_CELERY_PREFETCH_MULTIPLIER (1 is what Celery's docs recommend with acks_late:
+    https://docs.celeryq.dev/en/stable/userguide/optimizing.html#prefetch-limits) and LAB_CELERY_VISIBILITY_TIMEOUT
+    (see celery_redis_acks_late)."""
+    chosen = {"QUEUE_API": "celery", "CELERY_BROKER_URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    if "LAB_CELERY_PREFETCH_MULTIPLIER" in os.environ:
+        chosen["CELERY_WORKER_PREFETCH_MULTIPLIER"] = int(os.environ["LAB_CELERY_PREFETCH_MULTIPLIER"])
+    if "LAB_CELERY_VISIBILITY_TIMEOUT" in os.environ:
+        chosen["CELERY_BROKER_TRANSPORT_OPTIONS"] = {
+            "visibility_timeout": float(os.environ["LAB_CELERY_VISIBILITY_TIMEOUT"]),
+            "unacked_restore_interval": 1, "unacked_restore_throttle": 1}
+    return chosen
 
 
 def celery_redis_acks_late() -> dict:
@@ -236,6 +246,14 @@ LAB_LEDGER = {
     "retry_delay_s": float(os.environ.get("LAB_LEDGER_RETRY_DELAY_S", "0.5")),
     "retry_backoff": 2.0,
     "max_attempts": int(os.environ.get("LAB_LEDGER_MAX_ATTEMPTS", "50")),
+}
+# The queue's own retries (labsite.tasks.WELCOME_EMAIL_RETRIES and _PRODUCTION): how many, Huey's fixed delay, Celery's
+# backoff factor (an integer: its full jitter draws whole seconds) and the most it waits.
+LAB_TASK_RETRIES = {
+    "retries": int(os.environ.get("LAB_TASK_RETRIES", "4")),
+    "delay_s": float(os.environ.get("LAB_TASK_RETRY_DELAY_S", "1")),
+    "backoff_s": int(os.environ.get("LAB_TASK_RETRY_BACKOFF_S", "1")),
+    "backoff_max_s": int(os.environ.get("LAB_TASK_RETRY_BACKOFF_MAX_S", "4")),
 }
 # The email provider's message-status API (the lab's SMTP server serves one): asked before a job whose last
 # attempt's outcome is unknown is sent again. Empty: no such API; such a job is sent again, a possible duplicate.
