@@ -15,7 +15,7 @@ from helpers import REPO_ROOT
 from helpers.experiments import faults
 from helpers.protocols.messages import account
 from helpers.stack import Lab
-from helpers.stack.smtp_sink import set_fault
+from helpers.stack.smtp_sink import set_fault, set_provider
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +71,42 @@ def test_smtp_faults_switch_while_the_server_runs(lab):
     ours = {"refused@example.test", "refused5@example.test", "dropped@example.test", "accepted@example.test"}
     recorded = [r[0] for r in lab.mail.deliveries()["rcpt_tos"].iloc[before:] if r[0] in ours]
     assert recorded == ["accepted@example.test"]
+
+
+@pytest.mark.stack
+def test_the_provider_can_stall_each_command_refuse_unknown_users_and_record_before_its_reply(lab):
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    def accepted(message_id):
+        url = f"http://127.0.0.1:{lab.smtp_status_port}/messages?message_id={message_id}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())["accepted"]
+
+    try:
+        set_provider(lab.smtp_control, unknown_users=r"^nouser")
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(lab, "nouser-1@example.test")
+        assert refused.value.recipients["nouser-1@example.test"][0] == 550
+        set_fault(lab.smtp_control, "stall", stall_s=0.2)
+        began = time.monotonic()
+        send(lab, "stalled@example.test")
+        assert time.monotonic() - began >= 4 * 0.2  # EHLO, MAIL, RCPT, end of DATA
+        # Recorded first: a client that gives up during the delay has had its message taken all the same.
+        set_fault(lab.smtp_control, "ok", delay_s=1.0)
+        set_provider(lab.smtp_control, record_first=True)
+        with pytest.raises((smtplib.SMTPServerDisconnected, socket.timeout, TimeoutError)), \
+                smtplib.SMTP("127.0.0.1", lab.smtp_port, timeout=0.4) as smtp:
+            smtp.sendmail("lab@tasks-lab.test", ["first@example.test"],
+                          "Message-ID: <first@example.test>\r\nSubject: t\r\n\r\nhi\r\n")
+        assert accepted("<first@example.test>")
+        recorded = [r[0] for r in lab.mail.deliveries()["rcpt_tos"]]
+        assert "first@example.test" in recorded and "nouser-1@example.test" not in recorded
+    finally:
+        set_provider(lab.smtp_control)
+        set_fault(lab.smtp_control, "ok")
 
 
 @pytest.mark.stack

@@ -8,8 +8,15 @@ out) cancels the message: aiosmtpd cancels the handler, so nothing is recorded a
 Faults, switchable while it runs: `--control FILE` names a JSON file the server re-reads (when its mtime
 changes) before every message: {"mode": "ok"}, {"mode": "refuse", "code": 451} (a 4xx or 5xx reply to the
 message's DATA) or {"mode": "drop"} (the connection is cut when the message arrives, with no reply), each
-optionally with "delay_s" replacing `--delay` (a provider that turns slow). A refused or dropped message is not
-recorded; `set_fault` writes the file.
+optionally with "delay_s" replacing `--delay` (a provider that turns slow), or {"mode": "stall", "stall_s": S} (a
+provider that takes S seconds over each SMTP command: EHLO, MAIL, RCPT and the end of DATA). A refused or dropped
+message is not recorded; `set_fault` writes the file.
+
+How the provider behaves, whatever the fault: `set_provider` writes a second file beside the control file
+(`<control>.provider`), re-read the same way: {"record_first": true} records (and acknowledges to the status API)
+each message as soon as its data has arrived, before the delay, so a client that hangs up during the delay, or dies
+before it commits the 250, has still had its message taken (the case a provider check exists for);
+{"unknown_users": REGEX} answers 550 (no such user, permanent) to every RCPT TO address the regex matches.
 
 Like a real provider's message-events API, `--status-port P` serves `GET /messages?message_id=<id>` on loopback:
 {"accepted": true} once a message with that Message-ID was accepted. The job ledger asks it before sending
@@ -22,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import socket
 import threading
@@ -38,25 +46,47 @@ from aiosmtpd.controller import Controller
 RECORD_COLUMNS = ["received_at", "accepted_at", "message_id", "mail_from", "rcpt_tos", "size", "subject"]
 
 
-FAULT_MODES = ("ok", "refuse", "drop")
+FAULT_MODES = ("ok", "refuse", "drop", "stall")
+NO_SUCH_USER = "550 5.1.1 No such user here"
 REFUSALS = {421: "421 Service not available, closing channel", 451: "451 Requested action aborted: local error",
             452: "452 Insufficient system storage", 554: "554 Transaction failed",
             550: "550 Mailbox unavailable"}
 
 
-def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: float | None = None) -> None:
+def _write_atomically(path: Path, state: dict) -> None:
+    """Write the JSON state so that a reader never sees a half-written file."""
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(json.dumps(state))
+    scratch.replace(path)
+
+
+def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: float | None = None,
+              stall_s: float | None = None) -> None:
     """Switch a running server's fault mode (atomically: it never reads a half-written file)."""
     if mode not in FAULT_MODES:
         raise ValueError(f"mode must be one of {FAULT_MODES}, not {mode!r}")
     if mode == "refuse" and code not in REFUSALS:
         raise ValueError(f"code must be one of {sorted(REFUSALS)}")
-    path = Path(control_path)
-    scratch = path.with_suffix(".tmp")
+    if (mode == "stall") != (stall_s is not None):
+        raise ValueError("stall_s goes with mode 'stall', and only with it")
     state = {"mode": mode, "code": code, "since": time.time()}
     if delay_s is not None:
         state["delay_s"] = delay_s
-    scratch.write_text(json.dumps(state))
-    scratch.replace(path)
+    if stall_s is not None:
+        state["stall_s"] = stall_s
+    _write_atomically(Path(control_path), state)
+
+
+def provider_path(control_path: Path) -> Path:
+    return Path(control_path).with_name(Path(control_path).name + ".provider")
+
+
+def set_provider(control_path: Path, record_first: bool = False, unknown_users: str | None = None) -> None:
+    """How the running server behaves whatever the fault (see the module's docstring); the defaults restore the
+    server's own: record after the delay, every user exists."""
+    if unknown_users is not None:
+        re.compile(unknown_users)  # a bad pattern fails here, not in the server
+    _write_atomically(provider_path(control_path), {"record_first": record_first, "unknown_users": unknown_users})
 
 
 class FaultSwitch:
@@ -86,23 +116,39 @@ class SlowRecordingHandler:
         self.record = open(record_path, "a", buffering=1)  # noqa: SIM115 (open for the server's life)
         self.delay_s = delay_s
         self.faults = FaultSwitch(control_path)
+        self.provider = FaultSwitch(provider_path(control_path) if control_path else None)
         self.refused = 0
         self.dropped = 0
         self.accepted_ids: set[str] = set()
 
-    async def handle_DATA(self, server, session, envelope):
-        received_at = time.time()
+    async def stall(self) -> None:
+        """In the stall mode, hold the current command's reply for stall_s."""
         fault = self.faults.current()
-        if fault.get("mode") == "refuse":
+        if fault.get("mode") == "stall":
+            await asyncio.sleep(float(fault.get("stall_s", 0)))
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        await self.stall()
+        session.host_name = hostname
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        await self.stall()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        await self.stall()
+        unknown = self.provider.current().get("unknown_users")
+        if unknown and re.search(unknown, address):
             self.refused += 1
-            return REFUSALS.get(int(fault.get("code", 451)), REFUSALS[451])
-        if fault.get("mode") == "drop":
-            self.dropped += 1
-            server.transport.abort()  # no reply at all: the client sees the connection die
-            return "421 dropped"  # never reaches the client
-        delay_s = float(fault.get("delay_s", self.delay_s))
-        if delay_s:
-            await asyncio.sleep(delay_s)
+            return NO_SUCH_USER
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 OK"
+
+    def write_record(self, envelope, received_at: float) -> None:
         headers = BytesParser(policy=default_policy).parsebytes(envelope.content, headersonly=True)
         row = {
             "received_at": received_at,
@@ -115,6 +161,26 @@ class SlowRecordingHandler:
         }
         self.record.write(json.dumps(row) + "\n")
         self.accepted_ids.add(row["message_id"])
+
+    async def handle_DATA(self, server, session, envelope):
+        received_at = time.time()
+        await self.stall()
+        fault = self.faults.current()
+        if fault.get("mode") == "refuse":
+            self.refused += 1
+            return REFUSALS.get(int(fault.get("code", 451)), REFUSALS[451])
+        if fault.get("mode") == "drop":
+            self.dropped += 1
+            server.transport.abort()  # no reply at all: the client sees the connection die
+            return "421 dropped"  # never reaches the client
+        record_first = bool(self.provider.current().get("record_first"))
+        if record_first:  # taken now: what follows cannot undo it
+            self.write_record(envelope, received_at)
+        delay_s = float(fault.get("delay_s", self.delay_s))
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        if not record_first:
+            self.write_record(envelope, received_at)
         return "250 Message accepted for delivery"
 
 
