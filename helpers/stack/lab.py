@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -77,6 +77,7 @@ class LabConfig:
     # waits up to this long
     poll_interval_s: float | None = None  # a polling worker's one knob, its wait between looks at an empty queue
     # (django-tasks-db's db_worker --interval); None: the library's default
+    site_env: dict[str, str] = field(default_factory=dict)  # more LAB_* settings for every process of the site
 
     def __post_init__(self):
         web_server_class(self.web_server, self.web_worker_class)  # raises for a server or worker class unknown
@@ -189,6 +190,7 @@ class Lab:
             "LAB_PROVIDER_STATUS_URL": f"http://{LOOPBACK}:{getattr(self, 'smtp_status_port', 0)}/messages",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             **self.queue.site_env(),
+            **self.config.site_env,
         }
 
     def spawn(self, name: str, argv: list[str], **kwargs) -> ManagedProcess:
