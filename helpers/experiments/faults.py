@@ -551,15 +551,17 @@ FAULT_LAB = dict(ledger=True, smtp_delay_s=0.1, smtp_timeout_s=1.0, ledger_deadl
 
 
 def fault_plans(rate: float = 20.0, duration_s: float = 6.0, fault_at_s: float = 1.5, fault_for_s: float = 2.0,
-                kills: int = 3, kill_rate: float = 6.0, kill_smtp_delay_s: float = 0.25,
+                kills: int = 3, kill_rate: float = 6.0, kill_smtp_delay_s: float = 0.25, stall_for_s: float = 5.0,
                 settle_timeout_s: float = 90.0, faults: Iterable[str] | None = None) -> list[FaultPlan]:
     """The episodes of notebook 05 and `bench faults`: the consumer killed `kills` times under a slower provider
     that records each message before its delay (each worker is mid-send most of the time, and a kill often lands
-    between the 250 and the commit), then each SMTP fault and a web server crash."""
+    between the 250 and the commit), then each SMTP fault and a web server crash. The stall lasts `stall_for_s`:
+    longer than a whole exchange of four stalled commands, so an exchange can outlast the ledger's lease."""
     plans = [FaultPlan("consumer_kill", rate=kill_rate, duration_s=max(duration_s, 3.5 * kills + 2.0),
                        fault_at_s=fault_at_s, fault_for_s=min(fault_for_s, 1.0), kills=kills,
                        smtp_delay_s=kill_smtp_delay_s, settle_timeout_s=settle_timeout_s, record_first=True)]
-    plans += [FaultPlan(name, rate=rate, duration_s=duration_s, fault_at_s=fault_at_s, fault_for_s=fault_for_s,
+    plans += [FaultPlan(name, rate=rate, duration_s=duration_s, fault_at_s=fault_at_s,
+                        fault_for_s=stall_for_s if name == "smtp_stall" else fault_for_s,
                         settle_timeout_s=settle_timeout_s)
               for name in ("smtp_4xx", "smtp_drop", "smtp_stall", "smtp_550", "web_restart")]
     return [plan for plan in plans if faults is None or plan.fault in faults]
