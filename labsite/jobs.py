@@ -4,12 +4,16 @@ The welcome email is built in one place (`welcome_message`) and sent two ways: `
 configured mailer (a blocking smtplib exchange: the calling thread waits), `send_welcome_email_async` over aiosmtplib
 to the same SMTP server (a coroutine: only the request waits, no thread does)."""
 
+import smtplib
+import socket
 import time
 from email.utils import make_msgid
 
 import aiosmtplib
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.core.mail import EmailMessage, mailers
+from django.core.mail.backends.smtp import EmailBackend as SMTPBackend
 from django.core.mail.utils import DNS_NAME
 
 from labsite import models
@@ -36,18 +40,89 @@ def _sent(message: EmailMessage, started: float) -> dict:
             "send_s": time.time() - started}
 
 
-def send_welcome_email(to: str, message_id: str | None = None, timeout_s: float | None = None) -> dict:
-    """Send one welcome email over the configured mailer; returns what a caller may want to record. `timeout_s`
-    overrides the mailer's socket timeout (the job ledger keeps every exchange inside its lease)."""
+def send_welcome_email(to: str, message_id: str | None = None, deadline: float | None = None) -> dict:
+    """Send one welcome email over the configured mailer; returns what a caller may want to record. `deadline` (a
+    time.monotonic() value) ends the whole SMTP exchange by then (send_by: the job ledger fences its lease)."""
     message = welcome_message(to, message_id)
     started = time.time()
-    if timeout_s is None:
+    if deadline is None:
         message.send(fail_silently=False)
     else:
-        connection = mailers.default  # a new connection of the default mailer
-        connection.timeout = timeout_s
-        connection.send_messages([message])
+        send_by(message, deadline)
     return _sent(message, started)
+
+
+class DeadlinePassed(TimeoutError):
+    """The exchange's deadline passed: no further byte is sent or awaited."""
+
+
+class DeadlineSocket(socket.socket):
+    """A socket whose every send and receive ends by `deadline` (time.monotonic()): each gets what is left as its
+    timeout, and none starts once nothing is left."""
+
+    deadline = float("inf")
+
+    def _arm(self) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed("the SMTP exchange's deadline passed")
+        self.settimeout(left)
+
+    def recv(self, *args):
+        self._arm()
+        return super().recv(*args)
+
+    def recv_into(self, *args):  # what makefile() readers call
+        self._arm()
+        return super().recv_into(*args)
+
+    def send(self, *args):
+        self._arm()
+        return super().send(*args)
+
+    def sendall(self, *args):  # its timeout bounds the whole call
+        self._arm()
+        return super().sendall(*args)
+
+
+class DeadlineSMTP(smtplib.SMTP):
+    """smtplib.SMTP over a DeadlineSocket: connect, greeting, EHLO, MAIL, RCPT, DATA and QUIT all end by
+    `deadline`, not each within a timeout of its own."""
+
+    def __init__(self, host: str, port: int, deadline: float, **kwargs):
+        self.deadline = deadline
+        super().__init__(host, port, **kwargs)
+
+    def _get_socket(self, host, port, timeout):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise DeadlinePassed("the SMTP exchange's deadline passed before connecting")
+        plain = socket.create_connection((host, port), left, self.source_address)
+        fenced = DeadlineSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        fenced.deadline = self.deadline
+        fenced.settimeout(left)
+        return fenced
+
+
+def send_by(message: EmailMessage, deadline: float) -> None:
+    """Send `message` over the default mailer, the whole exchange (connect to QUIT) ending by `deadline`
+    (time.monotonic()). A mailer that speaks no network (locmem, console) sends as usual; an SMTP one must be plain
+    SMTP (TLS would wrap the fenced socket in one that is not)."""
+    backend = mailers.default
+    if not isinstance(backend, SMTPBackend):
+        backend.send_messages([message])
+        return
+    if backend.use_ssl or backend.use_tls:
+        raise ImproperlyConfigured("a deadline fences plain SMTP only")
+    # open() leaves a connection already set alone, and send_messages() then does not close it: close() below does
+    # (a QUIT past the deadline only closes the socket: the message was sent or refused already).
+    backend.connection = DeadlineSMTP(backend.host, backend.port, deadline, local_hostname=DNS_NAME.get_fqdn())
+    try:
+        if backend.username and backend.password:
+            backend.connection.login(backend.username, backend.password)
+        backend.send_messages([message])
+    finally:
+        backend.close()
 
 
 async def send_welcome_email_async(to: str, message_id: str | None = None) -> dict:

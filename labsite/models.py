@@ -16,7 +16,7 @@ class EmailJob(models.Model):
         PENDING = "pending"  # accepted; waiting in the queue, or between attempts
         SENDING = "sending"  # claimed by a worker until `lease_until`; its outcome is unknown until it reports
         DELIVERED = "delivered"  # the SMTP server answered 250
-        FAILED = "failed"  # gave up after the most attempts allowed (reported, never silently dropped)
+        FAILED = "failed"  # refused for good (5xx), or out of attempts: reported with last_error, never dropped
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     to = models.CharField(max_length=254)
@@ -24,7 +24,7 @@ class EmailJob(models.Model):
     # is recognisable by anyone downstream (the lab's SMTP record counts duplicates by it).
     message_id = models.CharField(max_length=255, unique=True)
     state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
-    attempts = models.PositiveIntegerField(default=0)  # sends started
+    attempts = models.PositiveIntegerField(default=0)  # claims, sent or not: LAB_LEDGER max_attempts caps them
     # Attempts started on a job whose previous attempt never reported (its worker died, its lease expired):
     # the previous one may or may not have reached the SMTP server, so these are the only possible duplicates.
     uncertain_attempts = models.PositiveIntegerField(default=0)
@@ -39,6 +39,9 @@ class EmailJob(models.Model):
     # A worker finished a send after its lease had run out (the job may have been handed to another worker, which
     # may send it too): counted, never silent.
     lease_overruns = models.PositiveIntegerField(default=0)
+    # Enqueues of this job that raised (after the request's commit, or in a reconciler pass): logged, and the
+    # reconciler enqueues the job again after the deadline.
+    enqueue_failures = models.PositiveIntegerField(default=0)
     # The client's Idempotency-Key header: a retried request answers with the job the first one created.
     idempotency_key = models.CharField(max_length=255, unique=True, null=True, blank=True)
     last_error = models.TextField(blank=True, default="")

@@ -235,18 +235,28 @@ HUEY_STATS = {
     "retention_hours": 24 * 365,
 }
 
-# The job ledger (labsite/ledger.py, POST /email/ledger/): a job left pending past `deadline_s`, or claimed by a
-# worker whose lease ran out, is enqueued again by the reconciler; a refused send is retried with backoff
-# (retry_delay_s x retry_backoff^n: the reconciler enqueues it once its next_attempt_at passed); a job that failed
-# max_attempts sends is marked failed, never dropped. The lease must outlast one SMTP exchange, else a slow send
-# could be claimed twice.
-LAB_LEDGER = {
-    "deadline_s": float(os.environ.get("LAB_LEDGER_DEADLINE_S", "10")),
-    "lease_s": float(os.environ.get("LAB_LEDGER_LEASE_S", 3 * float(os.environ.get("LAB_SMTP_TIMEOUT", "30")))),
-    "retry_delay_s": float(os.environ.get("LAB_LEDGER_RETRY_DELAY_S", "0.5")),
-    "retry_backoff": 2.0,
-    "max_attempts": int(os.environ.get("LAB_LEDGER_MAX_ATTEMPTS", "50")),
-}
+# The job ledger (labsite/ledger.py, POST /email/ledger/; its docstring says what each entry does). A job left
+# pending past `deadline_s`, or claimed by a worker whose lease ran out, is enqueued again by the reconciler; a
+# transient failure is retried after retry_delay_s x retry_backoff^n, at most retry_max_delay_s; a job is marked
+# failed after max_attempts tries, or at once on a permanent (5xx) refusal. Each attempt ends its SMTP exchange
+# within the first half of its lease. The four mechanism switches (LAB_LEDGER_PROVIDER_CHECK, _RETRIES,
+# _RECONCILER, _ON_COMMIT: "0" turns one off) exist for the mutation tests: every one is on in a real run.
+def ledger_settings() -> dict:
+    """LAB_LEDGER, from the environment."""
+    return {
+        "deadline_s": float(os.environ.get("LAB_LEDGER_DEADLINE_S", "10")),
+        "lease_s": float(os.environ.get("LAB_LEDGER_LEASE_S", 3 * float(os.environ.get("LAB_SMTP_TIMEOUT", "30")))),
+        "retry_delay_s": float(os.environ.get("LAB_LEDGER_RETRY_DELAY_S", "0.5")),
+        "retry_backoff": 2.0,
+        "retry_max_delay_s": float(os.environ.get("LAB_LEDGER_RETRY_MAX_DELAY_S", "30")),
+        "max_attempts": int(os.environ.get("LAB_LEDGER_MAX_ATTEMPTS", "50")),
+        **{switch: env_flag(f"LAB_LEDGER_{switch.upper()}", default=True) for switch in LEDGER_SWITCHES},
+    }
+
+
+LEDGER_SWITCHES = ("provider_check", "retries", "reconciler", "on_commit")
+LAB_LEDGER = ledger_settings()
+
 # The queue's own retries (labsite.tasks.WELCOME_EMAIL_RETRIES and _PRODUCTION): how many, Huey's fixed delay, Celery's
 # backoff factor (an integer: its full jitter draws whole seconds) and the most it waits.
 LAB_TASK_RETRIES = {

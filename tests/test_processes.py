@@ -14,7 +14,7 @@ import pytest
 
 from helpers import REPO_ROOT
 from helpers.stack import Lab
-from helpers.stack.processes import ManagedProcess
+from helpers.stack.processes import ManagedProcess, poll_until
 
 pytestmark = pytest.mark.stack
 
@@ -160,3 +160,22 @@ def test_the_smtp_server_refuses_a_taken_port_before_aiosmtpd_waits_for_it(tmp_p
     with socket.create_server(("127.0.0.1", 0)) as taken, pytest.raises(OSError) as failure:
         smtp_sink.main(["--port", str(taken.getsockname()[1]), "--record", str(tmp_path / "record.jsonl")])
     assert failure.value.errno == errno.EADDRINUSE
+
+
+def test_a_wait_on_progress_outlasts_its_timeout_while_the_work_moves_and_not_after():
+    """A queue that drains slowly is waited for past `timeout`; one that stops is given up on `timeout` after."""
+    started = time.monotonic()
+
+    def depth() -> int:  # one task taken every 0.1 s, from 10
+        return max(0, 10 - int((time.monotonic() - started) / 0.1))
+
+    waited = poll_until(lambda: depth() == 0, 0.3, lambda: "stuck", lambda: True, "draining", progress=depth)
+    assert waited > 0.9  # three times the timeout: it kept going because the depth kept falling
+
+    def stuck_depth() -> int:  # three tasks taken, then none
+        return max(7, depth())
+
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match="stuck"):
+        poll_until(lambda: stuck_depth() == 0, 0.3, lambda: "stuck", lambda: True, "draining", progress=stuck_depth)
+    assert time.monotonic() - started < 1.5

@@ -55,6 +55,14 @@ def test_one_loss_and_one_duplicate_do_not_cancel_out():
     assert (counted["lost"], counted["duplicated"], counted["delivered"]) == (1, 1, 1)
 
 
+def test_per_message_reports_one_loss_and_one_duplicate_as_both():
+    assert messages.per_message([0, 1], copies(r1=2)) == {"requested": 2, "delivered": 1, "lost": 1, "duplicated": 1}
+    figures = {"lost": 1, "duplicated": 1, "received": 2, "requested": 2}  # the totals agree
+    assert not messages.each_delivered_once(figures, "lost", "duplicated", "received", "requested")
+    assert messages.each_delivered_once({**figures, "lost": 0, "duplicated": 0}, "lost", "duplicated", "received",
+                                        "requested")
+
+
 def test_first_accepted_at_matches_each_request_number_with_its_first_copy():
     deliveries = pd.DataFrame({"rcpt_tos": [["e2e1-x-0@example.test"], ["e2e1-x-1@example.test"],
                                             ["e2e1-x-0@example.test"], ["e2e1-y-2@example.test"], []],
@@ -297,6 +305,7 @@ def test_view_cost_counts_every_email_its_202s_promised(labs):
     measured = view_cost.measure(labs, "noop", requests=6, turns=2, warmup=1)
     row = measured.deliveries.loc["huey_redis"]
     assert row["requested"] == row["accepted"] == row["emails_arrived"] == 8  # 3 timed and 1 warm-up per turn
+    assert (row["lost"], row["duplicated"]) == (0, 0)  # message by message: each turn's recipients its own
     assert set(measured.timings["label"]) == {"noop", "deferred"} and list(measured.timings["turn"].unique()) == [0, 1]
 
 

@@ -56,7 +56,8 @@ def scale_out_inputs():
                                "max_us": [900.0, 800.0, 40_000.0, 7000.0]})
     cpu = pd.DataFrame({"backend": ["a", "b"], "errors": [0, 1], "cpu_left_for_web_pct": [150.0, 140.0],
                         "cpu_servers_pct": [0.0, 4.0], "cpu_consumers_pct": [30.0, 35.0]})
-    deliveries = pd.DataFrame({"requested": [70, 70], "accepted": [70, 70], "emails_arrived": [70, 69]},
+    deliveries = pd.DataFrame({"requested": [70, 70], "accepted": [70, 70], "emails_arrived": [70, 69], "lost": [0, 1],
+                               "duplicated": [0, 0]},
                               index=pd.Index(["a", "b"], name="backend"))
     return view, pickup, drains, contention, cpu, deliveries
 
@@ -71,7 +72,7 @@ def test_key_figures_are_named_backend_what_unit_and_carry_what_the_verdict_comp
     assert (figures["a_enqueue_errors"], figures["a_contended_enqueue_max_us"]) == (2, 40_000.0)  # the busiest level
     assert (figures["a_load_errors"], figures["b_load_errors"]) == (0, 1)
     assert (figures["b_server_commands_per_task"], figures["a_server_commands_per_task"]) == (5.0, None)
-    assert (figures["b_view_accepted"], figures["b_view_emails_arrived"]) == (70, 69)  # a lost email shows
+    assert (figures["b_view_accepted"], figures["b_view_emails_arrived"], figures["b_view_lost"]) == (70, 69, 1)
     assert figures["a_view_deferred_p50_ms"] == 0.8 and figures["contention_producers"] == 4
     assert figures["b_drain_4_consumers_speedup"] == pytest.approx(4000 / 2100, abs=0.01)
     assert (figures["a_drain_4_consumers_queued_when_up"], figures["b_drain_4_consumers_queued_when_up"]) == (0, 1500)

@@ -18,7 +18,8 @@ REFERENCE = REPO_ROOT / "data" / "reference" / "full-run"
 MOVED = {
     "01-blocking-vs-deferred": {
         "answered": {"failed_requests": 1},
-        "delivered": {"emails_received": 266},
+        "delivered": [{"emails_received": 266}, {"emails_lost": 1, "emails_duplicated": 1},  # totals agree
+                      {"emails_lost": 0, "emails_duplicated": 1}],
         "blocking_waits": {"blocking_p50_ms": 299.0},
         "deferred_10x": {"deferred_p50_ms": 30.8},
         "deferred_near_noop": {"noop_p50_ms": 0.5, "deferred_p50_ms": 30.6},
@@ -100,7 +101,8 @@ MOVED = {
         "overload_5xx": {"overload_server_5xx": 1},
     },
     "06-scale-out": {
-        "delivered": [{"huey_redis_view_emails_arrived": 409}, {"huey_sqlite_view_accepted": 409}],
+        "delivered": [{"huey_redis_view_emails_arrived": 409}, {"huey_sqlite_view_accepted": 409},
+                      {"huey_redis_view_lost": 1, "huey_redis_view_duplicated": 1}],  # totals agree
         "enqueue_cost": {"huey_sqlite_enqueue_p50_us": 200.0},
         "pickup": lambda f: {
             "huey_redis_pickup_enqueue_to_start_p50_ms": f["huey_sqlite_pickup_enqueue_to_start_p50_ms"]},
@@ -111,8 +113,10 @@ MOVED = {
         "server_cpu": {"huey_redis_server_cpu_pct": 80.0},
     },
     "07-which-queue": {
-        "view_delivered": {"celery_redis_view_emails_arrived": 409},
-        "load_delivered": {"huey_redis_e2e_delivered": 103},
+        "view_delivered": [{"celery_redis_view_emails_arrived": 409},
+                           {"celery_redis_view_lost": 1, "celery_redis_view_duplicated": 1}],  # totals agree
+        "load_delivered": [{"huey_redis_e2e_delivered": 103},
+                           {"huey_redis_e2e_lost": 1, "huey_redis_e2e_duplicated": 1}],
         "kills_settled": [{"rq_redis_settled_after_kills": False}, {"rq_redis_late_copies_on_kill": 1}],
         "kills_kept_delivery": [{"huey_redis_duplicated_on_kill": 1}, {"celery_redis_acks_late_lost_on_kill": 1}],
         "kills_lost": [{"huey_sqlite_lost_on_kill": 0}, {"huey_sqlite_kills": 0}],

@@ -9,9 +9,9 @@ from helpers.experiments import which_queue as wq
 
 
 def deliveries(backends=("polled", "blocking")) -> pd.DataFrame:
-    """view_cost.measure()'s deliveries: every deferred request answered 202 and its email arrived."""
-    return pd.DataFrame([{"backend": b, "requested": 4, "accepted": 4, "emails_arrived": 4} for b in backends]
-                        ).set_index("backend")
+    """view_cost.measure()'s deliveries: every deferred request answered 202 and its email arrived, once."""
+    return pd.DataFrame([{"backend": b, "requested": 4, "accepted": 4, "emails_arrived": 4, "lost": 0, "duplicated": 0}
+                         for b in backends]).set_index("backend")
 
 
 def table(changes=None):
@@ -20,7 +20,8 @@ def table(changes=None):
     base = {"label": "x", "delivery": "at-most-once", "has_workers": True, "validate_p50_ms": 1.0,
             "deferred_p50_ms": 1.3, "enqueue_cost_us": 300.0, "view_ratio": 1.3, "wrk_enqueue_cost_us": 200.0,
             "wrk_view_ratio": 1.5, "pickup_n": 3, "pickup_idle_cpu_pct": 0.3, "e2e_sent": 20, "e2e_accepted": 20,
-            "e2e_delivered": 20, "e2e_response_p50_ms": 3.0, "e2e_response_p99_ms": 9.0, "e2e_completion_p50_ms": 8.0,
+            "e2e_delivered": 20, "e2e_lost": 0, "e2e_duplicated": 0, "e2e_response_p50_ms": 3.0,
+            "e2e_response_p99_ms": 9.0, "e2e_completion_p50_ms": 8.0,
             "e2e_completion_p99_ms": 40.0, "drain_per_s": 1000.0, "kill_kills": 5,
             "kill_requested": 50, "kill_duplicated": 0, "kill_late_copies": 0, "kill_settled": True,
             "kill_stuck": 0, "tx_trials": 3, "ran_before_commit": 0, "ran_after_commit": 3,
@@ -76,12 +77,21 @@ def test_every_claim_holds_on_a_matrix_that_bears_it_out():
     ({("polled", "never_ran"): 1}, "with transaction.on_commit"),
     ({("polled", "tuned_pickup_p50_ms"): 300.0}, "each polling backend's tuning knob"),
     ({("polled", "kill_settled"): False}, "every backend's kills settled"),
-    ({("blocking", "e2e_delivered"): 19}, "under open-loop load every backend"),
+    ({("blocking", "e2e_delivered"): 19, ("blocking", "e2e_lost"): 1}, "under open-loop load every backend"),
+    ({("blocking", "e2e_lost"): 1, ("blocking", "e2e_duplicated"): 1}, "under open-loop load every backend"),
     ({("polled", "e2e_accepted"): 19, ("polled", "e2e_delivered"): 19}, "under open-loop load every backend"),
 ])
 def test_each_claim_fails_when_its_evidence_does(change, claim):
     failed = [name for name, ok in checks(changes=change).items() if not ok]
     assert len(failed) == 1 and failed[0].startswith(claim), failed
+
+
+def test_one_loss_and_one_duplicate_through_the_view_fail_its_claim_though_the_totals_agree():
+    cancelled = deliveries().assign(lost=[1, 0], duplicated=[1, 0])  # emails_arrived still equals accepted
+    figures = wq.key_figures(table(), cancelled)
+    assert (figures["polled_view_lost"], figures["polled_view_duplicated"]) == (1, 1)
+    failed = [name for name, ok in wq.verdict(figures).items() if not ok]
+    assert len(failed) == 1 and failed[0].startswith("every backend delivered every email"), failed
 
 
 def test_quick_mode_does_not_require_a_single_kill_to_find_a_task_in_flight():
@@ -106,9 +116,11 @@ def test_the_quick_subset_holds_every_kind_of_backend_the_verdict_compares():
 def test_end_to_end_summary_takes_the_accepted_measured_requests_and_counts_the_undelivered():
     frame = pd.DataFrame({
         "backend": ["a"] * 5, "warmup": [True, False, False, False, False], "status": [202, 202, 202, 202, 503],
-        "latency_ms": [100.0, 2.0, 4.0, 6.0, 1.0], "completion_ms": [500.0, 10.0, 30.0, np.nan, np.nan]})
+        "latency_ms": [100.0, 2.0, 4.0, 6.0, 1.0], "completion_ms": [500.0, 10.0, 30.0, np.nan, np.nan],
+        "copies": [1, 2, 1, 0, 0]})
     row = wq.end_to_end_summary(frame).loc["a"]
     assert (row["sent"], row["accepted"], row["delivered"]) == (4, 3, 2)  # the warm-up out, the 503 not accepted
+    assert (row["lost"], row["duplicated"]) == (1, 1)  # message by message: they do not cancel out
     assert row["response_p50_ms"] == 4.0 and row["completion_p50_ms"] == 20.0
 
 

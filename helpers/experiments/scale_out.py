@@ -30,6 +30,7 @@ from helpers.instruments.endpoints import load_spec
 from helpers.instruments.loadgen import run_load
 from helpers.protocols import drain, pickup, view_cost
 from helpers.protocols.consumers import ensure_consumers
+from helpers.protocols.messages import each_delivered_once
 from helpers.protocols.turns import interleaved, side_by_side, turn_order
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
@@ -304,6 +305,8 @@ def key_figures(view: pd.DataFrame, pickup_table: pd.DataFrame, drains: pd.DataF
             figures[f"{backend}_view_deferred_sent"] = int(deliveries.loc[backend, "requested"])
             figures[f"{backend}_view_accepted"] = int(deliveries.loc[backend, "accepted"])
             figures[f"{backend}_view_emails_arrived"] = int(deliveries.loc[backend, "emails_arrived"])
+            figures[f"{backend}_view_lost"] = int(deliveries.loc[backend, "lost"])
+            figures[f"{backend}_view_duplicated"] = int(deliveries.loc[backend, "duplicated"])
     figures["pickups_per_setting"] = int(pickup_table["n"].min())
     figures["contention_producers"] = int(busiest["producers"].iloc[0])
     figures["contention_consumers"] = int(busiest["consumers"].iloc[0])
@@ -348,8 +351,9 @@ def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
     emb, srv, pol, blk = (role[k] for k in ("embedded", "server", "polled", "blocking"))
     labs, scale = sorted(set(role.values())), f[f"{srv}_drain_4_consumers_speedup"]
     return runs.claims(CLAIMS, {
-        "delivered": all(f[f"{b}_view_emails_arrived"] == f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"] > 0
-                         for b in labs),
+        "delivered": all(f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"] > 0
+                         and each_delivered_once(f, f"{b}_view_lost", f"{b}_view_duplicated",
+                                                 f"{b}_view_emails_arrived", f"{b}_view_accepted") for b in labs),
         "enqueue_cost": f[f"{emb}_enqueue_p50_us"] < f[f"{srv}_enqueue_p50_us"],
         "pickup": f[f"{blk}_pickup_enqueue_to_start_p50_ms"] < f[f"{pol}_pickup_enqueue_to_start_p50_ms"],
         "drain_one": f[f"{emb}_drain_tasks_per_s"] > f[f"{srv}_drain_tasks_per_s"],

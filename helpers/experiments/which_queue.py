@@ -32,7 +32,7 @@ from helpers.instruments.endpoints import load_spec
 from helpers.instruments.loadgen import run_load
 from helpers.protocols import drain, kill_episode, pickup, view_cost
 from helpers.protocols.consumers import has_workers, worker_pids
-from helpers.protocols.messages import first_accepted_at, new_tag, recipient, wait_for_copies
+from helpers.protocols.messages import each_delivered_once, first_accepted_at, new_tag, recipient, wait_for_copies
 from helpers.protocols.turns import side_by_side, stop_all
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
@@ -79,7 +79,7 @@ def end_to_end(labs: dict[str, Lab], plan: E2EPlan) -> pd.DataFrame:
     matched with its first copy in the SMTP record: completion_ms = accepted_at (when the server answered 250; equal
     to received_at here, the SMTP delay being 0) - the request's due time, NaN for an email that never came. One row
     per request, warm-ups flagged: the generator's records (latency_ms counts from the due time) with backend,
-    completion_ms."""
+    completion_ms and copies (how many the SMTP server accepted)."""
     tag = new_tag("e2e")
     frames = []
     for k, (backend, lab) in enumerate(labs.items()):
@@ -93,19 +93,22 @@ def end_to_end(labs: dict[str, Lab], plan: E2EPlan) -> pd.DataFrame:
         wait_for_copies(lab, prefix, int((records["status"] == 202).sum()), plan.timeout_s)
         due_epoch = result.start_epoch + records["due_ms"] / 1e3
         delivered_at = records["i"].map(first_accepted_at(lab, prefix))
-        frames.append(records.assign(backend=backend, completion_ms=(delivered_at - due_epoch) * 1e3))
+        copies = records["i"].map(lab.mail.copies_by_number(prefix)).fillna(0).astype(int)
+        frames.append(records.assign(backend=backend, completion_ms=(delivered_at - due_epoch) * 1e3, copies=copies))
     return pd.concat(frames, ignore_index=True)
 
 
 def end_to_end_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per backend, the measured requests (warm-ups left out): sent, accepted (202), delivered (an SMTP copy),
-    response p50/p99 (due to answer, the 202s) and completion p50/p99 (due to the SMTP server's 250), ms."""
+    """Per backend, the measured requests (warm-ups left out): sent, accepted (202), delivered (an SMTP copy), lost
+    (accepted, no copy) and duplicated (copies beyond each message's first), message by message; response p50/p99
+    (due to answer, the 202s) and completion p50/p99 (due to the SMTP server's 250), ms."""
     measured = frame[~frame["warmup"]]
     rows = []
     for backend, own in measured.groupby("backend", sort=False):
         ok = own[own["status"] == 202]
         rows.append({"backend": backend, "sent": len(own), "accepted": len(ok),
-                     "delivered": int(ok["completion_ms"].notna().sum()),
+                     "delivered": int(ok["completion_ms"].notna().sum()), "lost": int((ok["copies"] == 0).sum()),
+                     "duplicated": int((own["copies"] - 1).clip(lower=0).sum()),
                      "response_p50_ms": ok["latency_ms"].median(), "response_p99_ms": ok["latency_ms"].quantile(0.99),
                      "completion_p50_ms": ok["completion_ms"].median(),
                      "completion_p99_ms": ok["completion_ms"].quantile(0.99)})
@@ -158,8 +161,8 @@ def matrix(labs_info: pd.DataFrame, view: pd.DataFrame, pickups: pd.DataFrame, e
     frame = frame.join(default[["n", "p50_ms", "p99_ms", "idle_cpu_pct"]].add_prefix("pickup_"))
     if tuned is not None:
         frame = frame.join(tuned[["p50_ms", "p99_ms", "idle_cpu_pct"]].add_prefix("tuned_pickup_"))
-    frame = frame.join(e2e[["sent", "accepted", "delivered", "response_p50_ms", "response_p99_ms", "completion_p50_ms",
-                            "completion_p99_ms"]].add_prefix("e2e_"))
+    frame = frame.join(e2e[["sent", "accepted", "delivered", "lost", "duplicated", "response_p50_ms", "response_p99_ms",
+                            "completion_p50_ms", "completion_p99_ms"]].add_prefix("e2e_"))
     frame = frame.join(drained[["drain_per_s"]])
     frame = frame.join(kills[["kills", "requested", "lost", "duplicated", "stuck", "late_copies", "settled"]]
                        .add_prefix("kill_"))
@@ -215,10 +218,13 @@ def key_figures(table: pd.DataFrame, deliveries: pd.DataFrame) -> dict:
             f"{b}_view_deferred_sent": int(deliveries.loc[b, "requested"]),
             f"{b}_view_accepted": int(deliveries.loc[b, "accepted"]),
             f"{b}_view_emails_arrived": int(deliveries.loc[b, "emails_arrived"]),
+            f"{b}_view_lost": int(deliveries.loc[b, "lost"]),
+            f"{b}_view_duplicated": int(deliveries.loc[b, "duplicated"]),
         })
         # end to end under open-loop load: completion (due -> the SMTP server's 250) and response, ms; the counts
         figures.update({f"{b}_{name}": r(row[f"e2e_{column}"], 2) for name, column in E2E_FIGURES.items()})
-        figures.update({f"{b}_e2e_{count}": int(row[f"e2e_{count}"]) for count in ("sent", "accepted", "delivered")})
+        figures.update({f"{b}_e2e_{count}": int(row[f"e2e_{count}"])
+                        for count in ("sent", "accepted", "delivered", "lost", "duplicated")})
     figures.update(declarations(table))
     return figures
 
@@ -262,9 +268,13 @@ def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
     blocking = [b for b in backends if f[f"{b}_blocking_pickup"]]
     transactional = [b for b in backends if f[f"{b}_enqueue_in_transaction"]]
     return runs.claims(CLAIMS, {
-        "view_delivered": all(f[f"{b}_view_emails_arrived"] == f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"]
-                              > 0 for b in backends),
-        "load_delivered": all(f[f"{b}_e2e_delivered"] == f[f"{b}_e2e_accepted"] == f[f"{b}_e2e_sent"] > 0
+        "view_delivered": all(f[f"{b}_view_accepted"] == f[f"{b}_view_deferred_sent"] > 0
+                              and each_delivered_once(f, f"{b}_view_lost", f"{b}_view_duplicated",
+                                                      f"{b}_view_emails_arrived", f"{b}_view_accepted")
+                              for b in backends),
+        "load_delivered": all(f[f"{b}_e2e_accepted"] == f[f"{b}_e2e_sent"] > 0
+                              and each_delivered_once(f, f"{b}_e2e_lost", f"{b}_e2e_duplicated", f"{b}_e2e_delivered",
+                                                      f"{b}_e2e_accepted")
                               for b in backends),
         "kills_settled": all(f[f"{b}_settled_after_kills"] and f[f"{b}_late_copies_on_kill"] == 0 for b in backends),
         "kills_kept_delivery": (all(f[f"{b}_duplicated_on_kill"] == 0 for b in at_most)

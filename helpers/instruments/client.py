@@ -21,7 +21,7 @@ import pandas as pd
 
 from helpers.instruments import plan_process
 
-COLUMNS = ["seq", "label", "warmup", "started_at", "connect_ms", "ttfb_ms", "total_ms", "status",
+COLUMNS = ["seq", "label", "i", "warmup", "started_at", "connect_ms", "ttfb_ms", "total_ms", "status",
            "server_ms", "bytes", "error"]
 
 
@@ -37,8 +37,11 @@ class RequestSpec:
 
 
 def interleave(specs: list[RequestSpec]) -> list[tuple[RequestSpec, int, bool]]:
-    """Spread each spec's requests evenly over the run (warm-ups first), so no kind gets a quieter moment."""
-    warmups = [(spec, i, True) for i in range(max(s.warmup for s in specs)) for spec in specs if i < spec.warmup]
+    """Spread each spec's requests evenly over the run (warm-ups first), so no kind gets a quieter moment. Each
+    request of a spec has its own number i (the timed ones 0 to count-1, the warm-ups after them): a form's "{i}"
+    gives each its own recipient, so its emails are counted message by message."""
+    warmups = [(spec, spec.count + i, True) for i in range(max(s.warmup for s in specs)) for spec in specs
+               if i < spec.warmup]
     timed = [(spec, i, False) for spec in specs for i in range(spec.count)]
     timed.sort(key=lambda item: ((item[1] + 0.5) / item[0].count, specs.index(item[0])))
     return warmups + timed
@@ -109,7 +112,7 @@ def timed_request(host: str, port: int, raw: bytes, timeout: float = 120.0) -> d
 def run_plan(plan: dict) -> list[dict]:
     host, port = plan["host"], plan["port"]
     specs = [RequestSpec(**s) for s in plan["specs"]]
-    return [{"seq": seq, "label": spec.label, "warmup": warmup,
+    return [{"seq": seq, "label": spec.label, "i": i, "warmup": warmup,
              **timed_request(host, port, encode(spec, i, host, port))}
             for seq, (spec, i, warmup) in enumerate(interleave(specs))]
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from helpers.stack.site_database import SiteDatabase
 
 LEDGER_STATES = ("pending", "sending", "delivered", "failed")
-COUNTERS = ("uncertain_attempts", "reenqueued", "attempts", "confirmed_by_provider")
+COUNTERS = ("uncertain_attempts", "reenqueued", "attempts", "confirmed_by_provider", "lease_overruns",
+            "enqueue_failures")
 
 
 class LedgerReader:
@@ -17,7 +18,9 @@ class LedgerReader:
 
     def jobs(self, recipients_like: str = "%") -> dict[str, int]:
         """The jobs whose recipient matches `recipients_like` (SQL LIKE): how many in all and per state, plus the
-        sums of re-enqueues, attempts, attempts of unknown outcome and sends the provider confirmed."""
+        sums of re-enqueues, attempts, attempts of unknown outcome, sends the provider confirmed, sends that finished
+        after their lease (lease_overruns) and enqueues that raised (enqueue_failures). `failed` counts the jobs
+        that ended failed (a permanent refusal, or out of attempts)."""
         sums = ", ".join(f"sum({counter})" for counter in COUNTERS)
         rows = self.database.query(f'select state, count(*), {sums} from labsite_emailjob where "to" like ? '
                                    "group by state", (recipients_like,))

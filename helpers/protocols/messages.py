@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -62,6 +63,26 @@ def wait_for_copies(lab: Lab, prefix: str, expected: int, timeout_s: float) -> i
         time.sleep(0.1)
 
 
+def per_message(accepted: Iterable[int], received: pd.Series, permanent: Iterable[int] = ()) -> dict:
+    """requested / delivered / lost / duplicated, message by message, from the request numbers the site accepted
+    and the copies the SMTP server accepted per request number (any request's: one the client saw fail can be
+    delivered twice all the same). A request in `permanent` (its recipient refused for good) is not lost when
+    undelivered."""
+    copies = received.reindex(sorted(set(accepted)), fill_value=0)
+    deliverable = copies.drop(index=list(set(permanent) & set(copies.index)))
+    return {"requested": len(copies), "delivered": int((copies > 0).sum()), "lost": int((deliverable == 0).sum()),
+            "duplicated": int((received - 1).clip(lower=0).sum())}
+
+
+def each_delivered_once(f: dict, lost: str, duplicated: str, received: str, requested: str) -> bool:
+    """Figures `f` say nothing was lost and nothing duplicated, message by message (its `lost` and `duplicated`
+    counts); figures recorded without those counts (the committed reference, until it is run again) can only be
+    judged by their totals (`received` == `requested`)."""
+    if lost in f:
+        return f[lost] == 0 and f[duplicated] == 0
+    return f[received] == f[requested]
+
+
 def account(records: pd.DataFrame, received: pd.Series, received_at_settle: pd.Series,
             ledger: pd.Series | None = None, permanent: set[int] | frozenset = frozenset()) -> dict:
     """requested / delivered / lost / duplicated ... (see the module's docstring) from the load generator's
@@ -71,15 +92,11 @@ def account(records: pd.DataFrame, received: pd.Series, received_at_settle: pd.S
     accepted = sorted(set(records.loc[records["status"] == 202, "i"].astype(int)))
     refused_for_good = [i for i in accepted if i in permanent]
     deliverable = [i for i in accepted if i not in permanent]
-    copies = received.reindex(accepted, fill_value=0)
     late = received - received_at_settle.reindex(received.index, fill_value=0)
     counts = {
         "sent": len(records),
-        "requested": len(accepted),
+        **per_message(accepted, received, permanent),
         "permanent": len(refused_for_good),
-        "delivered": int((copies > 0).sum()),
-        "lost": int((copies.reindex(deliverable) == 0).sum()),
-        "duplicated": int((received - 1).clip(lower=0).sum()),
         "late_copies": int(late.clip(lower=0).sum()),
         "refused_503": int((records["status"] == 503).sum()),
         "server_5xx": int(((records["status"] >= 500) & (records["status"] != 503)).sum()),

@@ -1,7 +1,8 @@
 """View cost: what the enqueue adds to a request. The deferred email view against a baseline view that does all but
 the enqueue (`validate`: the same form parsed and validated) or nothing (`noop`), every lab in turn through the
 timing client, optionally cross-checked with wrk at one connection; then how many of the emails the 202s promised
-reached each lab's SMTP server (a shortfall is a result, not an error)."""
+reached each lab's SMTP server, and how many were lost or duplicated, message by message (a shortfall is a result,
+not an error)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pandas as pd
 from helpers.instruments import wrk
 from helpers.instruments.client import time_requests
 from helpers.instruments.endpoints import ENDPOINTS, request_spec
-from helpers.protocols.messages import new_tag, recipient, wait_for_copies
+from helpers.protocols.messages import new_tag, per_message, recipient, wait_for_copies
 from helpers.protocols.turns import interleaved, turn_order
 from helpers.stack import Lab
 from helpers.stack.processes import LOOPBACK
@@ -26,13 +27,14 @@ OK_STATUS = {"noop": 200, "validate": 200, DEFERRED: 202}
 class ViewCost:
     timings: pd.DataFrame  # one row per request (warm-ups flagged), with backend and turn
     wrk: pd.DataFrame  # one row per wrk run: backend, endpoint, turn, p50_ms, rps, errors (empty without wrk)
-    deliveries: pd.DataFrame  # per backend: deferred requests sent, answered 202, emails that arrived
+    deliveries: pd.DataFrame  # per backend: deferred requests sent, answered 202, emails that arrived, lost, duplicated
 
 
-def specs(tag: str, views: tuple[str, ...], requests: int, warmup: int) -> list:
-    """Each view (an endpoint of helpers.instruments.endpoints), each POST to its own recipient."""
-    return [request_spec(view, requests, form={"to": recipient(tag, view)} if ENDPOINTS[view][1] == "POST" else None,
-                         warmup=warmup) for view in views]
+def specs(tag: str, views: tuple[str, ...], requests: int, warmup: int, turn: int = 0) -> list:
+    """Each view (an endpoint of helpers.instruments.endpoints), each POST to its own recipient (turn's too)."""
+    return [request_spec(view, requests, warmup=warmup,
+                         form={"to": recipient(tag, f"{view}{turn}")} if ENDPOINTS[view][1] == "POST" else None)
+            for view in views]
 
 
 def measure(labs: dict[str, Lab], baseline: str, requests: int, turns: int = 2, warmup: int = 5,
@@ -44,7 +46,7 @@ def measure(labs: dict[str, Lab], baseline: str, requests: int, turns: int = 2, 
     per_turn = max(1, requests // turns)
     frames, wrk_rows = [], []
     for turn, backend, lab in interleaved(labs, turns):
-        timings = time_requests(LOOPBACK, lab.web_port, specs(tag, views, per_turn, warmup), include_warmup=True)
+        timings = time_requests(LOOPBACK, lab.web_port, specs(tag, views, per_turn, warmup, turn), include_warmup=True)
         frames.append(timings.assign(backend=backend, turn=turn))
         if wrk_s >= 1 and turn == 0:  # wrk counts whole seconds; every deferred request of its is an email to send
             for view in turn_order(dict.fromkeys(views), turn):
@@ -56,9 +58,16 @@ def measure(labs: dict[str, Lab], baseline: str, requests: int, turns: int = 2, 
     rows = []
     for backend, lab in labs.items():
         own = timings[(timings["backend"] == backend) & (timings["label"] == DEFERRED)]
-        accepted = int((own["status"] == 202).sum())
-        arrived = wait_for_copies(lab, f"{tag}-{DEFERRED}-", accepted, timeout_s)
-        rows.append({"backend": backend, "requested": len(own), "accepted": accepted, "emails_arrived": arrived})
+        row = {"backend": backend, "requested": len(own), "accepted": int((own["status"] == 202).sum()),
+               "emails_arrived": 0, "lost": 0, "duplicated": 0}
+        for turn, in_turn in own.groupby("turn"):  # each turn's recipients are its own
+            prefix = f"{tag}-{DEFERRED}{turn}-"
+            accepted = in_turn.loc[in_turn["status"] == 202, "i"]
+            row["emails_arrived"] += wait_for_copies(lab, prefix, len(accepted), timeout_s)
+            counted = per_message(accepted, lab.mail.copies_by_number(prefix))
+            row["lost"] += counted["lost"]
+            row["duplicated"] += counted["duplicated"]
+        rows.append(row)
     for lab in labs.values():  # wrk's emails too, before anything else is timed
         lab.wait_until_drained(timeout=600)
     return ViewCost(timings, pd.DataFrame(wrk_rows), pd.DataFrame(rows).set_index("backend"))

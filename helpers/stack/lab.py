@@ -44,6 +44,9 @@ from helpers.stack.processes import (
 from helpers.stack.queues import backend_class
 from helpers.stack.web import WebServer, web_server_class
 
+# The job ledger's mechanism switches (LAB_LEDGER_<NAME>=0 turns one off; see labsite/ledger.py).
+LEDGER_MECHANISMS = ("provider_check", "retries", "reconciler", "on_commit")
+
 # Every started lab, by run folder, held strongly: a lab the notebook no longer references still stops at exit.
 _live_labs: dict[Path, Lab] = {}
 
@@ -66,6 +69,8 @@ class LabConfig:
     ledger_deadline_s: float = 10.0  # a ledger job pending this long is enqueued again
     ledger_lease_s: float | None = None  # how long a worker's claim on a job lasts; None: 3 x smtp_timeout_s
     ledger_retry_delay_s: float = 0.5  # first retry after an SMTP error, doubling each time
+    # mechanisms of the ledger switched off, for mutation tests only: any of LEDGER_MECHANISMS (labsite/ledger.py)
+    ledger_off: tuple[str, ...] = ()
     reconcile_every_s: float = 1.0
     max_backlog: int = 0  # > 0: every deferred endpoint answers 503 + Retry-After at this queue depth
     huey_synchronous: str = "normal"  # SQLite durability of the queue: "off", "normal" or "full"
@@ -81,6 +86,8 @@ class LabConfig:
 
     def __post_init__(self):
         web_server_class(self.web_server, self.web_worker_class)  # raises for a server or worker class unknown
+        if unknown := set(self.ledger_off) - set(LEDGER_MECHANISMS):
+            raise ValueError(f"ledger_off: {sorted(unknown)} not among {LEDGER_MECHANISMS}")
 
 
 class Lab:
@@ -186,6 +193,7 @@ class Lab:
             "LAB_LEDGER_DEADLINE_S": str(self.config.ledger_deadline_s),
             "LAB_LEDGER_LEASE_S": str(self.config.ledger_lease_s or 3 * self.config.smtp_timeout_s),
             "LAB_LEDGER_RETRY_DELAY_S": str(self.config.ledger_retry_delay_s),
+            **{f"LAB_LEDGER_{mechanism.upper()}": "0" for mechanism in self.config.ledger_off},
             "LAB_MAX_BACKLOG": str(self.config.max_backlog),
             "LAB_PROVIDER_STATUS_URL": f"http://{LOOPBACK}:{getattr(self, 'smtp_status_port', 0)}/messages",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
@@ -369,10 +377,12 @@ class Lab:
         return self.queue.depth()
 
     def wait_until_drained(self, timeout: float = 300.0) -> float:
-        """Block until the queue is empty, so one experiment's backlog does not weigh on the next."""
+        """Block until the queue is empty, so one experiment's backlog does not weigh on the next; give up after
+        `timeout` s without a task taken (or 10 x timeout in all), not after a fixed total: a slow queue on a busy
+        machine (RQ drains about 50 tasks/s here) is still draining."""
         return poll_until(lambda: self.queue_depth() == 0, timeout,
-                          lambda: f"{self.queue_depth()} tasks still queued after {timeout} s",
-                          lambda: self.running, "draining the queue")
+                          lambda: f"{self.queue_depth()} tasks still queued, none taken in the last {timeout} s",
+                          lambda: self.running, "draining the queue", progress=self.queue_depth)
 
 
 def start_lab(**kwargs) -> Lab:

@@ -111,12 +111,24 @@ def start_on_port(start_on: Callable[[int], None], port: int | None = None, atte
 
 
 def poll_until(done: Callable[[], bool], timeout: float, shortfall: Callable[[], str],
-               running: Callable[[], bool], waiting_for: str) -> float:
+               running: Callable[[], bool], waiting_for: str, progress: Callable[[], object] | None = None,
+               limit: float | None = None) -> float:
     """Poll `done` until it holds; raise TimeoutError (saying `shortfall()`) when the time runs out, or RuntimeError
-    when `running()` says the processes that would get it done have died. Returns the seconds waited."""
-    started = time.monotonic()
+    when `running()` says the processes that would get it done have died. Returns the seconds waited.
+
+    With `progress` (a reading that changes while the work moves on, such as a queue's depth), `timeout` counts
+    from its last change and `limit` (10 x timeout by default) bounds the whole wait: a slow queue that plainly
+    drains is waited for, a stuck one is not."""
+    started = last_change = time.monotonic()
+    limit = (10 * timeout if progress else timeout) if limit is None else limit
+    seen = progress() if progress else None
     while not done():
-        if time.monotonic() - started > timeout:
+        now = time.monotonic()
+        if progress is not None:
+            reading = progress()
+            if reading != seen:
+                seen, last_change = reading, now
+        if now - last_change > timeout or now - started > limit:
             raise TimeoutError(shortfall())
         if not running():
             raise RuntimeError(f"a lab process died while {waiting_for}")

@@ -7,9 +7,9 @@ out) cancels the message: aiosmtpd cancels the handler, so nothing is recorded a
 
 Faults, switchable while it runs: `--control FILE` names a JSON file the server re-reads (when its mtime
 changes) before every message: {"mode": "ok"}, {"mode": "refuse", "code": 451} (a 4xx or 5xx reply to the
-message's DATA) or {"mode": "drop"} (the connection is cut when the message arrives, with no reply), each
-optionally with "delay_s" replacing `--delay` (a provider that turns slow), or {"mode": "stall", "stall_s": S} (a
-provider that takes S seconds over each SMTP command: EHLO, MAIL, RCPT and the end of DATA). A refused or dropped
+message's DATA), {"mode": "drop"} (the connection is cut when the message arrives, with no reply) or
+{"mode": "stall", "stall_s": S} (EHLO, MAIL, RCPT and DATA each wait S before their reply; the message is then
+accepted), each optionally with "delay_s" replacing `--delay` (a provider that turns slow). A refused or dropped
 message is not recorded; `set_fault` writes the file.
 
 How the provider behaves, whatever the fault: `set_provider` writes a second file beside the control file
@@ -121,9 +121,9 @@ class SlowRecordingHandler:
         self.dropped = 0
         self.accepted_ids: set[str] = set()
 
-    async def stall(self) -> None:
-        """In the stall mode, hold the current command's reply for stall_s."""
-        fault = self.faults.current()
+    async def stall(self, fault: dict | None = None) -> None:
+        """In "stall" mode, hold this command's reply for stall_s."""
+        fault = fault or self.faults.current()
         if fault.get("mode") == "stall":
             await asyncio.sleep(float(fault.get("stall_s", 0)))
 
@@ -164,8 +164,8 @@ class SlowRecordingHandler:
 
     async def handle_DATA(self, server, session, envelope):
         received_at = time.time()
-        await self.stall()
         fault = self.faults.current()
+        await self.stall(fault)
         if fault.get("mode") == "refuse":
             self.refused += 1
             return REFUSALS.get(int(fault.get("code", 451)), REFUSALS[451])

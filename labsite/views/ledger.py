@@ -47,13 +47,23 @@ def email_ledger(request):
                     reverse("job-status", args=[job.id]))
 
 
+COUNTERS = ("attempts", "uncertain_attempts", "confirmed_by_provider", "reenqueued", "lease_overruns",
+            "enqueue_failures")
+
+
+def epoch(moment) -> float | None:
+    return moment.timestamp() if moment else None
+
+
 @allow("GET", "HEAD")
 def job_status(request, job_id: str):
+    """A job's state ("failed" for good after a permanent refusal or its last attempt, with `last_error`) and every
+    counter of its attempts."""
     job_id = uuid_parameter(job_id, "job id")
     job = EmailJob.objects.filter(pk=job_id).first()
     if job is None:
         return json_error(404, "unknown job id", job_id=job_id)
     return JsonResponse({"job_id": job_id, "state": job.state, "to": job.to, "message_id": job.message_id,
-                         "attempts": job.attempts, "uncertain_attempts": job.uncertain_attempts,
-                         "created_at": job.created_at.timestamp(),
-                         "delivered_at": job.delivered_at.timestamp() if job.delivered_at else None})
+                         **{counter: getattr(job, counter) for counter in COUNTERS},
+                         "last_error": job.last_error or None, "created_at": epoch(job.created_at),
+                         "next_attempt_at": epoch(job.next_attempt_at), "delivered_at": epoch(job.delivered_at)})

@@ -4,7 +4,8 @@ Why a command the lab runs as its own process rather than a Huey periodic task: 
 crontab-based, resolved to the minute, and run inside the consumer; the lab's faults last seconds, and a
 reconciler that dies with the consumer (the very fault it repairs) would also delay itself by that consumer's
 restart. `--once` runs a single pass (tests, cron). A pass that fails is logged and the next one runs: the lab
-checks that this process is alive while it waits for the ledger to settle."""
+checks that this process is alive while it waits for the ledger to settle. With LAB_LEDGER_RECONCILER=0 (a mutation
+test) it runs, and its passes do nothing."""
 
 import logging
 import signal
@@ -29,7 +30,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
-        self.stdout.write(f"reconciler started, every {interval} s", ending="\n")
+        off = "" if ledger.LEDGER["reconciler"] else " (switched off: LAB_LEDGER_RECONCILER=0, every pass does nothing)"
+        self.stdout.write(f"reconciler started, every {interval} s{off}", ending="\n")
         self.stdout.flush()
         while True:
             try:
