@@ -328,6 +328,16 @@ class Lab:
         runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config)})
         return time.monotonic() - started
 
+    def restart_site(self, **changes) -> None:
+        """Restart every process that runs the site's code (reconciler, consumer, web server; gracefully) with
+        `changes` to their LabConfig fields: settings the site reads once, when a process starts (ledger_off, for
+        one), change for all of them at once. The SMTP server, the queue's servers and their data stay."""
+        self.stop_process("reconciler")
+        self.start_consumer(**changes)
+        if self.config.ledger:
+            self._start_reconciler()
+        self.restart_web()
+
     # -- the job ledger: Django's database, its migrations, the reconciler ---------------------------
 
     def _migrate(self) -> None:
@@ -348,9 +358,13 @@ class Lab:
         return done
 
     def _start_reconciler(self) -> None:
+        log = self.run_dir / "reconciler.log"
+        starts_before = log.read_text(errors="replace").count("reconciler started") if log.exists() else 0
         reconciler = self.spawn("reconciler", [sys.executable, "-m", "django", "reconcile_jobs",
                                                 "--interval", self.config.reconcile_every_s])
-        reconciler.wait_until(lambda: "reconciler started" in reconciler.log_text(), what="reconciling")
+        # a restarted reconciler appends to the same log
+        reconciler.wait_until(lambda: reconciler.log_text().count("reconciler started") > starts_before,
+                              what="reconciling")
 
     def secure_files(self) -> list[Path]:
         """Make the run folder's files (the pickle queue, the ledger, logs, run.json) readable by their owner only.
