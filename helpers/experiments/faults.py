@@ -304,16 +304,21 @@ def fault_lab(backend: str, **config) -> dict:
     return chosen
 
 
+def concat(played: Iterable[tuple[pd.DataFrame, pd.DataFrame]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """run_faults' (table, timeline) of several labs, as one."""
+    tables, timelines = zip(*played, strict=True)
+    return pd.concat(tables, ignore_index=True), pd.concat(timelines, ignore_index=True)
+
+
 def run_backends(backends: Iterable[str], plans: list[FaultPlan], run_dir, late_check_s: float = LATE_CHECK_S,
                  **config) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """run_faults on one lab per backend, one after the other (each lab stopped before the next starts)."""
-    tables, timelines = [], []
+    """run_faults on one lab per backend (fault_lab, in `run_dir`/<backend>), one after the other: each lab is
+    stopped before the next starts."""
+    played = []
     for backend in backends:
         with Lab(run_dir=run_dir / backend, **fault_lab(backend, **config)) as lab:
-            table, timeline = run_faults(lab, plans, late_check_s)
-        tables.append(table)
-        timelines.append(timeline)
-    return pd.concat(tables, ignore_index=True), pd.concat(timelines, ignore_index=True)
+            played.append(run_faults(lab, plans, late_check_s))
+    return concat(played)
 
 
 # -- soak -----------------------------------------------------------------------------------------------------
@@ -581,8 +586,11 @@ def fault_plans(rate: float = 20.0, duration_s: float = 6.0, fault_at_s: float =
     their transaction open `hold_ms` at `slow_commit_rate` (SQLite's write lock is held that long: a low rate). The
     stall lasts `stall_for_s`: longer than a whole exchange of four stalled commands, so an exchange can outlast the
     ledger's lease."""
-    plans = [FaultPlan("consumer_kill", rate=kill_rate, duration_s=max(duration_s, 3.5 * kills + 2.0),
-                       fault_at_s=fault_at_s, fault_for_s=min(fault_for_s, 1.0), kills=kills,
+    # each kill after the first 3.5 s later; the load outlasts the last restart by 2 s
+    kill_for_s = min(fault_for_s, 1.0)
+    plans = [FaultPlan("consumer_kill", rate=kill_rate,
+                       duration_s=max(duration_s, fault_at_s + 3.5 * (kills - 1) + kill_for_s + 2.0),
+                       fault_at_s=fault_at_s, fault_for_s=kill_for_s, kills=kills,
                        smtp_delay_s=kill_smtp_delay_s, settle_timeout_s=settle_timeout_s, record_first=True)]
     plans += [FaultPlan(name, rate=rate, duration_s=duration_s, fault_at_s=fault_at_s,
                         fault_for_s=stall_for_s if name == "smtp_stall" else fault_for_s,
