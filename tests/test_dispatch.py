@@ -138,6 +138,18 @@ def test_the_celery_designs_carry_the_options_celerys_docs_name():
     assert set(production.autoretry_for) == set(tasks.SEND_ERRORS)
 
 
+def test_a_celery_worker_killed_mid_restore_holds_back_its_tasks_seconds_not_minutes(monkeypatch):
+    """Kombu's restore of unacknowledged tasks holds a Redis lock; a worker killed while it held it kept every task
+    of notebook 05's kill episode back for the lock's default 300 s."""
+    from labsite import settings as site_settings
+
+    monkeypatch.setenv("LAB_CELERY_VISIBILITY_TIMEOUT", "10")
+    for chosen in (site_settings.celery_redis(), site_settings.celery_redis_acks_late()):
+        options = chosen["CELERY_BROKER_TRANSPORT_OPTIONS"]
+        assert options["unacked_mutex_expire"] <= options["visibility_timeout"]
+        assert options["unacked_restore_interval"] * options["unacked_restore_throttle"] <= 1
+
+
 @pytest.mark.django_db(transaction=True)
 @override_settings(QUEUE_API="django_tasks",
                    TASKS={"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}})

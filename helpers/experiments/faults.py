@@ -106,6 +106,28 @@ def offered_designs(lab: Lab) -> list[str]:
 
 # -- injecting (helpers.protocols.injection), on a schedule ----------------------------------------------------
 
+KILL_GAP_S = 2.5  # load between a restarted consumer and the next kill
+
+
+def restart_allowance_s(lab: Lab) -> float:
+    """How long a consumer restart is given: twice its last start (on two busy cores one after a kill took 2 to 7 s:
+    Celery's and django-tasks-db's workers load Django first)."""
+    return 2 * (lab.consumer_start_s or 1.0)
+
+
+def kill_cycle_s(lab: Lab, plan: FaultPlan) -> float:
+    """From one kill to the next: dead for fault_for_s, restarted, then KILL_GAP_S of load."""
+    return plan.fault_for_s + restart_allowance_s(lab) + KILL_GAP_S
+
+
+def load_s(lab: Lab, plan: FaultPlan) -> float:
+    """How long the episode's loads run: the plan's duration, and for kills at least until 2 s after the last
+    restart, timed on this lab's consumer (so that no kill comes after the load, whatever the backend)."""
+    if plan.fault != "consumer_kill":
+        return plan.duration_s
+    last_kill_at = plan.fault_at_s + (plan.kills - 1) * kill_cycle_s(lab, plan)
+    return max(plan.duration_s, last_kill_at + plan.fault_for_s + (lab.consumer_start_s or 1.0) + 2.0)
+
 def _inject_on_schedule(lab: Lab, plan: FaultPlan, tag: str, load_starts_at: float, log: list, running=()) -> None:
     """Inject the fault (plan.kills times for consumer_kill) and end it, at times counted from the load's start;
     the log says whether every load (futures of run_load) was still running when the fault began. A permanent fault
@@ -113,8 +135,7 @@ def _inject_on_schedule(lab: Lab, plan: FaultPlan, tag: str, load_starts_at: flo
     the moment only."""
     times = [plan.fault_at_s]
     if plan.fault == "consumer_kill" and plan.kills > 1:
-        spacing = max(plan.fault_for_s + 2.5, (plan.duration_s - plan.fault_at_s - 1.0) / plan.kills)
-        times = [plan.fault_at_s + k * spacing for k in range(plan.kills)]
+        times = [plan.fault_at_s + k * kill_cycle_s(lab, plan) for k in range(plan.kills)]
     stall_s = plan.stall_s or STALL_SHARE_OF_LEASE * lease_s(lab)
     for at in times:
         time.sleep(max(0.0, load_starts_at + at - time.monotonic()))
@@ -206,6 +227,7 @@ def play(lab: Lab, plan: FaultPlan, designs: Iterable[str] = tuple(DESIGNS), rep
 
 def _play_once(lab: Lab, plan: FaultPlan, designs: list[str]) -> Episode:
     """One attempt of play()."""
+    plan = replace(plan, duration_s=load_s(lab, plan))
     tag = new_tag(plan.fault.replace("_", ""))
     endpoints = [DESIGNS[d] for d in designs]
     specs = {endpoint: replace(load_spec(lab, endpoint, mode="open", rate=plan.rate, arrival="poisson",
@@ -586,11 +608,9 @@ def fault_plans(rate: float = 20.0, duration_s: float = 6.0, fault_at_s: float =
     their transaction open `hold_ms` at `slow_commit_rate` (SQLite's write lock is held that long: a low rate). The
     stall lasts `stall_for_s`: longer than a whole exchange of four stalled commands, so an exchange can outlast the
     ledger's lease."""
-    # each kill after the first 3.5 s later; the load outlasts the last restart by 2 s
-    kill_for_s = min(fault_for_s, 1.0)
-    plans = [FaultPlan("consumer_kill", rate=kill_rate,
-                       duration_s=max(duration_s, fault_at_s + 3.5 * (kills - 1) + kill_for_s + 2.0),
-                       fault_at_s=fault_at_s, fault_for_s=kill_for_s, kills=kills,
+    # the kills' load lasts as long as the lab's consumer needs to restart after each (load_s)
+    plans = [FaultPlan("consumer_kill", rate=kill_rate, duration_s=duration_s, fault_at_s=fault_at_s,
+                       fault_for_s=min(fault_for_s, 1.0), kills=kills,
                        smtp_delay_s=kill_smtp_delay_s, settle_timeout_s=settle_timeout_s, record_first=True)]
     plans += [FaultPlan(name, rate=rate, duration_s=duration_s, fault_at_s=fault_at_s,
                         fault_for_s=stall_for_s if name == "smtp_stall" else fault_for_s,

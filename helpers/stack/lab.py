@@ -105,6 +105,7 @@ class Lab:
         self.web_port: int | None = None
         self.smtp_port: int | None = None
         self.consumers_ready_at: float | None = None  # epoch s when the last consumer process said it started
+        self.consumer_start_s: float | None = None  # how long the consumer's last start took, spawn to ready
         self.processes: dict[str, ManagedProcess] = {}
         self.queue = backend_class(self.config.queue_backend)(self)
         self.mail = SmtpRecord(self.smtp_record, running=lambda: self.running)
@@ -233,6 +234,7 @@ class Lab:
 
     def _start_consumer(self) -> None:
         ready_line = self.queue.worker_ready_line
+        began = time.monotonic()
         started = []
         for index in range(self.config.consumer_processes):
             argv = self.queue.worker_argv()
@@ -248,6 +250,7 @@ class Lab:
             consumer.wait_until(lambda c=consumer, n=starts_before: c.log_text().count(ready_line) > n,
                                 what="consuming")
         self.consumers_ready_at = time.time()
+        self.consumer_start_s = time.monotonic() - began
 
     def stop_consumer(self) -> None:
         """Stop every consumer process (gracefully, side by side: running tasks finish); tasks enqueued now wait
