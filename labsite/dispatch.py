@@ -4,7 +4,10 @@ by id, the way kombu sends everything through the transport you chose. QUEUE_API
 settings.QUEUE_BACKENDS, picks the table, so every deferred view, the bounded backlog and the status endpoint are one
 implementation on every queue backend.
 
-A backend that brings a new API adds one QueueAPI subclass to APIS, and one entry to labsite.tasks.on_every_api."""
+A backend that brings a new API adds one QueueAPI subclass to APIS, and one entry to labsite.tasks.on_every_api.
+
+The welcome email's designs without a ledger (EMAIL_DESIGNS, enqueue_email): plain, the queue's own retries, and the
+queue's documented production settings, enqueued on commit by each API's own way of doing so."""
 
 import functools
 import hashlib
@@ -45,6 +48,17 @@ class QueueAPI:
 
     def enqueue(self, task, *args) -> Enqueued:
         raise NotImplementedError
+
+    def enqueue_on_commit(self, task, *args) -> Enqueued:
+        """Enqueue once the current transaction commits (at once outside one), as Django's docs recommend for the
+        Tasks API: `transaction.on_commit(partial(task.enqueue, ...))`."""
+        from django.db import transaction
+
+        enqueued: list[Enqueued] = []
+        transaction.on_commit(lambda: enqueued.append(self.enqueue(task, *args)))
+        if not enqueued:
+            raise ImproperlyConfigured(f"{self.name}: no task id before the commit; enqueue outside a transaction")
+        return enqueued[0]
 
     def backlog(self) -> int:
         """Tasks waiting for a worker (not those held for later, nor those a worker holds)."""
@@ -100,6 +114,16 @@ class Huey(QueueAPI):
         call = task.s(*args)
         call.id = issue_task_id()
         task.huey.enqueue(call)
+        return Enqueued(call.id)
+
+    def enqueue_on_commit(self, task, *args) -> Enqueued:
+        """What huey.contrib.djhuey.on_commit_task does (https://huey.readthedocs.io/en/latest/django.html), with an
+        id the site issued."""
+        from django.db import transaction
+
+        call = task.s(*args)
+        call.id = issue_task_id()
+        transaction.on_commit(lambda: task.huey.enqueue(call))
         return Enqueued(call.id)
 
     def backlog(self) -> int:
@@ -240,6 +264,14 @@ class Celery(QueueAPI):
     def enqueue(self, task, *args) -> Enqueued:
         return Enqueued(task.delay(*args).id)
 
+    def enqueue_on_commit(self, task, *args) -> Enqueued:
+        """Celery's own (celery.contrib.django.task.DjangoTask.apply_async_on_commit, which delay_on_commit calls too:
+        https://docs.celeryq.dev/en/stable/django/first-steps-with-django.html#trigger-tasks-at-the-end-of-the-database-transaction),
+        with the id given up front."""
+        task_id = str(uuid.uuid4())
+        task.apply_async_on_commit(args, task_id=task_id)
+        return Enqueued(task_id)
+
     def backlog(self) -> int:
         from kombu.exceptions import ChannelError
 
@@ -336,6 +368,27 @@ def enqueue(job: dict, *args, api: str | None = None) -> Enqueued:
     """Enqueue `job` (a table of labsite.tasks: its task by API) with `args` through the configured API (or `api`)."""
     chosen = queue_api(api)
     return chosen.enqueue(job[chosen.name], *args)
+
+
+class DesignNotOffered(Exception):
+    """The chosen queue API offers no such design (Django's Tasks API has no retries)."""
+
+
+# The welcome email's designs without a ledger: the name of labsite.tasks' table, and whether it is enqueued on
+# commit (names: labsite.tasks may still be loading when this module is imported).
+EMAIL_DESIGNS = {"plain": ("WELCOME_EMAIL", False), "retries": ("WELCOME_EMAIL_RETRIES", False),
+                 "production": ("WELCOME_EMAIL_PRODUCTION", True)}
+
+
+def enqueue_email(design: str, to: str) -> Enqueued:
+    """Enqueue the welcome email to `to` in one of EMAIL_DESIGNS on the configured API; raises DesignNotOffered when
+    that API has no such task (KeyError for an unknown design)."""
+    table, on_commit = EMAIL_DESIGNS[design]
+    job = getattr(tasks, table)
+    chosen = queue_api()
+    if chosen.name not in job:
+        raise DesignNotOffered(f"the {chosen.name} queue API offers no {design} design")
+    return (chosen.enqueue_on_commit if on_commit else chosen.enqueue)(job[chosen.name], to)
 
 
 def backlog() -> int:

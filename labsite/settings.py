@@ -177,24 +177,39 @@ def rq_redis() -> dict:
             "TASKS": {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}}
 
 
+# Kombu's Redis transport looks for unacknowledged tasks past their visibility timeout every
+# unacked_restore_interval x unacked_restore_throttle s (10 x 10 by default): once a second here, so the timeout is
+# what the lab measures. Each look holds a Redis lock that expires after unacked_mutex_expire s (300 by default): a
+# worker killed while it held the lock left every task unrestored for five minutes (seen in notebook 05's kills).
+# A look takes milliseconds: 5 s.
+FAST_RESTORE = {"unacked_restore_interval": 1, "unacked_restore_throttle": 1, "unacked_mutex_expire": 5}
+
+
 def celery_redis() -> dict:
     """Celery on Redis (LAB_REDIS_URL) with its defaults, as the seed article uses it: the app (labsite/celery.py)
     reads the CELERY_ settings. A worker acknowledges a task as it starts it (acks early), holds up to 4 prefetched
-    tasks per process, and keeps no results."""
-    return {"QUEUE_API": "celery", "CELERY_BROKER_URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    tasks per process, and keeps no results. Two worker settings can be set per run (unset: Celery's defaults):
+    LAB_CELERY_PREFETCH_MULTIPLIER (1 is what Celery's docs recommend with acks_late:
+    https://docs.celeryq.dev/en/stable/userguide/optimizing.html#prefetch-limits) and LAB_CELERY_VISIBILITY_TIMEOUT
+    (see celery_redis_acks_late)."""
+    chosen = {"QUEUE_API": "celery", "CELERY_BROKER_URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")}
+    if "LAB_CELERY_PREFETCH_MULTIPLIER" in os.environ:
+        chosen["CELERY_WORKER_PREFETCH_MULTIPLIER"] = int(os.environ["LAB_CELERY_PREFETCH_MULTIPLIER"])
+    if "LAB_CELERY_VISIBILITY_TIMEOUT" in os.environ:
+        chosen["CELERY_BROKER_TRANSPORT_OPTIONS"] = {
+            "visibility_timeout": float(os.environ["LAB_CELERY_VISIBILITY_TIMEOUT"]), **FAST_RESTORE}
+    return chosen
 
 
 def celery_redis_acks_late() -> dict:
     """Celery's at-least-once settings: a task is acknowledged when it has finished (acks_late), a task whose worker
     process died is given back (reject_on_worker_lost), and the Redis transport hands an unacknowledged task to a
     worker again after LAB_CELERY_VISIBILITY_TIMEOUT s (an hour by default: short here, so the lab can measure it;
-    a task that runs longer than that is handed out twice). Kombu looks for such tasks only every
-    unacked_restore_interval x unacked_restore_throttle s (10 x 10 by default): once a second here, so the timeout
-    is what the lab measures."""
+    a task that runs longer than that is handed out twice). Kombu looks for such tasks once a second here
+    (FAST_RESTORE)."""
     return {**celery_redis(), "CELERY_TASK_ACKS_LATE": True, "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
             "CELERY_BROKER_TRANSPORT_OPTIONS": {
-                "visibility_timeout": float(os.environ.get("LAB_CELERY_VISIBILITY_TIMEOUT", "10")),
-                "unacked_restore_interval": 1, "unacked_restore_throttle": 1}}
+                "visibility_timeout": float(os.environ.get("LAB_CELERY_VISIBILITY_TIMEOUT", "10")), **FAST_RESTORE}}
 
 
 def django_tasks_celery() -> dict:
@@ -336,6 +351,15 @@ def ledger_settings() -> dict:
 
 LEDGER_SWITCHES = ("provider_check", "retries", "reconciler", "on_commit")
 LAB_LEDGER = ledger_settings()
+
+# The queue's own retries (labsite.tasks.WELCOME_EMAIL_RETRIES and _PRODUCTION): how many, Huey's fixed delay, Celery's
+# backoff factor (an integer: its full jitter draws whole seconds) and the most it waits.
+LAB_TASK_RETRIES = {
+    "retries": int(os.environ.get("LAB_TASK_RETRIES", "4")),
+    "delay_s": float(os.environ.get("LAB_TASK_RETRY_DELAY_S", "1")),
+    "backoff_s": int(os.environ.get("LAB_TASK_RETRY_BACKOFF_S", "1")),
+    "backoff_max_s": int(os.environ.get("LAB_TASK_RETRY_BACKOFF_MAX_S", "4")),
+}
 # The email provider's message-status API (the lab's SMTP server serves one): asked before a job whose last
 # attempt's outcome is unknown is sent again. Empty: no such API; such a job is sent again, a possible duplicate.
 LAB_PROVIDER_STATUS_URL = os.environ.get("LAB_PROVIDER_STATUS_URL", "")

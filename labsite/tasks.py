@@ -15,14 +15,20 @@ Each job is a task of every queue API (`on_every_api`), in a table labsite.dispa
   procrastinate.contrib.django builds once Django is ready (a blueprint until then, and on every other backend).
 The job ledger's task (`deliver_email_job`, labsite.ledger.deliver_job) is a task of every API too, enqueued in the
 request's on-commit hook or by the reconciler; its retries are the ledger's own (no queue's retry machinery).
+
+The welcome email comes in three designs without a ledger (labsite.dispatch.EMAIL_DESIGNS): plain (WELCOME_EMAIL, no
+retries), the queue's own retries (WELCOME_EMAIL_RETRIES) and the settings the queue's documentation recommends for
+production (WELCOME_EMAIL_PRODUCTION, enqueued on commit). Django's Tasks API has no retries: those tables leave it out.
 """
 
 import functools
+import smtplib
 import time
 
 import dramatiq
 import dramatiq.broker
 from celery import shared_task
+from django.conf import settings
 from django.tasks import task as django_task
 from huey import signals
 from huey.contrib.djhuey import HUEY, db_task, signal
@@ -57,12 +63,18 @@ def dramatiq_actor(job):
     return dramatiq.actor(job)
 
 
-def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = None) -> dict:
+def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = None, huey_options: dict | None = None,
+                 celery_options: dict | None = None, django_tasks: bool = True) -> dict:
     """`job` as a task of each queue API, bound in this module under the names the docstring above gives (where the
-    workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the database."""
+    workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the database; `*_options`
+    are the API's own task options (retries...); `django_tasks=False` leaves Django's Tasks API out (it has no such
+    option)."""
     names = {"huey": name, "django_tasks": f"{name}_django_task", "celery": celery_name or f"{name}_celery_task",
              "dramatiq": f"{name}_dramatiq_actor", "procrastinate": f"{name}_procrastinate_task"}
-    decorators = {"huey": huey(), "django_tasks": django_task, "celery": shared_task, "dramatiq": dramatiq_actor,
+    if not django_tasks:
+        del names["django_tasks"]
+    decorators = {"huey": huey(**(huey_options or {})), "django_tasks": django_task,
+                  "celery": shared_task(**(celery_options or {})), "dramatiq": dramatiq_actor,
                   "procrastinate": procrastinate_app.task}
     by_api = {api: decorators[api](module_function(job, names[api])) for api in names}
     globals().update({names[api]: task for api, task in by_api.items()})
@@ -70,6 +82,27 @@ def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = No
 
 
 WELCOME_EMAIL = on_every_api(jobs.send_welcome_email, "send_welcome_email", celery_name="send_email_task")
+# The queue's own retries, as each documents them: Huey's `retries` + `retry_delay` (a fixed delay;
+# https://huey.readthedocs.io/en/latest/guide.html#retrying-tasks-that-fail), Celery's `autoretry_for` + `max_retries`
+# + `retry_backoff` (exponential, with full jitter by default;
+# https://docs.celeryq.dev/en/stable/userguide/tasks.html#automatic-retry-for-known-exceptions). A send that raised
+# is retried whatever the reply was: 4xx, 5xx, a timeout, a dropped connection.
+SEND_ERRORS = (smtplib.SMTPException, OSError)
+RETRIES = settings.LAB_TASK_RETRIES
+HUEY_RETRIES = {"retries": RETRIES["retries"], "retry_delay": RETRIES["delay_s"]}
+CELERY_RETRIES = {"autoretry_for": SEND_ERRORS, "max_retries": RETRIES["retries"],
+                  "retry_backoff": RETRIES["backoff_s"], "retry_backoff_max": RETRIES["backoff_max_s"]}
+WELCOME_EMAIL_RETRIES = on_every_api(jobs.send_welcome_email, "send_welcome_email_retries", huey_options=HUEY_RETRIES,
+                                     celery_options=CELERY_RETRIES, django_tasks=False)
+# The settings the queue's documentation recommends for production (labsite.dispatch enqueues them on commit):
+# Celery acknowledges a task once it finished and gives back one whose worker process died
+# (https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late, #task-reject-on-worker-lost; the
+# worker's prefetch multiplier of 1 is a worker setting: settings.celery_redis), plus the retries above. Huey: the
+# retries above (it acknowledges nothing). Django's Tasks API (django-tasks-db): the plain task, enqueued on commit.
+WELCOME_EMAIL_PRODUCTION = on_every_api(
+    jobs.send_welcome_email, "send_welcome_email_production", huey_options=HUEY_RETRIES,
+    celery_options={**CELERY_RETRIES, "acks_late": True, "reject_on_worker_lost": True}, django_tasks=False)
+WELCOME_EMAIL_PRODUCTION["django_tasks"] = WELCOME_EMAIL["django_tasks"]
 THUMBNAIL = on_every_api(thumbnails.make_thumbnail, "make_thumbnail")
 NOOP = on_every_api(jobs.do_nothing, "do_nothing")  # a drain measurement's filler
 SIGNUP_CHECK = on_every_api(jobs.check_signup, "check_signup", huey=db_task)  # the transaction experiments' witness

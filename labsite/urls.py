@@ -6,6 +6,8 @@ urlpatterns = [
     path("noop/", emails.noop, name="noop"),
     path("email/blocking/", emails.email_blocking, name="email-blocking"),
     path("email/deferred/", emails.email_deferred, name="email-deferred"),
+    # The same email in one of the designs of labsite.dispatch.EMAIL_DESIGNS (plain, retries, production).
+    path("email/deferred/<str:design>/", emails.email_design, name="email-design"),
     # The deferred view's form, parsed and validated, nothing enqueued: its baseline.
     path("email/validate/", emails.email_validate, name="email-validate"),
     # A queued task's state, on whichever queue the settings chose (labsite.dispatch).

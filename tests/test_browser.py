@@ -75,6 +75,7 @@ def test_every_variant_ends_with_the_email_delivered_on_screen_and_in_the_smtp_s
     assert len(result.timed) == len(browser.VARIANTS) * len(browser.PATHS)
     assert result.emails_requested == len(result.timed)
     assert result.emails_received == result.emails_requested
+    assert result.emails_lost == result.emails_duplicated == 0  # message by message
 
 
 def test_the_probe_leaves_no_browser_process_behind(probed):

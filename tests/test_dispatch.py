@@ -82,7 +82,8 @@ def test_a_huey_task_is_looked_up_by_id_without_reading_the_queue(client, huey_q
     assert client.get(f"/tasks/{unknown}/").status_code == 404
 
 
-@pytest.mark.parametrize("table", ["WELCOME_EMAIL", "THUMBNAIL", "NOOP", "SIGNUP_CHECK", "EMAIL_JOB"])
+@pytest.mark.parametrize("table", ["WELCOME_EMAIL", "THUMBNAIL", "NOOP", "SIGNUP_CHECK", "EMAIL_JOB",
+                                   "WELCOME_EMAIL_RETRIES", "WELCOME_EMAIL_PRODUCTION"])
 def test_every_job_is_a_task_of_every_api_that_its_worker_finds_again_by_name(table):
     """A worker finds a task by name: Django Tasks imports its module path, Celery and Huey look its name up in the
     registry that importing labsite.tasks fills. Each must lead back to the very task the view enqueues."""
@@ -91,8 +92,10 @@ def test_every_job_is_a_task_of_every_api_that_its_worker_finds_again_by_name(ta
     from huey.contrib.djhuey import HUEY
 
     by_api = getattr(tasks, table)
-    assert set(by_api) == set(dispatch.APIS)
-    assert import_string(by_api["django_tasks"].module_path) is by_api["django_tasks"]
+    # Django's Tasks API has no retries: the retries design is not offered there
+    assert set(by_api) == set(dispatch.APIS) - ({"django_tasks"} if table == "WELCOME_EMAIL_RETRIES" else set())
+    if "django_tasks" in by_api:
+        assert import_string(by_api["django_tasks"].module_path) is by_api["django_tasks"]
     assert current_app.tasks[by_api["celery"].name] is by_api["celery"]._get_current_object()  # a shared_task proxy
     assert by_api["celery"].name.startswith("labsite.tasks.")
     huey_task = by_api["huey"].task_class
@@ -119,3 +122,62 @@ def test_the_consumer_prunes_results_and_running_markers_past_their_ttl(huey_que
     scheduler_class(huey_queue, threading.Event(), 1, False).loop()  # one pass of the consumer's scheduler thread
     assert set(huey_queue.storage.result_items()) == {fresh, tasks.RUNNING_KEY.format(fresh)}
     assert dispatch.queue_api("huey").state(fresh)["state"] == "delivered"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_design_enqueues_its_own_task_with_the_queues_own_retry_options(client, huey_queue):
+    """plain: no retries; retries and production: Huey's `retries` and `retry_delay` (production enqueued on commit,
+    here at once: the view holds no transaction)."""
+    for design, retries in (("plain", 0), ("retries", 4), ("production", 4)):
+        response = client.post(f"/email/deferred/{design}/", {"to": f"{design}@example.test"})
+        assert response.status_code == 202, response.content
+        [queued] = [t for t in huey_queue.pending() if t.id == response.json()["task_id"]]
+        assert (queued.retries, queued.args) == (retries, (f"{design}@example.test",))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_production_design_enqueues_only_once_its_transaction_commits(huey_queue):
+    from django.db import transaction
+
+    with transaction.atomic():
+        sent = dispatch.enqueue_email("production", "later@example.test")
+        assert huey_queue.pending_count() == 0
+    assert [t.id for t in huey_queue.pending()] == [sent.task_id]
+    with pytest.raises(RuntimeError), transaction.atomic():
+        dispatch.enqueue_email("production", "never@example.test")
+        raise RuntimeError("rolled back")
+    assert huey_queue.pending_count() == 1
+
+
+def test_the_celery_designs_carry_the_options_celerys_docs_name():
+    retries, production = tasks.WELCOME_EMAIL_RETRIES["celery"], tasks.WELCOME_EMAIL_PRODUCTION["celery"]
+    assert (retries.max_retries, retries.retry_backoff, retries.acks_late) == (4, 1, False)
+    assert (production.acks_late, production.reject_on_worker_lost, production.max_retries) == (True, True, 4)
+    assert set(production.autoretry_for) == set(tasks.SEND_ERRORS)
+
+
+def test_a_celery_worker_killed_mid_restore_holds_back_its_tasks_seconds_not_minutes(monkeypatch):
+    """Kombu's restore of unacknowledged tasks holds a Redis lock; a worker killed while it held it kept every task
+    of notebook 05's kill episode back for the lock's default 300 s."""
+    from labsite import settings as site_settings
+
+    monkeypatch.setenv("LAB_CELERY_VISIBILITY_TIMEOUT", "10")
+    for chosen in (site_settings.celery_redis(), site_settings.celery_redis_acks_late()):
+        options = chosen["CELERY_BROKER_TRANSPORT_OPTIONS"]
+        assert options["unacked_mutex_expire"] <= options["visibility_timeout"]
+        assert options["unacked_restore_interval"] * options["unacked_restore_throttle"] <= 1
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(QUEUE_API="django_tasks",
+                   TASKS={"default": {"BACKEND": "django.tasks.backends.dummy.DummyBackend"}})
+def test_a_design_the_queue_does_not_offer_is_a_404_and_enqueues_nothing(client):
+    from django.tasks import default_task_backend
+
+    default_task_backend.clear()
+    response = client.post("/email/deferred/retries/", {"to": "r@example.test"})
+    assert response.status_code == 404 and "no retries design" in response.json()["error"]
+    assert client.post("/email/deferred/sometimes/", {"to": "r@example.test"}).status_code == 404
+    assert default_task_backend.results == []
+    assert client.post("/email/deferred/production/", {"to": "p@example.test"}).status_code == 202
+    assert len(default_task_backend.results) == 1

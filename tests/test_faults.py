@@ -15,7 +15,7 @@ from helpers import REPO_ROOT
 from helpers.experiments import faults
 from helpers.protocols.messages import account
 from helpers.stack import Lab
-from helpers.stack.smtp_sink import set_fault
+from helpers.stack.smtp_sink import set_fault, set_provider
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +74,48 @@ def test_smtp_faults_switch_while_the_server_runs(lab):
 
 
 @pytest.mark.stack
+def test_the_provider_can_stall_each_command_refuse_unknown_users_and_record_before_its_reply(lab):
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    def accepted(message_id):
+        url = f"http://127.0.0.1:{lab.smtp_status_port}/messages?message_id={message_id}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.loads(response.read())["accepted"]
+
+    try:
+        set_provider(lab.smtp_control, unknown_users=r"^nouser")
+        with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+            send(lab, "nouser-1@example.test")
+        assert refused.value.recipients["nouser-1@example.test"][0] == 550
+        set_fault(lab.smtp_control, "stall", stall_s=0.2)
+        began = time.monotonic()
+        send(lab, "stalled@example.test")
+        assert time.monotonic() - began >= 4 * 0.2  # EHLO, MAIL, RCPT, end of DATA
+        # Recorded first: a client that gives up during the delay has had its message taken all the same.
+        set_fault(lab.smtp_control, "ok", delay_s=1.0)
+        set_provider(lab.smtp_control, record_first=True)
+        with pytest.raises((smtplib.SMTPServerDisconnected, socket.timeout, TimeoutError)), \
+                smtplib.SMTP("127.0.0.1", lab.smtp_port, timeout=0.4) as smtp:
+            smtp.sendmail("lab@tasks-lab.test", ["first@example.test"],
+                          "Message-ID: <first@example.test>\r\nSubject: t\r\n\r\nhi\r\n")
+        assert accepted("<first@example.test>")
+        recorded = [r[0] for r in lab.mail.deliveries()["rcpt_tos"]]
+        assert "first@example.test" in recorded and "nouser-1@example.test" not in recorded
+    finally:
+        set_provider(lab.smtp_control)
+        set_fault(lab.smtp_control, "ok")
+
+
+@pytest.mark.stack
 def test_the_ledger_loses_nothing_when_the_consumer_is_killed_mid_run(lab):
     table, timeline = faults.run_episode(lab, faults.FaultPlan("consumer_kill", rate=15, duration_s=3.0,
                                                                fault_at_s=0.8, fault_for_s=0.5, settle_timeout_s=40))
     assert len(timeline) == 1 and lab.running
     assert table["settled"].all() and table["late_copies"].sum() == 0
+    assert set(table["design"]) == set(faults.DESIGNS)  # Huey offers every design
     with_ledger = table.set_index("endpoint").loc["ledger"]
     assert with_ledger["requested"] > 20
     assert with_ledger["lost"] == 0 and with_ledger["duplicated"] == 0
@@ -115,11 +152,11 @@ def fault_table(settled=True, ledger_states=("delivered", "none"), ledger_receiv
     """A run_faults table: a plain row that lost one of two, and a ledger row for requests (202, failed), whose
     jobs ended in `ledger_states` and whose SMTP copies are `ledger_received`."""
     received = ledger_received if ledger_received is not None else copies(r0=1)
-    episode = {"tag": "t1", "injections": 1, "consumer_workers": 4, "replays": 0, "met_both_loads": met,
-               "settled": settled, "settle_s": 1.0}
-    plain = {"fault": "consumer_kill", "endpoint": "deferred", **episode,
+    episode = {"backend": "huey_sqlite", "fault": "consumer_kill", "kind": "transient", "tag": "t1", "injections": 1,
+               "consumer_workers": 4, "replays": 0, "met_every_load": met, "settled": settled, "settle_s": 1.0}
+    plain = {"design": "plain", "endpoint": "deferred", **episode,
              **account(requests(202, 202), copies(r0=1), copies(r0=1))}
-    ledger = {"fault": "consumer_kill", "endpoint": "ledger", **episode,
+    ledger = {"design": "ledger", "endpoint": "ledger", **episode,
               **account(requests(202, 0), received, received, pd.Series(dict(enumerate(ledger_states)))),
               "ledger_delivered": list(ledger_states).count("delivered"), "ledger_uncertain_attempts": 0,
               "ledger_confirmed_by_provider": 0, "ledger_reenqueued": 0, "ledger_attempts": 1, "ledger_jobs": 1}
@@ -134,7 +171,7 @@ def claims(table):
 
 
 def test_a_fault_that_missed_a_design_fails_the_verdict():
-    claim = "every fault met both designs' loads"
+    claim = "every fault met every design's load"
     assert claims(fault_table())[claim]
     assert not claims(fault_table(met=False))[claim]
 
@@ -145,8 +182,8 @@ def test_a_web_crash_reached_the_loads_only_if_requests_failed():
     felt = faults.Episode(plan, "t1", {"deferred": requests(202, 202), "ledger": requests(0, 202)}, timeline, {}, {},
                           4)
     unfelt = replace(felt, records={"deferred": requests(202, 202), "ledger": requests(202, 202)})
-    assert felt.met_both_loads and not unfelt.met_both_loads
-    assert not replace(felt, timeline=pd.DataFrame([{"loads_running": False}])).met_both_loads
+    assert felt.met_every_load and not unfelt.met_every_load
+    assert not replace(felt, timeline=pd.DataFrame([{"loads_running": False}])).met_every_load
 
 
 def test_an_episode_that_did_not_settle_fails_the_verdict():
@@ -162,7 +199,7 @@ def test_one_loss_and_one_unacknowledged_delivery_do_not_cancel_out_in_the_ledge
     ledger = table.set_index("endpoint").loc["ledger"]
     assert ledger["ledger_delivered"] == ledger["requested"] == 1
     assert ledger["ledger_missed"] == 1 and ledger["ledger_disagreements"] == 0
-    claim = "with ledger: every accepted job delivered in the ledger, message by message"
+    claim = "ledger: every accepted job delivered in the ledger, message by message"
     assert claims(fault_table())[claim]
     assert not claims(table)[claim]
 
@@ -171,4 +208,23 @@ def test_the_ledger_and_the_smtp_record_are_compared_per_message():
     # The ledger says request 0 failed, yet the SMTP server accepted it: the ledger's account is wrong.
     table = fault_table(ledger_states=("failed", "none"), ledger_received=copies(r0=1))
     assert table.set_index("endpoint").loc["ledger", "ledger_disagreements"] == 1
-    assert not claims(table)["with ledger: the ledger agrees with the SMTP record on every message"]
+    assert not claims(table)["ledger: the ledger agrees with the SMTP record on every message"]
+
+
+def test_every_replayed_attempt_is_kept_so_its_losses_count(monkeypatch):
+    """An episode whose fault missed a load is played again; the first attempt's requests were answered 202 all the
+    same, and what became of them is counted too."""
+    plan = faults.FaultPlan("web_restart")
+    missed = faults.Episode(plan, "t1", {"deferred": requests(202)}, pd.DataFrame([{"loads_running": False}]), {}, {},
+                            4)
+    met = replace(missed, tag="t2", records={"deferred": requests(0, 202)},
+                  timeline=pd.DataFrame([{"loads_running": True}]))
+    attempts = iter([missed, met])
+    monkeypatch.setattr(faults, "_play_once", lambda lab, plan, designs: next(attempts))
+
+    class Drained:
+        def wait_until_drained(self):
+            pass
+
+    played = faults.play(Drained(), plan, ["plain"])
+    assert [(e.tag, e.replays) for e in played] == [("t1", 0), ("t2", 1)]

@@ -10,7 +10,8 @@ from labsite.models import EmailJob
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-POST_ENDPOINTS = ["/email/blocking/", "/email/deferred/", "/email/ledger/", "/djtasks/email/",
+POST_ENDPOINTS = ["/email/blocking/", "/email/deferred/", "/email/deferred/retries/", "/email/deferred/production/",
+                  "/email/ledger/", "/djtasks/email/",
                   "/thumbnails/blocking/", "/thumbnails/deferred/", "/djtasks/thumbnails/",
                   "/signup/blocking/", "/signup/deferred/"]
 GET_ENDPOINTS = ["/noop/", "/tasks/{x}/", "/jobs/{x}/", "/djtasks/{x}/", "/signup/", "/signup/done/"]

@@ -61,9 +61,9 @@ def test_the_bench_exits_non_zero_when_a_claim_failed(tmp_path, monkeypatch, cap
     from helpers.runs import bench, folders
 
     monkeypatch.setattr(folders, "new_run_dir", lambda name: tmp_path)
-    monkeypatch.setitem(bench.BENCHMARKS, "claims", lambda run_dir, ok=True: {"failures": {} if ok else {"x": 1}})
-    assert bench.run("claims")["failures"] == {}
+    monkeypatch.setitem(bench.BENCHMARKS, "claims", lambda run_dir, ok=True: {"claims_failed": [] if ok else ["x"]})
+    assert bench.run("claims")["claims_failed"] == []
     with pytest.raises(SystemExit) as exited:
         bench.run("claims", {"ok": False})
     assert exited.value.code == 1
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["failures"] == {"x": 1}
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["claims_failed"] == ["x"]

@@ -43,6 +43,19 @@ def test_ledger_endpoint_records_the_job_and_enqueues_it(client, huey_queue):
     assert mail.outbox == []
 
 
+def test_a_request_may_hold_its_transaction_open_and_a_bad_hold_is_a_400(client, huey_queue):
+    """notebook 05's slow_commit: the job is committed, and its task enqueued, only once the hold is over."""
+    for bad in ("2001", "-1", "0.5", "x"):
+        response = client.post("/email/ledger/", {"to": "held@example.test", "hold_ms": bad})
+        assert response.status_code == 400, bad
+    assert (EmailJob.objects.count(), huey_queue.pending_count()) == (0, 0)
+    began = time.monotonic()
+    response = client.post("/email/ledger/", {"to": "held@example.test", "hold_ms": "50"})
+    assert response.status_code == 202 and time.monotonic() - began >= 0.05
+    assert EmailJob.objects.get(pk=response.json()["job_id"]).state == "pending"
+    assert huey_queue.pending_count() == 1
+
+
 def test_a_rolled_back_request_enqueues_nothing(huey_queue):
     from django.db import transaction
 

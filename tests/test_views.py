@@ -148,7 +148,8 @@ def test_running_marker_is_what_the_consumer_leaves_on_start(client, huey_queue)
 # validate_email accepts these, Django's SMTP backend cannot send them (its prep_address raises ValueError).
 UNSENDABLE_ADDRESSES = ["\u212a@example.test", "\u017fam@example.test",  # the Kelvin sign, the long s: not ASCII
                         '"\x12"@example.test']  # a control character in a quoted local part
-EMAIL_ENDPOINTS = ["/email/blocking/", "/email/deferred/", "/email/ledger/", "/djtasks/email/", "/signup/blocking/",
+EMAIL_ENDPOINTS = ["/email/blocking/", "/email/deferred/", "/email/deferred/retries/", "/email/deferred/production/",
+                   "/email/ledger/", "/djtasks/email/", "/signup/blocking/",
                    "/signup/deferred/"]
 SMTP_RULES = EmailBackend(alias="test", host="localhost")  # never opened: only its prep_address is used
 

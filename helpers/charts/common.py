@@ -13,6 +13,7 @@ import pandas as pd
 # from one notebook to the next.
 COLORS = {
     "noop": "#7f7f7f", "deferred": "#1f77b4", "blocking": "#d62728", "ledger": "#2ca02c",  # endpoints, paths
+    "retries": "#ff7f0e", "production": "#9467bd",  # the deferred email's other designs (notebook 05)
     "request": "#7f7f7f", "queue wait": "#ff7f0e", "run": "#2ca02c",  # a task's phases
     "web": "#2ca02c", "consumers": "#1f77b4", "redis": "#d62728", "smtp": "#9467bd", "generator": "#7f7f7f",
     "huey_sqlite": "#1f77b4", "huey_redis": "#d62728",  # queue backends (helpers.stack.queues)

@@ -184,4 +184,5 @@ def hostile_bench(run_dir, requests: int = 10_000, races: int = 100, seed: int =
     runs.save_table(run_dir, "hostile-requests", pd.concat(frames, ignore_index=True))
     figures = combined(by_server)
     wrong = {server: failures(f) for server, f in by_server.items() if failures(f)}
-    return {**figures, "by_server": by_server, "failures": wrong}
+    return {**figures, "by_server": by_server, "failures": wrong,
+            "claims_failed": [f"{server}: {name} {value}" for server, f in wrong.items() for name, value in f.items()]}

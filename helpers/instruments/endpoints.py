@@ -18,6 +18,9 @@ ENDPOINTS = {
     # The deferred view's form parsed and validated, nothing enqueued: the baseline of the enqueue's cost.
     "validate": ("/email/validate/", "POST", {"to": "load{i}@example.test"}),
     "blocking": ("/email/blocking/", "POST", {"to": "load{i}@example.test"}),
+    # The deferred email with the queue's own retries, and with its documented production settings (notebook 05).
+    "retries": ("/email/deferred/retries/", "POST", {"to": "load{i}@example.test"}),
+    "production": ("/email/deferred/production/", "POST", {"to": "load{i}@example.test"}),
     # The deferred email with the job ledger (labsite/ledger.py): notebook 05, `bench faults`.
     "ledger": ("/email/ledger/", "POST", {"to": "load{i}@example.test"}),
 }

@@ -31,3 +31,8 @@ class LedgerReader:
             for counter, value in zip(COUNTERS, counted, strict=True):
                 found[counter] += int(value or 0)
         return found
+
+    def states(self, recipients_like: str = "%") -> dict[str, str]:
+        """Each matching job's state, by recipient (one read for a whole episode, message by message)."""
+        rows = self.database.query('select "to", state from labsite_emailjob where "to" like ?', (recipients_like,))
+        return {to: state for to, state in rows}

@@ -27,13 +27,17 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import numpy as np
-import pandas as pd
 from hdrh.histogram import HdrHistogram
 
-from helpers.stack.processes import DIE_WITH_PARENT
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas (and helpers.stack) are imported where they are used, not here: a generator process imports this module
+# before it can say it is ready, and a load waits for that (twice as long with them, on a busy machine).
 
 HISTOGRAM_RANGE_US = (1, 300_000_000)  # 1 µs .. 300 s
 LATE_AFTER_MS = 10.0  # a request sent this late was not sent on time (k6 would call it dropped)
@@ -262,6 +266,8 @@ class Generator:
             conn.transport.close()
 
     def raw_records(self) -> pd.DataFrame:
+        import pandas as pd
+
         return pd.DataFrame(self.rows, columns=RAW_COLUMNS)
 
 
@@ -353,6 +359,10 @@ def run_load(spec: LoadSpec, records_path: Path | None = None,
 
     Each process reports when it has imported everything; only then is the common start time chosen, so a
     slow start on a busy machine delays the run instead of making its first requests late."""
+    import pandas as pd
+
+    from helpers.stack.processes import DIE_WITH_PARENT
+
     with tempfile.TemporaryDirectory(prefix="loadgen-") as scratch:
         spec_path = Path(scratch) / "spec.json"
         spec_path.write_text(json.dumps(asdict(spec)))

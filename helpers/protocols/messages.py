@@ -10,7 +10,11 @@ account() counts, from the client's records and the SMTP record:
 - late_copies: copies accepted after the lab looked settled (whatever settling waited for missed them);
 - delivered_unacknowledged: delivered although the client got no 202 (work a client would wrongly retry);
 - with a ledger, ledger_missed (answered 202 yet not `delivered` in the ledger) and ledger_disagreements (messages
-  whose ledger state and SMTP record disagree on whether they were delivered).
+  whose ledger state and SMTP record disagree on whether they were delivered), and stuck (answered 202, its job still
+  pending or sending: never closed).
+
+With `permanent`, the request numbers whose recipient the provider refuses for good (no such user): those are not
+lost when undelivered, they are `permanent`; a ledger must end each as `failed` (permanent_failed, per message).
 """
 
 from __future__ import annotations
@@ -59,12 +63,14 @@ def wait_for_copies(lab: Lab, prefix: str, expected: int, timeout_s: float) -> i
         time.sleep(0.1)
 
 
-def per_message(accepted: Iterable[int], received: pd.Series) -> dict:
+def per_message(accepted: Iterable[int], received: pd.Series, permanent: Iterable[int] = ()) -> dict:
     """requested / delivered / lost / duplicated, message by message, from the request numbers the site accepted
     and the copies the SMTP server accepted per request number (any request's: one the client saw fail can be
-    delivered twice all the same)."""
+    delivered twice all the same). A request in `permanent` (its recipient refused for good) is not lost when
+    undelivered."""
     copies = received.reindex(sorted(set(accepted)), fill_value=0)
-    return {"requested": len(copies), "delivered": int((copies > 0).sum()), "lost": int((copies == 0).sum()),
+    deliverable = copies.drop(index=list(set(permanent) & set(copies.index)))
+    return {"requested": len(copies), "delivered": int((copies > 0).sum()), "lost": int((deliverable == 0).sum()),
             "duplicated": int((received - 1).clip(lower=0).sum())}
 
 
@@ -78,15 +84,19 @@ def each_delivered_once(f: dict, lost: str, duplicated: str, received: str, requ
 
 
 def account(records: pd.DataFrame, received: pd.Series, received_at_settle: pd.Series,
-            ledger: pd.Series | None = None) -> dict:
+            ledger: pd.Series | None = None, permanent: set[int] | frozenset = frozenset()) -> dict:
     """requested / delivered / lost / duplicated ... (see the module's docstring) from the load generator's
     `records`, the copies per request number read late (`received`) and when the lab settled
-    (`received_at_settle`), and `ledger`, each request number's job state in a ledger (None: no ledger)."""
+    (`received_at_settle`), `ledger`, each request number's job state in a ledger (None: no ledger), and the
+    request numbers the provider refuses for good (`permanent`)."""
     accepted = sorted(set(records.loc[records["status"] == 202, "i"].astype(int)))
+    refused_for_good = [i for i in accepted if i in permanent]
+    deliverable = [i for i in accepted if i not in permanent]
     late = received - received_at_settle.reindex(received.index, fill_value=0)
     counts = {
         "sent": len(records),
-        **per_message(accepted, received),
+        **per_message(accepted, received, permanent),
+        "permanent": len(refused_for_good),
         "late_copies": int(late.clip(lower=0).sum()),
         "refused_503": int((records["status"] == 503).sum()),
         "server_5xx": int(((records["status"] >= 500) & (records["status"] != 503)).sum()),
@@ -96,6 +106,9 @@ def account(records: pd.DataFrame, received: pd.Series, received_at_settle: pd.S
     if ledger is not None:
         messages = sorted(set(records["i"].astype(int)) | set(received.index))
         in_ledger = ledger.reindex(messages, fill_value="none").eq("delivered")
-        counts["ledger_missed"] = int((~in_ledger.reindex(accepted)).sum())
+        counts["ledger_missed"] = int((~in_ledger.reindex(deliverable)).sum())
         counts["ledger_disagreements"] = int((in_ledger != received.reindex(messages, fill_value=0).gt(0)).sum())
+        states = ledger.reindex(accepted, fill_value="none")
+        counts["permanent_failed"] = int(states.reindex(refused_for_good).eq("failed").sum())
+        counts["stuck"] = int(states.isin(["pending", "sending"]).sum())
     return counts

@@ -10,8 +10,8 @@ the notebook records, so a figure has one source:
         with Lab(run_dir=run_dir) as lab:
             return key_figures(measure_overhead(lab, fast_requests, blocking_requests))
 
-Targets are judged on these figures, never inside a timed unit test. A benchmark that checks claims itself returns
-them failed under "failures" (empty when every claim held): the command then exits 1 after printing its line.
+Targets are judged on these figures, never inside a timed unit test. A benchmark whose figures carry a non-empty
+`claims_failed` (the claims of its verdict that failed) exits 1 after printing them.
 """
 
 from __future__ import annotations
@@ -78,6 +78,6 @@ def run(name: str, overrides: dict | None = None) -> dict:
     seconds = round(time.monotonic() - started, 1)
     figures = folders.record(run_dir, figures, parameters, benchmark=name, bench_s=seconds)
     print(json.dumps({**figures, "bench_s": seconds, "run_dir": str(run_dir)}))
-    if figures.get("failures"):
+    if figures.get("claims_failed"):
         raise SystemExit(1)
     return figures

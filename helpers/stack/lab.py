@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -82,6 +82,7 @@ class LabConfig:
     # waits up to this long
     poll_interval_s: float | None = None  # a polling worker's one knob, its wait between looks at an empty queue
     # (django-tasks-db's db_worker --interval); None: the library's default
+    site_env: dict[str, str] = field(default_factory=dict)  # more LAB_* settings for every process of the site
 
     def __post_init__(self):
         web_server_class(self.web_server, self.web_worker_class)  # raises for a server or worker class unknown
@@ -104,6 +105,7 @@ class Lab:
         self.web_port: int | None = None
         self.smtp_port: int | None = None
         self.consumers_ready_at: float | None = None  # epoch s when the last consumer process said it started
+        self.consumer_start_s: float | None = None  # how long the consumer's last start took, spawn to ready
         self.processes: dict[str, ManagedProcess] = {}
         self.queue = backend_class(self.config.queue_backend)(self)
         self.mail = SmtpRecord(self.smtp_record, running=lambda: self.running)
@@ -198,6 +200,7 @@ class Lab:
             "LAB_PROVIDER_STATUS_URL": f"http://{LOOPBACK}:{getattr(self, 'smtp_status_port', 0)}/messages",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
             **self.queue.site_env(),
+            **self.config.site_env,
         }
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None, **kwargs) -> ManagedProcess:
@@ -233,6 +236,7 @@ class Lab:
 
     def _start_consumer(self) -> None:
         ready_line = self.queue.worker_ready_line
+        began = time.monotonic()
         started = []
         for index in range(self.config.consumer_processes):
             argv = self.queue.worker_argv()
@@ -248,6 +252,7 @@ class Lab:
             consumer.wait_until(lambda c=consumer, n=starts_before: c.log_text().count(ready_line) > n,
                                 what="consuming")
         self.consumers_ready_at = time.time()
+        self.consumer_start_s = time.monotonic() - began
 
     def stop_consumer(self) -> None:
         """Stop every consumer process (gracefully, side by side: running tasks finish); tasks enqueued now wait
@@ -328,6 +333,16 @@ class Lab:
         runs.write_metadata(self.run_dir, {"lab_config": asdict(self.config)})
         return time.monotonic() - started
 
+    def restart_site(self, **changes) -> None:
+        """Restart every process that runs the site's code (reconciler, consumer, web server; gracefully) with
+        `changes` to their LabConfig fields: settings the site reads once, when a process starts (ledger_off, for
+        one), change for all of them at once. The SMTP server, the queue's servers and their data stay."""
+        self.stop_process("reconciler")
+        self.start_consumer(**changes)
+        if self.config.ledger:
+            self._start_reconciler()
+        self.restart_web()
+
     # -- the job ledger: Django's database, its migrations, the reconciler ---------------------------
 
     def _migrate(self) -> None:
@@ -348,9 +363,13 @@ class Lab:
         return done
 
     def _start_reconciler(self) -> None:
+        log = self.run_dir / "reconciler.log"
+        starts_before = log.read_text(errors="replace").count("reconciler started") if log.exists() else 0
         reconciler = self.spawn("reconciler", [sys.executable, "-m", "django", "reconcile_jobs",
                                                 "--interval", self.config.reconcile_every_s])
-        reconciler.wait_until(lambda: "reconciler started" in reconciler.log_text(), what="reconciling")
+        # a restarted reconciler appends to the same log
+        reconciler.wait_until(lambda: reconciler.log_text().count("reconciler started") > starts_before,
+                              what="reconciling")
 
     def secure_files(self) -> list[Path]:
         """Make the run folder's files (the pickle queue, the ledger, logs, run.json) readable by their owner only.

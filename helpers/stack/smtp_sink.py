@@ -12,6 +12,12 @@ message's DATA), {"mode": "drop"} (the connection is cut when the message arrive
 accepted), each optionally with "delay_s" replacing `--delay` (a provider that turns slow). A refused or dropped
 message is not recorded; `set_fault` writes the file.
 
+How the provider behaves, whatever the fault: `set_provider` writes a second file beside the control file
+(`<control>.provider`), re-read the same way: {"record_first": true} records (and acknowledges to the status API)
+each message as soon as its data has arrived, before the delay, so a client that hangs up during the delay, or dies
+before it commits the 250, has still had its message taken (the case a provider check exists for);
+{"unknown_users": REGEX} answers 550 (no such user, permanent) to every RCPT TO address the regex matches.
+
 Like a real provider's message-events API, `--status-port P` serves `GET /messages?message_id=<id>` on loopback:
 {"accepted": true} once a message with that Message-ID was accepted. The job ledger asks it before sending
 again a job whose previous attempt ended in a crash (the one case where it cannot know whether the 250 came).
@@ -23,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import re
 import signal
 import socket
 import threading
@@ -40,9 +47,17 @@ RECORD_COLUMNS = ["received_at", "accepted_at", "message_id", "mail_from", "rcpt
 
 
 FAULT_MODES = ("ok", "refuse", "drop", "stall")
+NO_SUCH_USER = "550 5.1.1 No such user here"
 REFUSALS = {421: "421 Service not available, closing channel", 451: "451 Requested action aborted: local error",
             452: "452 Insufficient system storage", 554: "554 Transaction failed",
             550: "550 Mailbox unavailable"}
+
+
+def _write_atomically(path: Path, state: dict) -> None:
+    """Write the JSON state so that a reader never sees a half-written file."""
+    scratch = path.with_name(path.name + ".tmp")
+    scratch.write_text(json.dumps(state))
+    scratch.replace(path)
 
 
 def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: float | None = None,
@@ -52,15 +67,26 @@ def set_fault(control_path: Path, mode: str = "ok", code: int = 451, delay_s: fl
         raise ValueError(f"mode must be one of {FAULT_MODES}, not {mode!r}")
     if mode == "refuse" and code not in REFUSALS:
         raise ValueError(f"code must be one of {sorted(REFUSALS)}")
-    path = Path(control_path)
-    scratch = path.with_suffix(".tmp")
+    if (mode == "stall") != (stall_s is not None):
+        raise ValueError("stall_s goes with mode 'stall', and only with it")
     state = {"mode": mode, "code": code, "since": time.time()}
     if delay_s is not None:
         state["delay_s"] = delay_s
     if stall_s is not None:
         state["stall_s"] = stall_s
-    scratch.write_text(json.dumps(state))
-    scratch.replace(path)
+    _write_atomically(Path(control_path), state)
+
+
+def provider_path(control_path: Path) -> Path:
+    return Path(control_path).with_name(Path(control_path).name + ".provider")
+
+
+def set_provider(control_path: Path, record_first: bool = False, unknown_users: str | None = None) -> None:
+    """How the running server behaves whatever the fault (see the module's docstring); the defaults restore the
+    server's own: record after the delay, every user exists."""
+    if unknown_users is not None:
+        re.compile(unknown_users)  # a bad pattern fails here, not in the server
+    _write_atomically(provider_path(control_path), {"record_first": record_first, "unknown_users": unknown_users})
 
 
 class FaultSwitch:
@@ -90,6 +116,7 @@ class SlowRecordingHandler:
         self.record = open(record_path, "a", buffering=1)  # noqa: SIM115 (open for the server's life)
         self.delay_s = delay_s
         self.faults = FaultSwitch(control_path)
+        self.provider = FaultSwitch(provider_path(control_path) if control_path else None)
         self.refused = 0
         self.dropped = 0
         self.accepted_ids: set[str] = set()
@@ -113,24 +140,15 @@ class SlowRecordingHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         await self.stall()
+        unknown = self.provider.current().get("unknown_users")
+        if unknown and re.search(unknown, address):
+            self.refused += 1
+            return NO_SUCH_USER
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):
-        received_at = time.time()
-        fault = self.faults.current()
-        await self.stall(fault)
-        if fault.get("mode") == "refuse":
-            self.refused += 1
-            return REFUSALS.get(int(fault.get("code", 451)), REFUSALS[451])
-        if fault.get("mode") == "drop":
-            self.dropped += 1
-            server.transport.abort()  # no reply at all: the client sees the connection die
-            return "421 dropped"  # never reaches the client
-        delay_s = float(fault.get("delay_s", self.delay_s))
-        if delay_s:
-            await asyncio.sleep(delay_s)
+    def write_record(self, envelope, received_at: float) -> None:
         headers = BytesParser(policy=default_policy).parsebytes(envelope.content, headersonly=True)
         row = {
             "received_at": received_at,
@@ -143,6 +161,26 @@ class SlowRecordingHandler:
         }
         self.record.write(json.dumps(row) + "\n")
         self.accepted_ids.add(row["message_id"])
+
+    async def handle_DATA(self, server, session, envelope):
+        received_at = time.time()
+        fault = self.faults.current()
+        await self.stall(fault)
+        if fault.get("mode") == "refuse":
+            self.refused += 1
+            return REFUSALS.get(int(fault.get("code", 451)), REFUSALS[451])
+        if fault.get("mode") == "drop":
+            self.dropped += 1
+            server.transport.abort()  # no reply at all: the client sees the connection die
+            return "421 dropped"  # never reaches the client
+        record_first = bool(self.provider.current().get("record_first"))
+        if record_first:  # taken now: what follows cannot undo it
+            self.write_record(envelope, received_at)
+        delay_s = float(fault.get("delay_s", self.delay_s))
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        if not record_first:
+            self.write_record(envelope, received_at)
         return "250 Message accepted for delivery"
 
 

@@ -8,7 +8,7 @@ from django.http import JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from labsite import dispatch, jobs, tasks
-from labsite.views.common import allow, delivered, email_parameter, queued, shed_when_backlogged
+from labsite.views.common import allow, delivered, email_parameter, json_error, queued, shed_when_backlogged
 
 
 @allow("GET", "HEAD")
@@ -36,3 +36,18 @@ def email_deferred(request):
     to = email_parameter(request)
     shed_when_backlogged()
     return queued(dispatch.enqueue(tasks.WELCOME_EMAIL, to).task_id)
+
+
+@csrf_exempt
+@allow("POST")
+def email_design(request, design: str):
+    """The deferred email in one of labsite.dispatch.EMAIL_DESIGNS (plain, the queue's own retries, its production
+    settings); 404 for a design this site or its queue does not offer, before anything is enqueued."""
+    if design not in dispatch.EMAIL_DESIGNS:
+        return json_error(404, f"unknown design {design!r}", designs=list(dispatch.EMAIL_DESIGNS))
+    to = email_parameter(request)
+    shed_when_backlogged()
+    try:
+        return queued(dispatch.enqueue_email(design, to).task_id)
+    except dispatch.DesignNotOffered as exc:
+        return json_error(404, str(exc), design=design)

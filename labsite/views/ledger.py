@@ -1,5 +1,8 @@
 """The job-ledger design (labsite/ledger.py): the welcome email accepted into the ledger, and a job's state."""
 
+import time
+
+from django.db import transaction
 from django.http import JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -15,6 +18,7 @@ from labsite.views.common import (
     shed_when_backlogged,
     uuid_parameter,
 )
+from labsite.views.transactions import hold_ms_parameter
 
 MAX_IDEMPOTENCY_KEY = 255
 
@@ -35,14 +39,20 @@ def email_ledger(request):
     """Like /email/deferred/, plus the job row, written in the transaction that answers the request. A retry that
     carries the first request's Idempotency-Key gets the first job; another recipient under that key is a 422. Two
     requests with the same new key at once both miss the first look-up; the database's unique key lets one insert,
-    and the other finds that job inside accept_email, so the conflict can come from either call."""
+    and the other finds that job inside accept_email, so the conflict can come from either call. `hold_ms` (0 by
+    default, at most transactions.MAX_HOLD_MS) holds that transaction open so long after the job is written, like a
+    view that has more to do after accepting the email: the job's task must not run before the commit (notebook 05's
+    slow_commit)."""
     to = email_parameter(request)
     key = idempotency_key(request)
+    hold_ms = hold_ms_parameter(request, default=0)
     try:
         job = ledger.job_for_key(key, to) if key else None
         if job is None:
             shed_when_backlogged()
-            job = ledger.accept_email(to, key)
+            with transaction.atomic():
+                job = ledger.accept_email(to, key)
+                time.sleep(hold_ms / 1000)
     except ledger.IdempotencyConflict:
         return json_error(422, "this Idempotency-Key was used for another recipient")
     return accepted({"state": job.state, "job_id": str(job.id), "message_id": job.message_id},
