@@ -15,11 +15,13 @@ import socket
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
-import pandas as pd
-
 from helpers.instruments import plan_process
+
+if TYPE_CHECKING:  # pandas only in the parent: the client's process starts without it
+    import pandas as pd
 
 COLUMNS = ["seq", "label", "i", "warmup", "started_at", "connect_ms", "ttfb_ms", "total_ms", "status",
            "server_ms", "bytes", "error"]
