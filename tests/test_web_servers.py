@@ -1,6 +1,7 @@
 """The web servers of helpers.stack.web: each one's command line, and on a real start that every worker loaded the
 site before the lab calls it ready."""
 
+import psutil
 import pytest
 
 from helpers.stack import Lab, LabConfig
@@ -61,3 +62,11 @@ def test_every_worker_has_loaded_the_site_when_the_lab_is_ready(server, worker_c
         assert response.status == 200
         assert (response.getheader("Connection") == "close") == closes_connections
         assert lab.web.label == label
+        assert named_unix_sockets(lab) == []  # gunicorn's control socket (~/.gunicorn/gunicorn.ctl) stays off
+        web = lab.processes.pop("web")
+        assert web.stop() == 0  # the workers' quick exit keeps the master's status
+
+
+def named_unix_sockets(lab: Lab) -> list[str]:
+    """Paths of the unix sockets the lab's processes hold (socketpairs have none)."""
+    return [c.laddr for pid in lab.pids() for c in psutil.Process(pid).net_connections(kind="unix") if c.laddr]

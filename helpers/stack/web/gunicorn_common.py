@@ -17,7 +17,8 @@ class Gunicorn(WebServer):
     def argv(self, port: int) -> list:
         return [sys.executable, "-m", "gunicorn", self.application, "--bind", f"{LOOPBACK}:{port}",
                 "--workers", self.config.web_workers, "--worker-class", self.worker_class, *self.worker_options(),
-                "--graceful-timeout", "5", "--timeout", "120", "--log-level", "warning"]
+                "--graceful-timeout", "5", "--timeout", "120", "--log-level", "warning",
+                "--config", "python:labsite.gunicorn_conf"]
 
     def worker_options(self) -> list:
         return []
