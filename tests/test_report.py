@@ -258,3 +258,16 @@ def test_a_quick_run_leaves_its_full_mode_claims_unchecked_not_failed(reference,
     assert row.verdict == "Not measured in this run." and f"{claim}: not run (03)" in report.findings_markdown(quick)
     page = report.write_html(quick, tmp_path).read_text()
     assert f"{claim}: {verdicts.NOT_CHECKED}" in page
+
+
+def test_a_count_of_one_reads_singular_and_any_other_plural(reference):
+    """"lost 1 task", never "lost 1 tasks": a count's noun follows the count, in the helper and in the findings."""
+    from helpers.charts.common import counted
+
+    assert [counted(n, "task") for n in (0, 1, 2, 1500)] == ["0 tasks", "1 task", "2 tasks", "1,500 tasks"]
+    assert counted(1, "copy", "copies") == "1 copy" and counted(3, "copy", "copies") == "3 copies"
+    one = copy.deepcopy(reference)
+    one.summary["notebooks"]["05-faults"]["figures"]["kill_lost_plain"] = 1
+    assert "lost 1 task of the plain design" in report.findings_markdown(one)
+    one.summary["notebooks"]["05-faults"]["figures"]["kill_lost_plain"] = 7
+    assert "lost 7 tasks of the plain design" in report.findings_markdown(one)

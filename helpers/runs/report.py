@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from helpers import REPO_ROOT
-from helpers.charts.common import number
+from helpers.charts.common import counted, number
 from helpers.instruments.browser import THRESHOLDS_MS
 from helpers.runs import compare, verdicts
 from helpers.runs.folders import runs_root
@@ -153,6 +153,11 @@ class Figures:
             text += f" ({len(values)} runs)"
         return text
 
+    def count(self, notebook: str, name: str, noun: str) -> str:
+        """A count with its noun, plural unless every run counted exactly one: "1 task", "36 tasks", "1-2 tasks"."""
+        values = self.measured.values(notebook, name)
+        return f"{self(notebook, name)} {counted(1 if set(values) == {1} else 2, noun).split(' ', 1)[1]}"
+
     def raw(self, notebook: str, name: str):
         return self.measured.values(notebook, name)[0]
 
@@ -167,8 +172,9 @@ class Figures:
 
 
 # `{NN.figure unit *scale}`: notebook NN's figure from the run (a range when several runs hold it), with its unit and
-# an optional scale; `{NN.param:name unit *scale}`: one of its parameters (a knob, not a measurement); `{name}`: a
-# phrase a finding's `phrases` function builds from the run.
+# an optional scale; `{NN.figure #noun}`: a count with its noun, singular or plural as counted; `{NN.param:name unit
+# *scale}`: one of its parameters (a knob, not a measurement); `{name}`: a phrase a finding's `phrases` function builds
+# from the run.
 PLACEHOLDER = re.compile(r"\{(\d\d)\.(param:)?(\w+)(?: ([^}*]+?))?(?: \*(\d+))?\}")
 
 
@@ -183,6 +189,8 @@ def fill(template: str, figures: Figures, phrases: Callable[[Figures], dict] | N
         if parameter:
             value = number(figures.measured.parameter(notebook, name) * float(scale or 1))
             return f"{value} {unit}" if unit else value
+        if unit and unit.startswith("#"):
+            return figures.count(notebook, name, unit[1:])
         return figures(notebook, name, unit or "", float(scale or 1))
 
     text = PLACEHOLDER.sub(one, template)
@@ -230,11 +238,11 @@ INP = (
     "that waits on its main thread (a synchronous request) carries the server's time into INP: "
     "{04.inp_xhr_blocking_ms ms} against {04.inp_xhr_deferred_ms ms}.")
 QUEUE_IS_THE_FIX = (
-    "{05.faults_injected} faults injected under load ({05.kills} consumer kills; transient: SMTP 4xx, dropped "
+    "{05.faults_injected #fault} injected under load ({05.kills #consumer kill}; transient: SMTP 4xx, dropped "
     "connections, a provider stalling each command, a web server crash; permanent: 550 for unknown users) on "
     "{designs_backends}, four designs of the same email side by side, {05.emails_requested} emails requested in all. "
     "{design_summary} The ledger ended {05.permanent_failed} of {05.permanent_requested} emails to unknown users "
-    "`failed` and confirmed {05.confirmed_by_provider} kills between the provider's 250 and its commit with the "
+    "`failed` and confirmed {05.confirmed_by_provider #kill} between the provider's 250 and its commit with the "
     "provider, instead of sending twice.")
 WORK_STILL_HAPPENS = (
     "End to end (enqueue to sent), the email's median is {03.email_end_to_end_p50_ms ms} against "
@@ -252,7 +260,7 @@ PICKUP = (
     "browser, the deferred email shows as sent {04.delivered_deferred_ms ms} after the click, the blocking one "
     "{04.delivered_blocking_ms ms}.")
 CRASH = (
-    "{05.kills} SIGKILLs of the consumers lost {05.kill_lost_plain} tasks of the plain design, no more than the "
+    "{05.kills #SIGKILL} of the consumers lost {05.kill_lost_plain #task} of the plain design, no more than the "
     "workers held (bound {05.kill_loss_bound}): Huey removes a task from SQLite when a worker picks it up, Celery "
     "acknowledges it as it starts by default, django-tasks-db leaves it RUNNING. A crashed web server failed "
     "{05.web_restart_failed_requests} requests and lost {05.web_restart_lost} accepted emails. With the ledger "
