@@ -30,8 +30,11 @@ def test_the_check_command_fails_on_a_stale_block_or_chart(tmp_path, reference, 
     readme.write_text(report.README.read_text())
     monkeypatch.setattr(report, "README", readme)
     monkeypatch.setattr(report, "CHARTS_DIR", tmp_path / "charts")
+    monkeypatch.setattr(report, "DETAILS", tmp_path / "findings.md")
+    monkeypatch.setattr(report, "REPORT_DIR", tmp_path / "report")
     assert report.main(check=True) == 1  # no chart there yet
     report.write_readme()
+    report.write_html(reference, report.REPORT_DIR, copy=False)
     assert report.stale() == [] and report.main(check=True) == 0
     start, end = readme.read_text().split(report.FINDINGS_START)
     readme.write_text(start + report.FINDINGS_START + end.replace("PASS", "FAIL", 1))
@@ -106,7 +109,7 @@ def test_a_failed_check_replaces_the_answer(reference):
     row = report.rows(changed)[0]
     assert row.verdict == f"Not confirmed: 1 of {len(row.checks)} checks failed."
     assert f"{claim}: FAIL" in report.findings_markdown(changed)
-    assert report.FINDINGS[0].answer not in report.findings_markdown(changed).split("### 1.")[1]
+    assert report.FINDINGS[0].answer not in report.findings_markdown(changed).split("## 1.")[1]
 
 
 def test_a_run_without_notebook_07_says_it_predates_the_queue_matrix(reference):
@@ -116,7 +119,7 @@ def test_a_run_without_notebook_07_says_it_predates_the_queue_matrix(reference):
     del older.verdicts[report.QUEUE_NOTEBOOK]
     block = report.findings_markdown(older)
     assert f"`{report.QUEUE_NOTEBOOK}`, which the committed reference run" in block
-    assert "| Backend |" not in block.split("Which queue\n")[1].split("\n### ")[0]
+    assert "| Backend |" not in block.split("Which queue\n")[1].split("\n## ")[0]
     assert report.rows(older)[report.FINDINGS.index(_which_queue())].verdict == "Not measured in this run."
 
 
@@ -125,7 +128,7 @@ def _which_queue() -> report.Finding:
 
 
 def _queue_table(block: str) -> list[str]:
-    section = block.split("Which queue\n")[1].split("\n### ")[0]
+    section = block.split("Which queue\n")[1].split("\n## ")[0]
     return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Backend")
             and not line.startswith("| ---")]
 
