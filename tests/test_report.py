@@ -274,3 +274,38 @@ def test_a_count_of_one_reads_singular_and_any_other_plural(reference):
     assert "lost 1 task of the plain design" in report.findings_markdown(one)
     one.summary["notebooks"]["05-faults"]["figures"]["kill_lost_plain"] = 7
     assert "lost 7 tasks of the plain design" in report.findings_markdown(one)
+
+
+ERROR_OUTPUTS = """[...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"], .output_error')]
+  .map((el) => el.innerText).filter((text) => /Traceback|^\\w*(Error|Exception)\\b/m.test(text))"""
+
+
+def test_the_committed_report_opens_with_every_image_and_no_error_output(tmp_path):
+    """docs/report/index.html, as committed, in headless Chromium: every image loaded (naturalWidth > 0) and has alt
+    text, every notebook has its executed HTML export or says it is not in the reference, and no export shows an
+    error output (the check finds one in a page made to show it)."""
+    from helpers.instruments import browser
+
+    index = report.REPORT_DIR / "index.html"
+    broken = tmp_path / "broken.html"
+    broken.write_text('<div data-mime-type="application/vnd.jupyter.stderr"><pre>Traceback (most recent call last):\n'
+                      'ZeroDivisionError: division by zero</pre></div>')
+    with browser.chromium() as context:
+        page = context.new_page()
+        page.goto(index.as_uri(), wait_until="load")
+        page.wait_for_function("[...document.images].every((img) => img.complete)")
+        images = page.evaluate("[...document.images].map((img) => [img.getAttribute('src'), img.naturalWidth,"
+                               " img.alt])")
+        text = page.inner_text("body")
+        exports = page.evaluate("[...document.querySelectorAll('a')].filter((a) => a.innerText.startsWith("
+                                "'Executed notebook')).map((a) => a.href)")
+        errors = {}
+        for url in [*exports, broken.as_uri()]:
+            page.goto(url, wait_until="load")
+            errors[url] = page.evaluate(ERROR_OUTPUTS)
+    assert len(images) >= len(report.reference().charts)
+    assert [src for src, width, _ in images if width <= 0] == []
+    assert [src for src, _, alt in images if not alt.strip()] == []
+    notebooks = report.reference().notebooks
+    assert len(exports) + text.count("Executed notebook not in this reference") == len(notebooks)
+    assert errors.pop(broken.as_uri()) and errors == {url: [] for url in exports}

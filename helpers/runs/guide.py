@@ -46,6 +46,9 @@ def _and(items: list[str]) -> str:
 # -- the article's table ---------------------------------------------------------------------------------------------
 
 
+# notebook 08's variant -> the pattern as the article's table names it
+ARTICLE_PATTERNS = {"sync": "Send in a sync view (gunicorn)", "async": "Send in an async view (uvicorn, aiosmtplib)",
+                    "deferred_gunicorn": "Deferred: enqueue, answer 202"}
 ARTICLE_COLUMNS = ["Pattern", "Server blocking", "Response time (p50)", "User-perceived speed", "Verdict"]
 
 
@@ -96,9 +99,7 @@ def article_table(f, link: Callable[[str], str]) -> list[list[str]]:
                               f"against {f(BROWSER, 'delivered_blocking_ms', 'ms')} blocking ({n04})") if b
         else "not measured",
     }
-    names = {"sync": "Send in a sync view (gunicorn)", "async": "Send in an async view (uvicorn, aiosmtplib)",
-             "deferred_gunicorn": "Deferred: enqueue, answer 202"}
-    return [[names[v], server(v), response(v), user[v], verdict(v)] for v in names
+    return [[name, server(v), response(v), user[v], verdict(v)] for v, name in ARTICLE_PATTERNS.items()
             if fig.get(f"{v}_saturation_rps") is not None]
 
 
