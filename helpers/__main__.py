@@ -1,6 +1,7 @@
 """`python -m helpers bench NAME [-p NAME VALUE]` (one JSON line of figures), `run NOTEBOOK... -p NAME VALUE`
-(papermill reruns; exit status 1 when a claim failed), `report [--check]` (the README's findings from
-data/reference/ and the latest run's HTML report), `strip` (notebook outputs but the verdict)."""
+(papermill reruns; exit status 1 when a claim failed), `report [--check] [--keep-exports RUN_DIR]` (the README's
+findings, docs/findings.md and docs/report/ from data/reference/, and the latest run's HTML report), `strip`
+(notebook outputs but the verdict)."""
 
 import argparse
 import sys
@@ -24,6 +25,9 @@ def main(argv=None) -> None:
                                         "an HTML report of the latest run")
     report_parser.add_argument("--check", action="store_true",
                                help="write nothing; exit 1 when the README's findings or charts are stale")
+    report_parser.add_argument("--keep-exports", type=Path, metavar="RUN_DIR",
+                               help="first copy a run's executed-notebook HTML exports into data/reference/full-run/"
+                                    "html/ (when promoting that run to the reference)")
     strip_parser = commands.add_parser("strip", help="strip notebook outputs but the verdict nbval compares")
     strip_parser.add_argument("notebooks", nargs="*", type=Path)
     args = parser.parse_args(argv)
@@ -38,6 +42,9 @@ def main(argv=None) -> None:
     elif args.command == "report":
         from helpers.runs import report
 
+        if args.keep_exports:
+            for path in report.keep_exports(args.keep_exports):
+                print(f"kept {report.shown_path(path)}")
         sys.exit(report.main(check=args.check))
     elif args.command == "strip":
         notebooks.strip(args.notebooks or notebooks.notebooks())

@@ -226,17 +226,10 @@ def _04(chart: str):
     return {"ttfb": charts.ttfb_chart, "inp": charts.inp_chart, "feedback": charts.feedback_chart}[chart](timed)
 
 
-def _05(chart: str):
+def _05():
     from helpers.charts import faults as charts
 
     figures = _figures("05-faults")
-    if chart == "lost-by-fault":
-        per_fault = figures["requested"] // len(figures["lost_by_fault"])
-        table = pd.DataFrame([{"fault": fault, "endpoint": endpoint, "lost": lost[f"{design}_ledger"],
-                               "duplicated": 0, "requested": per_fault}
-                              for fault, lost in figures["lost_by_fault"].items()
-                              for endpoint, design in (("deferred", "without"), ("ledger", "with"))])
-        return charts.lost_by_fault(table)
     overload = pd.DataFrame(figures["overload"])
     depth = pd.concat([pd.DataFrame({"max_backlog": row["max_backlog"], "t_s": np.linspace(0, row["duration_s"], 20),
                                      "depth": np.linspace(0, row["max_depth"], 20)})
@@ -316,17 +309,14 @@ CHARTS = {
     **{f"03-the-work-still-happens-fig0{k}": partial(_03, chart) for k, chart in enumerate(
         ("response-vs-completion", "timeline", "queue-depth", "pickup", "workers", "djtasks-backends"), 1)},
     **{f"04-what-the-user-sees-fig0{k}": partial(_04, chart) for k, chart in enumerate(("ttfb", "inp", "feedback"), 1)},
-    "05-faults-fig01": partial(_05, "lost-by-fault"),
-    "05-faults-fig02": partial(_05, "overload"),
+    "05-faults-fig02": _05,
     **{f"06-scale-out-fig0{k}": partial(_06, chart) for k, chart in enumerate(
         ("view", "pickup", "drain", "contention", "cpu"), 1)},
     "07-which-queue-fig03": _07_pickup,
 }
-REWRITTEN = {"05-faults-fig01", "05-faults-fig02"}  # notebook 05 and its charts are rewritten on branch four-designs
 
 
-@pytest.mark.parametrize("name", [pytest.param(name, marks=pytest.mark.xfail(reason="rewritten on four-designs"))
-                                  if name in REWRITTEN else name for name in sorted(CHARTS)])
+@pytest.mark.parametrize("name", sorted(CHARTS))
 def test_every_chart_reads_at_a_glance(name):
     fig = CHARTS[name]()
     try:

@@ -30,8 +30,11 @@ def test_the_check_command_fails_on_a_stale_block_or_chart(tmp_path, reference, 
     readme.write_text(report.README.read_text())
     monkeypatch.setattr(report, "README", readme)
     monkeypatch.setattr(report, "CHARTS_DIR", tmp_path / "charts")
+    monkeypatch.setattr(report, "DETAILS", tmp_path / "findings.md")
+    monkeypatch.setattr(report, "REPORT_DIR", tmp_path / "report")
     assert report.main(check=True) == 1  # no chart there yet
     report.write_readme()
+    report.write_html(reference, report.REPORT_DIR, copy=False)
     assert report.stale() == [] and report.main(check=True) == 0
     start, end = readme.read_text().split(report.FINDINGS_START)
     readme.write_text(start + report.FINDINGS_START + end.replace("PASS", "FAIL", 1))
@@ -106,7 +109,7 @@ def test_a_failed_check_replaces_the_answer(reference):
     row = report.rows(changed)[0]
     assert row.verdict == f"Not confirmed: 1 of {len(row.checks)} checks failed."
     assert f"{claim}: FAIL" in report.findings_markdown(changed)
-    assert report.FINDINGS[0].answer not in report.findings_markdown(changed).split("### 1.")[1]
+    assert report.FINDINGS[0].answer not in report.findings_markdown(changed).split("## 1.")[1]
 
 
 def test_a_run_without_notebook_07_says_it_predates_the_queue_matrix(reference):
@@ -116,7 +119,7 @@ def test_a_run_without_notebook_07_says_it_predates_the_queue_matrix(reference):
     del older.verdicts[report.QUEUE_NOTEBOOK]
     block = report.findings_markdown(older)
     assert f"`{report.QUEUE_NOTEBOOK}`, which the committed reference run" in block
-    assert "| Backend |" not in block.split("Which queue\n")[1].split("\n### ")[0]
+    assert "| Backend |" not in block.split("Which queue\n")[1].split("\n## ")[0]
     assert report.rows(older)[report.FINDINGS.index(_which_queue())].verdict == "Not measured in this run."
 
 
@@ -125,7 +128,7 @@ def _which_queue() -> report.Finding:
 
 
 def _queue_table(block: str) -> list[str]:
-    section = block.split("Which queue\n")[1].split("\n### ")[0]
+    section = block.split("Which queue\n")[1].split("\n## ")[0]
     return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| Backend")
             and not line.startswith("| ---")]
 
@@ -258,3 +261,51 @@ def test_a_quick_run_leaves_its_full_mode_claims_unchecked_not_failed(reference,
     assert row.verdict == "Not measured in this run." and f"{claim}: not run (03)" in report.findings_markdown(quick)
     page = report.write_html(quick, tmp_path).read_text()
     assert f"{claim}: {verdicts.NOT_CHECKED}" in page
+
+
+def test_a_count_of_one_reads_singular_and_any_other_plural(reference):
+    """"lost 1 task", never "lost 1 tasks": a count's noun follows the count, in the helper and in the findings."""
+    from helpers.charts.common import counted
+
+    assert [counted(n, "task") for n in (0, 1, 2, 1500)] == ["0 tasks", "1 task", "2 tasks", "1,500 tasks"]
+    assert counted(1, "copy", "copies") == "1 copy" and counted(3, "copy", "copies") == "3 copies"
+    one = copy.deepcopy(reference)
+    one.summary["notebooks"]["05-faults"]["figures"]["kill_lost_plain"] = 1
+    assert "lost 1 task of the plain design" in report.findings_markdown(one)
+    one.summary["notebooks"]["05-faults"]["figures"]["kill_lost_plain"] = 7
+    assert "lost 7 tasks of the plain design" in report.findings_markdown(one)
+
+
+ERROR_OUTPUTS = """[...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"], .output_error')]
+  .map((el) => el.innerText).filter((text) => /Traceback|^\\w*(Error|Exception)\\b/m.test(text))"""
+
+
+def test_the_committed_report_opens_with_every_image_and_no_error_output(tmp_path):
+    """docs/report/index.html, as committed, in headless Chromium: every image loaded (naturalWidth > 0) and has alt
+    text, every notebook has its executed HTML export or says it is not in the reference, and no export shows an
+    error output (the check finds one in a page made to show it)."""
+    from helpers.instruments import browser
+
+    index = report.REPORT_DIR / "index.html"
+    broken = tmp_path / "broken.html"
+    broken.write_text('<div data-mime-type="application/vnd.jupyter.stderr"><pre>Traceback (most recent call last):\n'
+                      'ZeroDivisionError: division by zero</pre></div>')
+    with browser.chromium() as context:
+        page = context.new_page()
+        page.goto(index.as_uri(), wait_until="load")
+        page.wait_for_function("[...document.images].every((img) => img.complete)")
+        images = page.evaluate("[...document.images].map((img) => [img.getAttribute('src'), img.naturalWidth,"
+                               " img.alt])")
+        text = page.inner_text("body")
+        exports = page.evaluate("[...document.querySelectorAll('a')].filter((a) => a.innerText.startsWith("
+                                "'Executed notebook')).map((a) => a.href)")
+        errors = {}
+        for url in [*exports, broken.as_uri()]:
+            page.goto(url, wait_until="load")
+            errors[url] = page.evaluate(ERROR_OUTPUTS)
+    assert len(images) >= len(report.reference().charts)
+    assert [src for src, width, _ in images if width <= 0] == []
+    assert [src for src, _, alt in images if not alt.strip()] == []
+    notebooks = report.reference().notebooks
+    assert len(exports) + text.count("Executed notebook not in this reference") == len(notebooks)
+    assert errors.pop(broken.as_uri()) and errors == {url: [] for url in exports}

@@ -36,6 +36,11 @@ def number(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
 
 
+def counted(count: float, noun: str, plural: str | None = None) -> str:
+    """A count with its noun, singular or plural as the count says: "1 task", "36 tasks", "0 emails"."""
+    return f"{number(count)} {noun if count == 1 else plural or noun + 's'}"
+
+
 def color(key: str) -> str:
     return COLORS.get(key, OTHER)
 

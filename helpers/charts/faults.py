@@ -7,37 +7,54 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from helpers.charts.common import OTHER, color
+from helpers.charts.common import OTHER, color, counted, number
 from helpers.experiments.faults import DESIGNS
 
 
 def lost_by_fault(table: pd.DataFrame):
     """Per fault and design (every backend summed), emails lost (solid) and duplicated (hatched, stacked on top) as a
-    share of those requested; each bar is labelled lost+duplicated / requested (helpers.experiments.faults.run_faults'
-    table). Under the permanent fault a lost email is one the design did not deliver and could have: none here."""
-    fig, ax = plt.subplots(figsize=(12, 4.8))
+    share of those the site accepted; each bar is labelled lost+duplicated / accepted (helpers.experiments.faults.
+    run_faults' table). Under the permanent fault a lost email is one the design did not deliver and could have: none
+    here. A fault whose requests failed at the client (`client_errors`: the web restart) says how many, since those
+    were never accepted and so are in no bar."""
+    fig, ax = plt.subplots(figsize=(12, 5))
     faults = list(dict.fromkeys(table["fault"]))
     designs = [d for d in DESIGNS if (table["design"] == d).any()]
     x = np.arange(len(faults))
     width = 0.8 / len(designs)
+    tallest, any_duplicated = 0.0, False
     for k, design in enumerate(designs):
         rows = table[table["design"] == design].groupby("fault")[["lost", "duplicated", "requested"]].sum()
         rows = rows.reindex(faults, fill_value=0)
         requested = rows["requested"].where(rows["requested"] > 0)
         lost_pct = (100 * rows["lost"] / requested).fillna(0)
         duplicated_pct = (100 * rows["duplicated"] / requested).fillna(0)
+        tallest = max(tallest, float((lost_pct + duplicated_pct).max()))
+        any_duplicated = any_duplicated or bool((rows["duplicated"] > 0).any())
         where, shade = x + (k - (len(designs) - 1) / 2) * width, color(DESIGNS[design])
-        bars = ax.bar(where, lost_pct, width * 0.95, color=shade, label=f"{design}: lost")
-        ax.bar(where, duplicated_pct, width * 0.95, bottom=lost_pct, color="white", edgecolor=shade, hatch="//",
-               label=f"{design}: duplicated")
-        ax.bar_label(bars, labels=[f"{lost + dup}/{n}" for lost, dup, n in
-                                   zip(rows["lost"], rows["duplicated"], rows["requested"], strict=True)],
+        ax.bar(where, lost_pct, width * 0.95, color=shade, label=design)
+        ax.bar(where, duplicated_pct, width * 0.95, bottom=lost_pct, color="white", edgecolor=shade, hatch="//")
+        totals = ax.bar(where, lost_pct + duplicated_pct, width * 0.95, fill=False, linewidth=0)
+        ax.bar_label(totals, labels=[f"{lost + dup}/{n}" if n else "" for lost, dup, n in
+                                     zip(rows["lost"], rows["duplicated"], rows["requested"], strict=True)],
                      fontsize=7, rotation=90, padding=2)
-    ax.set_xticks(x, [fault.replace("_", " ") for fault in faults])
+    if any_duplicated:
+        ax.bar([np.nan], [np.nan], color="white", edgecolor="grey", hatch="//", label="duplicated (hatched)")
+    ax.set_ylim(0, max(tallest, 1.0) * 1.35)  # room above the tallest bar for its label, under the title
+    failed = (table.groupby("fault")["client_errors"].sum().reindex(faults, fill_value=0)
+              if "client_errors" in table else pd.Series(0, index=faults))
+    lost = table.groupby("fault")["lost"].sum().reindex(faults, fill_value=0)
+    for i, fault in enumerate(faults):
+        if failed[fault] > 0:
+            ax.annotate(f"{counted(failed[fault], 'request')} failed\nat the client (never\naccepted); "
+                        f"{number(lost[fault])}\naccepted lost",
+                        (x[i], 0.55), xycoords=("data", "axes fraction"), ha="center", va="center", fontsize=8,
+                        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "grey"})
+    ax.set_xticks(x, [fault.replace("_", " ").replace("smtp", "SMTP") for fault in faults])
     ax.set_xlabel("fault injected under load (every backend measured, summed)")
-    ax.set_ylabel("emails lost or duplicated (% of requested)")
-    ax.set_title("What each fault cost each design (labels: lost + duplicated / requested)")
-    ax.legend(fontsize=7, ncols=2)
+    ax.set_ylabel("emails lost or duplicated (% of accepted)")
+    ax.set_title("What each fault cost each design (labels: lost + duplicated / accepted)")
+    ax.legend(fontsize=8, ncols=2, loc="upper right", title="design")
     ax.grid(True, axis="y", alpha=0.3)
     return fig
 
@@ -55,7 +72,7 @@ def overload(overload_table: pd.DataFrame, depth: pd.DataFrame):
     left.axhline(bound, color="black", linestyle=":", label="the bound")
     rate, seconds = by_bound["rate"].iloc[0], by_bound["duration_s"].iloc[0]
     left.set_xlabel("time since the load generator was started (s)")
-    left.set_ylabel("tasks waiting in the queue")
+    left.set_ylabel("tasks waiting in the queue (count)")
     left.set_title(f"Queue depth at {rate:.0f} requests/s for {seconds:.1f} s")
     left.legend()
     left.grid(True, alpha=0.3)
@@ -64,7 +81,7 @@ def overload(overload_table: pd.DataFrame, depth: pd.DataFrame):
     right.bar(labels, by_bound["refused_503"], bottom=by_bound["requested"], color=OTHER,
               label="shed (503 + Retry-After)")
     right.set_xlabel("backlog setting")
-    right.set_ylabel("requests")
+    right.set_ylabel("requests (count)")
     right.set_title("Accepted vs shed")
     right.legend()
     return fig

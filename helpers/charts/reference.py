@@ -1,5 +1,6 @@
 """The reference run's charts drawn again from its committed data (data/reference/full-run/): the charts whose every
-input the run committed, its point tables (notebooks 02 and 08) or its recorded figures (notebook 07's matrix).
+input the run committed, its point tables (notebooks 02 and 08) or its recorded figures (notebook 05's counts per
+fault, notebook 07's matrix).
 
 Why: a chart's code changes after the run; `python -m helpers.charts.reference` redraws these charts into the
 reference's figures/ (then `python -m helpers report` copies the headline ones to docs/findings/), and
@@ -71,6 +72,27 @@ def which_queue_table() -> pd.DataFrame:
     return table.rename_axis("backend")
 
 
+def faults_table() -> pd.DataFrame:
+    """Notebook 05's table, the columns its first chart reads, from the per backend, design and fault counts it
+    recorded; the web restart's failed requests are recorded as one total, put on its first row."""
+    figures = run("05-faults")["figures"]
+    rows = [{"backend": key.split("/")[0], "design": key.split("/")[1], "fault": key.split("/")[2],
+             **counts, "client_errors": 0} for key, counts in figures["by_fault"].items()]
+    table = pd.DataFrame(rows)
+    order = {fault: k for k, fault in enumerate(figures["faults"])}
+    table = table.sort_values("fault", key=lambda column: column.map(order), kind="stable").reset_index(drop=True)
+    restart = table.index[table["fault"] == "web_restart"]
+    if len(restart):
+        table.loc[restart[0], "client_errors"] = figures["web_restart_failed_requests"]
+    return table
+
+
+def _05(chart: str):
+    from helpers.charts import faults as charts
+
+    return {"fig01": lambda: charts.lost_by_fault(faults_table())}[chart]()
+
+
 def _02(chart: str, model_points: int | None = None):
     """Notebook 02's chart; `model_points`: where the M/D/c model is simulated (the run's own number by default,
     about a second each)."""
@@ -105,6 +127,7 @@ def _08(chart: str):
 # "<notebook>-figNN" (its name under figures/) -> a function drawing it from the committed data
 CHARTS: dict[str, Callable] = {
     **{f"02-under-load-{c}": (lambda c=c: _02(c)) for c in ("fig01", "fig02", "fig03", "fig04")},
+    "05-faults-fig01": lambda: _05("fig01"),
     **{f"07-which-queue-{c}": (lambda c=c: _07(c)) for c in ("fig01", "fig02", "fig04", "fig05", "fig06")},
     **{f"08-does-async-fix-it-{c}": (lambda c=c: _08(c)) for c in ("fig01", "fig02", "fig03")},
 }

@@ -17,6 +17,7 @@ benchmark's) is printed as their range with the number of runs it spans.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -25,14 +26,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from helpers import REPO_ROOT
-from helpers.charts.common import number
+from helpers.charts.common import counted, number
 from helpers.instruments.browser import THRESHOLDS_MS
-from helpers.runs import compare, verdicts
+from helpers.runs import compare, guide, verdicts
 from helpers.runs.folders import runs_root
 
 REFERENCE_DIR = REPO_ROOT / "data" / "reference"
 README = REPO_ROOT / "README.md"
+DETAILS = REPO_ROOT / "docs" / "findings.md"  # every finding with its figures, table, chart and verdict lines
 CHARTS_DIR = REPO_ROOT / "docs" / "findings"
+REPORT_DIR = REPO_ROOT / "docs" / "report"  # the reference's HTML report, committed: open it without running anything
+TIMINGS = "timings.json"  # data/reference/timings.json: how long a command took, measured (the README quotes it)
 FINDINGS_START = "<!-- findings:start -->"
 FINDINGS_END = "<!-- findings:end -->"
 # A committed benchmark run (data/reference/bench-NAME/run.json) reports its notebook's key_figures() under the same
@@ -114,8 +118,9 @@ def reference(folder: Path = REFERENCE_DIR) -> Measured:
         notebook = BENCH_NOTEBOOKS.get(meta.get("benchmark"))
         if notebook:
             other_runs.setdefault(notebook, []).append(meta.get("figures", {}))
+    exports = {path.stem: path for path in sorted((folder / "full-run" / "html").glob("*.html"))}
     return Measured("the committed reference run", summary, judgements, _charts(folder / "full-run" / "figures"),
-                    other_runs=other_runs)
+                    exports, other_runs=other_runs)
 
 
 def rerun(run_dir: Path) -> Measured:
@@ -153,6 +158,11 @@ class Figures:
             text += f" ({len(values)} runs)"
         return text
 
+    def count(self, notebook: str, name: str, noun: str) -> str:
+        """A count with its noun, plural unless every run counted exactly one: "1 task", "36 tasks", "1-2 tasks"."""
+        values = self.measured.values(notebook, name)
+        return f"{self(notebook, name)} {counted(1 if set(values) == {1} else 2, noun).split(' ', 1)[1]}"
+
     def raw(self, notebook: str, name: str):
         return self.measured.values(notebook, name)[0]
 
@@ -167,8 +177,9 @@ class Figures:
 
 
 # `{NN.figure unit *scale}`: notebook NN's figure from the run (a range when several runs hold it), with its unit and
-# an optional scale; `{NN.param:name unit *scale}`: one of its parameters (a knob, not a measurement); `{name}`: a
-# phrase a finding's `phrases` function builds from the run.
+# an optional scale; `{NN.figure #noun}`: a count with its noun, singular or plural as counted; `{NN.param:name unit
+# *scale}`: one of its parameters (a knob, not a measurement); `{name}`: a phrase a finding's `phrases` function builds
+# from the run.
 PLACEHOLDER = re.compile(r"\{(\d\d)\.(param:)?(\w+)(?: ([^}*]+?))?(?: \*(\d+))?\}")
 
 
@@ -183,6 +194,8 @@ def fill(template: str, figures: Figures, phrases: Callable[[Figures], dict] | N
         if parameter:
             value = number(figures.measured.parameter(notebook, name) * float(scale or 1))
             return f"{value} {unit}" if unit else value
+        if unit and unit.startswith("#"):
+            return figures.count(notebook, name, unit[1:])
         return figures(notebook, name, unit or "", float(scale or 1))
 
     text = PLACEHOLDER.sub(one, template)
@@ -230,11 +243,11 @@ INP = (
     "that waits on its main thread (a synchronous request) carries the server's time into INP: "
     "{04.inp_xhr_blocking_ms ms} against {04.inp_xhr_deferred_ms ms}.")
 QUEUE_IS_THE_FIX = (
-    "{05.faults_injected} faults injected under load ({05.kills} consumer kills; transient: SMTP 4xx, dropped "
+    "{05.faults_injected #fault} injected under load ({05.kills #consumer kill}; transient: SMTP 4xx, dropped "
     "connections, a provider stalling each command, a web server crash; permanent: 550 for unknown users) on "
     "{designs_backends}, four designs of the same email side by side, {05.emails_requested} emails requested in all. "
     "{design_summary} The ledger ended {05.permanent_failed} of {05.permanent_requested} emails to unknown users "
-    "`failed` and confirmed {05.confirmed_by_provider} kills between the provider's 250 and its commit with the "
+    "`failed` and confirmed {05.confirmed_by_provider #kill} between the provider's 250 and its commit with the "
     "provider, instead of sending twice.")
 WORK_STILL_HAPPENS = (
     "End to end (enqueue to sent), the email's median is {03.email_end_to_end_p50_ms ms} against "
@@ -252,7 +265,7 @@ PICKUP = (
     "browser, the deferred email shows as sent {04.delivered_deferred_ms ms} after the click, the blocking one "
     "{04.delivered_blocking_ms ms}.")
 CRASH = (
-    "{05.kills} SIGKILLs of the consumers lost {05.kill_lost_plain} tasks of the plain design, no more than the "
+    "{05.kills #SIGKILL} of the consumers lost {05.kill_lost_plain #task} of the plain design, no more than the "
     "workers held (bound {05.kill_loss_bound}): Huey removes a task from SQLite when a worker picks it up, Celery "
     "acknowledges it as it starts by default, django-tasks-db leaves it RUNNING. A crashed web server failed "
     "{05.web_restart_failed_requests} requests and lost {05.web_restart_lost} accepted emails. With the ledger "
@@ -544,8 +557,27 @@ def rows(measured: Measured) -> list[Row]:
 # -- the README's block ----------------------------------------------------------------------------------------------
 
 
-def _notebook_links(finding: Finding, measured: Measured, prefix: str = "notebooks/") -> str:
+def _notebook_links(finding: Finding, measured: Measured, prefix: str = "../notebooks/") -> str:
     return ", ".join(f"[`{nb}`]({prefix}{nb}.ipynb)" for nb in finding.checks if nb in measured.notebooks)
+
+
+def _source(measured: Measured) -> str:
+    """Which run the figures are from: its notebooks, date, machine, commit and length, and any notebook run apart."""
+    env = measured.summary["environment"]
+    all_passed, all_checks = measured.tally()
+    minutes = measured.minutes()
+    apart = {nb: entry["run"] for nb, entry in measured.notebooks.items() if entry.get("run")}
+    together = [nb.split("-")[0] for nb in measured.notebooks if nb not in apart]
+    own = "".join(f", and {nb.split('-')[0]} in a full-mode run of its own on "
+                  f"{datetime.fromtimestamp(run['started_at'], UTC).strftime('%Y-%m-%d')} at commit "
+                  f"`{run['commit'][:7]}`" for nb, run in apart.items())
+    return (f"From {measured.label}: notebooks {', '.join(together)} in full mode on {measured.started()}, "
+            f"{env['cpu_count']} cores, Python {env['python']}, commit `{env['git_commit'][:7]}`"
+            + (f", {minutes:.0f} minutes" if minutes else "") + own
+            + f"; {all_passed} of {all_checks} verdict checks PASS. Each figure is from that one run unless a range "
+            "says how many runs it spans (a committed benchmark run of the same figures): the spread across runs of "
+            "a single number is not in data/reference/. Numbers from another machine are not targets: `make run` "
+            "measures yours.")
 
 
 def _check_line(notebook: str, claim: str, held: bool | None) -> str:
@@ -558,46 +590,103 @@ def _markdown_row(cells: list[str]) -> str:
 
 
 def findings_markdown(measured: Measured) -> str:
-    """The README's findings block (markers excluded)."""
-    env = measured.summary["environment"]
-    all_passed, all_checks = measured.tally()
-    minutes = measured.minutes()
-    apart = {nb: entry["run"] for nb, entry in measured.notebooks.items() if entry.get("run")}
-    together = [nb.split("-")[0] for nb in measured.notebooks if nb not in apart]
-    own = "".join(f", and {nb.split('-')[0]} in a full-mode run of its own on "
-                  f"{datetime.fromtimestamp(run['started_at'], UTC).strftime('%Y-%m-%d')} at commit "
-                  f"`{run['commit'][:7]}`" for nb, run in apart.items())
+    """docs/findings.md: every finding with its figures, table, chart and the notebooks' verdict lines."""
     lines = [
         "<!-- generated by `python -m helpers report` from data/reference/: edit helpers/runs/report.py, "
-        "not this block -->",
+        "not this file -->",
         "",
-        f"From {measured.label}: notebooks {', '.join(together)} in full mode "
-        f"on {measured.started()}, "
-        f"{env['cpu_count']} cores, Python {env['python']}, commit `{env['git_commit'][:7]}`"
-        + (f", {minutes:.0f} minutes" if minutes else "") + own
-        + f"; {all_passed} of {all_checks} verdict checks PASS. Each figure is from that one run unless a range "
-        "says how many runs it spans (a committed benchmark run of the same figures). Numbers from another "
-        "machine are not targets: `make run` measures yours.",
+        "# What the lab found, finding by finding",
         "",
-        "| | The article says, or leaves out | What the lab found | Checks | Notebook |",
-        "|---|---|---|---|---|",
+        "The article's claims one by one, then what it leaves out: each with the lab's answer, the figures behind "
+        "it, the notebooks' own verdict lines and the notebook that shows it. The [README](../README.md) has the "
+        "summary; the [HTML report](report/index.html) every chart of every notebook.",
+        "",
+        _source(measured),
     ]
     for n, row in enumerate(rows(measured), 1):
-        lines.append(f"| {n} | {row.finding.title} | {row.short} | {row.passed} of {len(row.checks)} PASS | "
-                     f"{_notebook_links(row.finding, measured)} |")
-    for n, row in enumerate(rows(measured), 1):
         heading = "The article says" if row.finding.quote else "The article leaves out"
-        lines += ["", f"### {n}. {heading}: {row.finding.title}", "", f"**{row.verdict}**", "",
+        lines += ["", f"## {n}. {heading}: {row.finding.title}", "", f"**{row.verdict}**", "",
                   row.measured or "Not measured in this run.", ""]
         if row.table:
             columns, cells = row.table
             lines += [_markdown_row(columns), _markdown_row(["---"] * len(columns)),
                       *[_markdown_row(cell) for cell in cells], ""]
         if row.finding.chart_file:
-            lines += [f"![{row.finding.alt}](docs/findings/{row.finding.chart_file})", ""]
+            lines += [f"![{row.finding.alt}](findings/{row.finding.chart_file})", ""]
         lines.append(f"Verdict lines ({_notebook_links(row.finding, measured)}):")
         lines.append("")
         lines += [f"- {_check_line(*check)}" for check in row.checks]
+    return "\n".join(lines) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest} s" if minutes < 20 and rest else f"{round(seconds / 60)} min"
+
+
+def timings(folder: Path = REFERENCE_DIR) -> dict:
+    """Commands timed on the reference's kind of machine (data/reference/timings.json): name -> its record."""
+    path = folder / TIMINGS
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _commands(measured: Measured, timed: dict) -> list[str]:
+    """The two commands, each with how long it took where that was measured."""
+    env = measured.summary["environment"]
+    test = timed.get("make test")
+    took_test = (f"took {_duration(test['seconds'])} on a fresh clone, set-up included ({test['cores']} cores, "
+                 f"commit `{test['commit'][:7]}`)" if test else "is not timed in data/reference/")
+    minutes = measured.minutes()
+    took_run = (f"took {_duration(minutes * 60)} for notebooks 01-08 in full mode ({env['cpu_count']} cores, the "
+                f"reference run)" if minutes else "is not timed in data/reference/")
+    return ["```bash",
+            "make test   # set-up (.venv, Debian packages), then every test and every notebook in quick mode",
+            "make run    # every notebook in full mode: your machine's own findings, in data/runs/",
+            "```",
+            "",
+            f"`make test` {took_test}; `make run` {took_run}. `make lab` opens the notebooks in "
+            "JupyterLab after the same set-up, and `make report` rewrites this page's figures "
+            "([rerunning](docs/rerunning.md)).",
+            ]
+
+
+def readme_block(measured: Measured, timed: dict | None = None) -> str:
+    """The README's first screen (markers excluded): the article's table answered, which setup when, the two
+    commands and how long they took, the findings table."""
+    figures = Figures(measured)
+
+    def link(nb: str) -> str:
+        return f"[{nb.split('-')[0]}](notebooks/{nb}.ipynb)"
+
+    lines = ["<!-- generated by `python -m helpers report` from data/reference/: edit helpers/runs/report.py, "
+             "not this block -->", ""]
+    try:
+        table = guide.article_table(figures, link)
+    except KeyError:
+        table = []
+    if table:
+        lines += ["The article's table, each cell measured (notebook linked):", "",
+                  _markdown_row(guide.ARTICLE_COLUMNS), _markdown_row(["---"] * len(guide.ARTICLE_COLUMNS)),
+                  *[_markdown_row(cells) for cells in table], ""]
+    try:
+        decisions = guide.which_setup_when(figures, link)
+    except KeyError:
+        decisions = []
+    if decisions:
+        lines += ["## Which setup when", "", *[f"- {line}" for line in decisions], ""]
+    lines += [figures.runs_note().replace("One run", "Each figure above is from one run", 1)
+              + " [Where the figures come from](docs/findings.md).", "", "## Two commands", "",
+              *_commands(measured, timings() if timed is None else timed), "",
+              "## What the lab found", "",
+              "| | The article says, or leaves out | What the lab found | Checks | Notebook |",
+              "|---|---|---|---|---|"]
+    for n, row in enumerate(rows(measured), 1):
+        lines.append(f"| {n} | {row.finding.title} | {row.short} | {row.passed} of {len(row.checks)} PASS | "
+                     f"{_notebook_links(row.finding, measured, 'notebooks/')} |")
+    passed, checked = measured.tally()
+    lines += ["", f"{passed} of {checked} verdict checks PASS. Every finding with its figures, tables, charts and "
+              "verdict lines: [docs/findings.md](docs/findings.md); every notebook's charts: "
+              "[docs/report/index.html](docs/report/index.html)."]
     return "\n".join(lines) + "\n"
 
 
@@ -612,13 +701,19 @@ def readme_with(readme: str, block: str) -> str:
     return f"{before}{FINDINGS_START}\n{block}{FINDINGS_END}{after}"
 
 
-def stale(readme: Path | None = None, measured: Measured | None = None) -> list[str]:
-    """What `python -m helpers report` would change: the README's block, a chart missing or different."""
-    readme, measured = readme or README, measured or reference()
+def stale(readme: Path | None = None, measured: Measured | None = None, details: Path | None = None) -> list[str]:
+    """What `python -m helpers report` would change: the README's block, docs/findings.md, a chart missing or
+    different, the committed HTML report."""
+    readme, details, measured = readme or README, details or DETAILS, measured or reference()
     text = readme.read_text()
-    found = [] if readme_with(text, findings_markdown(measured)) == text else [readme]
+    found = [] if readme_with(text, readme_block(measured)) == text else [readme]
+    if not details.exists() or details.read_text() != findings_markdown(measured):
+        found.append(details)
     found += [target for target, source in chart_files(measured).items()
               if not target.exists() or target.read_bytes() != source.read_bytes()]
+    index = REPORT_DIR / "index.html"
+    if not index.exists() or index.read_text() != render_html(measured, REPORT_DIR):
+        found.append(index)
     return [shown_path(path) for path in found]
 
 
@@ -627,9 +722,10 @@ def shown_path(path: Path) -> str:
     return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
-def write_readme(readme: Path | None = None, measured: Measured | None = None) -> None:
-    readme, measured = readme or README, measured or reference()
-    readme.write_text(readme_with(readme.read_text(), findings_markdown(measured)))
+def write_readme(readme: Path | None = None, measured: Measured | None = None, details: Path | None = None) -> None:
+    readme, details, measured = readme or README, details or DETAILS, measured or reference()
+    readme.write_text(readme_with(readme.read_text(), readme_block(measured)))
+    details.write_text(findings_markdown(measured))
     CHARTS_DIR.mkdir(parents=True, exist_ok=True)
     for target, source in chart_files(measured).items():
         shutil.copyfile(source, target)
@@ -669,11 +765,14 @@ img { max-width: 100%; } figure { margin: 1rem 0; } .charts img { max-width: 32r
 <h2>Notebooks</h2>
 {% for nb in notebooks %}
 <h3 id="{{ nb.name }}">{{ nb.name }}: {{ nb.status }}
-{% if nb.html %}, <a href="{{ nb.html }}">executed notebook (HTML)</a>{% endif %}</h3>
+</h3>
+<p>{% if nb.html %}<a href="{{ nb.html }}">Executed notebook (HTML)</a>{% else %}Executed notebook not in this
+reference: open <a href="{{ nb.source }}">the notebook</a> and run it, or see its verdict and charts below.
+{% endif %}</p>
 <ul>{% for claim, held in nb.verdict.items() %}{% set state = 'none' if held is none else 'PASS' if held else 'FAIL' %}
 <li class="{{ state }}">{{ claim }}: {{ not_checked if held is none else state }}</li>{% endfor %}</ul>
-<div class="charts">{% for chart in nb.charts %}
-<a href="{{ chart }}"><img src="{{ chart }}" alt="Chart {{ loop.index }} of notebook {{ nb.name }}"></a>
+<div class="charts">{% for chart, alt in nb.charts %}
+<figure><a href="{{ chart }}"><img src="{{ chart }}" alt="{{ alt }}"></a><figcaption>{{ alt }}</figcaption></figure>
 {% endfor %}</div>
 {% endfor %}
 </body>
@@ -689,18 +788,45 @@ def latest() -> tuple[Measured, Path]:
     return reference(), runs_root() / "reference-report"
 
 
-def write_html(measured: Measured, folder: Path) -> Path:
-    """index.html in `folder` with the findings table and every notebook's verdict, HTML export and charts; charts
-    from outside the folder (the reference's) are copied into folder/figures/ first, so the page stands alone."""
+def chart_alts(notebook: str) -> list[str]:
+    """The alt text of each chart a notebook shows, in order: the `alt=` of its charts.common.show() calls, read from
+    the notebook's source (the text a reader of its HTML export gets)."""
+    import ast
+
+    path = REPO_ROOT / "notebooks" / f"{notebook}.ipynb"
+    if not path.exists():
+        return []
+    alts = []
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        try:
+            tree = ast.parse("".join(cell["source"]))
+        except SyntaxError:
+            continue
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "show":
+                alt = next((k.value for k in node.keywords if k.arg == "alt"), None)
+                try:
+                    found.append((node.lineno, ast.literal_eval(alt) if alt is not None else ""))
+                except ValueError:
+                    found.append((node.lineno, ""))
+        alts += [alt for _, alt in sorted(found)]
+    return alts
+
+
+def render_html(measured: Measured, folder: Path, copy: bool = False) -> str:
+    """index.html for `folder`: the findings table and every notebook's verdict, executed notebook (or a plain
+    "not in this reference") and charts with their alt text. Charts and exports outside the folder are linked by
+    relative path, or with `copy` copied into folder/figures/ first, so the page stands alone."""
     import jinja2
 
-    folder.mkdir(parents=True, exist_ok=True)
-
     def link(path: Path) -> str:
-        if not path.resolve().is_relative_to(folder.resolve()):
-            (folder / "figures").mkdir(exist_ok=True)
+        if copy and not path.resolve().is_relative_to(folder.resolve()):
+            (folder / "figures").mkdir(parents=True, exist_ok=True)
             path = Path(shutil.copyfile(path, folder / "figures" / path.name))
-        return path.resolve().relative_to(folder.resolve()).as_posix()
+        return Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
 
     table = [{"title": row.finding.title, "verdict": row.verdict.replace("*", ""),  # Markdown's italics
               "measured": row.measured, "table": row.table,
@@ -709,16 +835,43 @@ def write_html(measured: Measured, folder: Path) -> Path:
               "checks": [(_check_line(*check), {True: "PASS", False: "FAIL", None: "none"}[check[2]])
                          for check in row.checks]}
              for row in rows(measured)]
-    notebooks = [{"name": name, "status": entry.get("status", "ok"), "verdict": measured.verdicts.get(name, {}),
-                  "html": link(measured.html[name]) if name in measured.html else None,
-                  "charts": [link(path) for stem, path in measured.charts.items() if stem.startswith(f"{name}-")]}
-                 for name, entry in measured.notebooks.items()]
-    page = jinja2.Environment(autoescape=True).from_string(PAGE).render(
+    notebooks = []
+    for name, entry in measured.notebooks.items():
+        alts = chart_alts(name)
+        charts = [path for stem, path in measured.charts.items() if stem.startswith(f"{name}-")]
+        notebooks.append({
+            "name": name, "status": entry.get("status", "ok"), "verdict": measured.verdicts.get(name, {}),
+            "source": Path(os.path.relpath(REPO_ROOT / "notebooks" / f"{name}.ipynb", folder.resolve())).as_posix(),
+            "html": link(measured.html[name]) if name in measured.html else None,
+            "charts": [(link(path), alts[k] if k < len(alts) and alts[k] else
+                        f"Chart {k + 1} of notebook {name} (its notebook gives no text alternative)")
+                       for k, path in enumerate(charts)]})
+    return jinja2.Environment(autoescape=True).from_string(PAGE).render(
         measured=measured, env=measured.summary["environment"], rows=table, notebooks=notebooks,
         passed=measured.tally()[0], total=measured.tally()[1], not_checked=verdicts.NOT_CHECKED)
+
+
+def write_html(measured: Measured, folder: Path, copy: bool = True) -> Path:
+    """index.html in `folder` (render_html)."""
+    folder.mkdir(parents=True, exist_ok=True)
     path = folder / "index.html"
-    path.write_text(page)
+    path.write_text(render_html(measured, folder, copy))
     return path
+
+
+def keep_exports(run_dir: Path, folder: Path = REFERENCE_DIR) -> list[Path]:
+    """Copy a rerun's executed-notebook HTML exports (its summary.json names them) into the reference's
+    full-run/html/, as <notebook>.html: the committed report links them. For a run being promoted to the reference,
+    with its summary.json and run.json files."""
+    summary = compare.load_summary(Path(run_dir) / "summary.json")
+    target = folder / "full-run" / "html"
+    target.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for name, entry in summary.get("notebooks", {}).items():
+        source = Path(run_dir) / entry.get("html", "-")
+        if entry.get("html") and source.is_file():
+            kept.append(Path(shutil.copyfile(source, target / f"{name}.html")))
+    return kept
 
 
 def main(check: bool = False) -> int:
@@ -729,7 +882,9 @@ def main(check: bool = False) -> int:
             print(f"stale: {name} (run `python -m helpers report`)")
         return 1 if found else 0
     write_readme()
-    print(f"README.md's findings and {len(chart_files(reference()))} charts in docs/findings/, from data/reference/")
+    print(f"README.md's first screen, docs/findings.md and {len(chart_files(reference()))} charts in docs/findings/, "
+          "from data/reference/")
+    print(f"report of the reference: {write_html(reference(), REPORT_DIR, copy=False)}")
     measured, folder = latest()
     print(f"report of {measured.label}: {write_html(measured, folder)}")
     return 0
