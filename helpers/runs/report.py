@@ -640,12 +640,12 @@ def _commands(measured: Measured, timed: dict) -> list[str]:
     took_run = (f"took {_duration(minutes * 60)} for notebooks 01-08 in full mode ({env['cpu_count']} cores, the "
                 f"reference run)" if minutes else "is not timed in data/reference/")
     return ["```bash",
-            "make test   # set-up (.venv, Debian packages), then every test and every notebook in quick mode",
-            "make run    # every notebook in full mode: your machine's own findings, in data/runs/",
+            "make lab    # set-up (.venv, kernel, Debian packages), then JupyterLab on notebooks/ (127.0.0.1:8888)",
+            "make test   # the same set-up, then every test and every notebook in quick mode",
             "```",
             "",
-            f"`make test` {took_test}; `make run` {took_run}. `make lab` opens the notebooks in "
-            "JupyterLab after the same set-up, and `make report` rewrites this page's figures "
+            f"`make test` {took_test}. `make run` runs every notebook in full mode (your machine's own findings, "
+            f"in data/runs/): it {took_run}. `make report` rewrites this page's figures "
             "([rerunning](docs/rerunning.md)).",
             ]
 
