@@ -227,8 +227,9 @@ class ManagedProcess:
 
     def listens_on(self, port: int) -> bool:
         """The process itself listens on `port`: a port that merely accepts connections may be another process's,
-        which took it before this one could bind."""
-        return port in self.listening()
+        which took it before this one could bind. The bind test first: reading every socket of the process tree takes
+        tens of ms of CPU, too much to poll while the server starts."""
+        return port_is_bound(port) and port in self.listening()
 
     def descendants(self) -> list[psutil.Process]:
         try:
