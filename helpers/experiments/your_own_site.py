@@ -289,17 +289,16 @@ def deferring_table(figures: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def lab_setup(setup_kwargs: dict) -> dict:
-    """labsite's demo endpoints: the no-op, the blocking email and the deferred one (each its own recipient)."""
-    endpoints = [
-        {"name": "noop", "path": "/noop/"},
-        {"name": "blocking", "path": "/email/blocking/", "method": "POST", "form": {"to": "block{i}@example.test"},
-         "expect": "blocks", "deferred_as": "deferred"},
-        {"name": "deferred", "path": "/email/deferred/", "method": "POST", "form": {"to": "defer{i}@example.test"},
-         "expect": "does not block"},
-    ]
-    return {"endpoints": endpoints, "baseline": "noop", "page_path": "/signup/?to=page@example.test",
-            "page_click": "#blocking-fetch", **setup_kwargs}
+# labsite's demo endpoints (each request its own recipient) and page: what the notebook probes without `endpoints`
+LABSITE_ENDPOINTS = [
+    {"name": "noop", "path": "/noop/"},
+    {"name": "blocking", "path": "/email/blocking/", "method": "POST", "form": {"to": "block{i}@example.test"},
+     "expect": "blocks", "deferred_as": "deferred"},
+    {"name": "deferred", "path": "/email/deferred/", "method": "POST", "form": {"to": "defer{i}@example.test"},
+     "expect": "does not block"},
+]
+LABSITE_BASELINE = "noop"
+LABSITE_PAGE = ("/signup/?to=page@example.test", "#blocking-fetch")  # the sign-up page, its blocking fetch() button
 
 
 @benchmark("your_own_site")
@@ -309,10 +308,10 @@ def your_own_site(run_dir, smtp_delay_s: float = 0.2, web_workers: int = 4, cons
     """Notebook 10 against labsite started by the lab, its Server-Timing recipe on."""
     with Lab(run_dir=run_dir, smtp_delay_s=smtp_delay_s, web_workers=web_workers, consumer_workers=consumer_workers,
              consumer_max_delay_s=0.1, huey_log_level="WARNING", site_env={"LAB_EXTRA_MIDDLEWARE": RECIPE}) as lab:
-        setup = Setup(**lab_setup({"base_url": lab.http.base_url, "web_workers": web_workers, "requests": requests,
-                                   "rate_steps": tuple(rate_steps), "refine_steps": refine_steps,
-                                   "max_rate": max_rate, "duration_s": duration_s, "warmup_s": warmup_s,
-                                   "page_trials": page_trials}))
+        setup = Setup(lab.http.base_url, LABSITE_ENDPOINTS, LABSITE_BASELINE, web_workers=web_workers,
+                      requests=requests, rate_steps=tuple(rate_steps), refine_steps=refine_steps, max_rate=max_rate,
+                      duration_s=duration_s, warmup_s=warmup_s, page_path=LABSITE_PAGE[0],
+                      page_click=LABSITE_PAGE[1], page_trials=page_trials)
         measured = measure(setup, lab)
     runs.save_table(run_dir, "points", measured.points)
     runs.save_table(run_dir, "timings", measured.timings.drop(columns="spans"))
