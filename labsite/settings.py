@@ -30,8 +30,11 @@ INSTALLED_APPS = [
     "labsite",
 ]
 
-# Kept short on purpose: every middleware is paid by the no-op baseline and both paths alike.
+# Kept short on purpose: every middleware is paid by the no-op baseline and both paths alike. LAB_EXTRA_MIDDLEWARE
+# (dotted paths, comma-separated) puts more in front, outermost: e.g. the Server-Timing recipe of
+# docs/recipe/server_timing/, which the site does not use otherwise.
 MIDDLEWARE = [
+    *filter(None, (path.strip() for path in os.environ.get("LAB_EXTRA_MIDDLEWARE", "").split(","))),
     "labsite.middleware.ServerTimingMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves /static/ (the sign-up page's scripts) under gunicorn: one dict lookup for every other path.

@@ -122,31 +122,15 @@ def sweep_variant(lab: Lab, variant: Variant, setup: Setup, progress=None) -> tu
     backlog the server works off after it, stays bounded. (CPU bounds are left out here: estimated at a low rate
     they are too low.) Then `setup.refine_steps` points narrow down where between two rungs it ran away."""
     open_loop.prime(lab, variant.path, 2 * setup.web_workers)
-    rows, records = [], []
 
-    def measure_at(rate: float) -> dict:
-        row, frame = open_loop.point(lab, variant.path, {"to": f"{variant.name}{{i}}@example.test"}, rate,
-                                     setup.duration_s, setup.warmup_s, setup.generator_processes,
-                                     rows[0]["latency_p50_ms"] if rows else None, variant=variant.name,
-                                     server=variant.server)
-        rows.append(row)
-        records.append(frame)
-        if progress is not None:
-            progress.update(1)
-        return row
+    def point_at(rate: float, baseline_ms: float | None) -> tuple[dict, pd.DataFrame]:
+        return open_loop.point(lab, variant.path, {"to": f"{variant.name}{{i}}@example.test"}, rate, setup.duration_s,
+                               setup.warmup_s, setup.generator_processes, baseline_ms, variant=variant.name,
+                               server=variant.server)
 
-    for rate in setup.rates(variant):
-        if rows:
-            rate = min(rate, round(2 * setup.slots(variant) / (rows[0]["service_p50_ms"] / 1e3), 1))
-            if rate <= rows[-1]["rate"]:
-                break
-        if measure_at(rate)["ran_away"]:
-            break
-    for _ in range(setup.refine_steps):
-        rate = open_loop.refined_rate(rows)
-        if rate is None:
-            break
-        measure_at(rate)
+    rows, records = open_loop.ladder(
+        point_at, setup.rates(variant), setup.refine_steps, progress=progress,
+        cap=lambda done: round(2 * setup.slots(variant) / (done[0]["service_p50_ms"] / 1e3), 1))
     if progress is not None:
         progress.update(len(setup.rates(variant)) + setup.refine_steps - len(rows))
     return rows, records

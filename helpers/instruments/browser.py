@@ -42,6 +42,7 @@ from urllib.parse import urlencode, urlsplit
 import pandas as pd
 import psutil
 
+from helpers import REPO_ROOT
 from helpers.instruments import plan_process
 from helpers.stack.processes import kill_all
 
@@ -54,7 +55,9 @@ PROFILE_PREFIX = "tasks-lab-chromium-"
 VARIANTS = ("form", "fetch", "xhr")  # form post + redirect, fetch(), synchronous XMLHttpRequest
 PATHS = ("blocking", "deferred")
 # Core Web Vitals thresholds (ms): "good" up to the first, "poor" above the second.
-THRESHOLDS_MS = {"ttfb": (800, 1800), "inp": (200, 500)}
+THRESHOLDS_MS = {"ttfb": (800, 1800), "fcp": (1800, 3000), "inp": (200, 500)}
+# the web-vitals build labsite's pages load, injected into any other page the probe opens
+WEB_VITALS = REPO_ROOT / "labsite" / "static" / "labsite" / "vendor" / "web-vitals" / "web-vitals.attribution.iife.js"
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -202,6 +205,87 @@ def run_plan(plan: ProbePlan) -> list[dict]:
     return rows
 
 
+# Any page: web-vitals (injected before the page's own scripts) keeps its TTFB, FCP and INP reports in the tab's
+# sessionStorage, which survives the page's own navigation (a form post) within the site.
+PAGE_VITALS = """(() => {
+  if (typeof webVitals === 'undefined' || window.__labPageVitals) return;
+  window.__labPageVitals = true;
+  const keep = (m) => {
+    const reports = JSON.parse(sessionStorage.getItem('lab:page-vitals') || '[]');
+    reports.push({name: m.name, value: m.value, rating: m.rating, path: location.pathname});
+    sessionStorage.setItem('lab:page-vitals', JSON.stringify(reports));
+  };
+  webVitals.onTTFB(keep);
+  webVitals.onFCP(keep);
+  webVitals.onINP(keep, {reportAllChanges: true});
+})();"""
+PAGE_REPORTS = "JSON.parse(sessionStorage.getItem('lab:page-vitals') || '[]')"
+
+
+@dataclass
+class PagePlan:
+    """One page of any site: load it, press one element with real pointer input, read TTFB, FCP and INP."""
+
+    base_url: str
+    path: str
+    click: str | None = None  # a CSS selector; None: no interaction, so no INP
+    trials: int = 3
+    warmup: int = 1
+    timeout_s: float = 15.0
+
+
+def run_page_trial(context, plan: PagePlan) -> dict:
+    """One fresh tab: load, press, give web-vitals up to INP_WAIT_MS to report the interaction; its figures (ms)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+
+    page = context.new_page()
+    try:
+        page.set_default_timeout(plan.timeout_s * 1000)
+        page.goto(f"{plan.base_url}{plan.path}", wait_until="load")
+        with contextlib.suppress(PlaywrightTimeoutError):  # FCP needs a paint: a blank page never has one
+            page.wait_for_function(f"{PAGE_REPORTS}.some((r) => r.name === 'FCP')", polling=20, timeout=INP_WAIT_MS)
+        if plan.click:
+            press(page, plan.click)
+            with contextlib.suppress(PlaywrightTimeoutError):
+                page.wait_for_function(f"{PAGE_REPORTS}.some((r) => r.name === 'INP')", polling=20,
+                                       timeout=INP_WAIT_MS)
+        reports = page.evaluate(PAGE_REPORTS)
+    finally:
+        page.close()
+    first = {}
+    for report in reports:  # the loaded page's own TTFB and FCP (a navigating click adds the next page's); INP last
+        if report["name"] == "INP" or report["name"] not in first:
+            first[report["name"]] = report["value"]
+    return {"ttfb_ms": first.get("TTFB"), "fcp_ms": first.get("FCP"), "inp_ms": first.get("INP")}
+
+
+def run_page_plan(plan: PagePlan) -> list[dict]:
+    from playwright.sync_api import Error as PlaywrightError
+
+    rows = []
+    with chromium() as context:
+        context.add_init_script(script=WEB_VITALS.read_text() + "\n" + PAGE_VITALS)  # one script: one scope
+        for n in range(plan.warmup + plan.trials):
+            row = {"trial": n, "warmup": n < plan.warmup, "ttfb_ms": None, "fcp_ms": None, "inp_ms": None,
+                   "error": None}
+            try:
+                row.update(run_page_trial(context, plan))
+            except PlaywrightError as exc:
+                row["error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+            rows.append(row)
+    return rows
+
+
+def measure_page(base_url: str, path: str, click: str | None = None, trials: int = 3, warmup: int = 1,
+                 timeout_s: float = 15.0) -> pd.DataFrame:
+    """TTFB, FCP and INP of one page of any site (its own process, as `measure`), one row per timed trial."""
+    plan = PagePlan(base_url, path, click, trials, warmup, timeout_s)
+    budget = (warmup + trials) * (timeout_s + 2 * INP_WAIT_MS / 1000) + 60
+    frame = plan_process.run_plan("helpers.instruments.browser", {"page": asdict(plan)}, "browser probe",
+                                  timeout=budget)
+    return frame[~frame["warmup"]].reset_index(drop=True)
+
+
 def _reap_leftovers() -> None:
     """Kill every process this one still has below it, then collect the exit status of every child."""
     kill_all(psutil.Process().children(recursive=True))
@@ -224,7 +308,7 @@ def run_probe(plan: dict) -> list[dict]:
     if sys.platform == "linux":
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1)
     try:
-        return run_plan(ProbePlan(**plan))
+        return run_page_plan(PagePlan(**plan["page"])) if "page" in plan else run_plan(ProbePlan(**plan))
     finally:
         _reap_leftovers()
 

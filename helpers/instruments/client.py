@@ -8,6 +8,7 @@ Requests of different kinds are interleaved so that each kind meets the same mac
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.client
 import mimetypes
@@ -24,7 +25,7 @@ if TYPE_CHECKING:  # pandas only in the parent: the client's process starts with
     import pandas as pd
 
 COLUMNS = ["seq", "label", "i", "warmup", "started_at", "connect_ms", "ttfb_ms", "total_ms", "status",
-           "server_ms", "bytes", "error"]
+           "server_ms", "server_timing", "location", "bytes", "error"]
 
 
 @dataclass
@@ -36,6 +37,8 @@ class RequestSpec:
     form: dict[str, str] = field(default_factory=dict)  # values may hold "{i}", the request's number
     warmup: int = 3
     files: dict[str, str] = field(default_factory=dict)  # field name -> file path: sent as multipart/form-data
+    body: str | None = None  # sent as it is instead of a form (e.g. JSON; "{i}" becomes the number), with content_type
+    content_type: str = "application/json"
 
 
 def interleave(specs: list[RequestSpec]) -> list[tuple[RequestSpec, int, bool]]:
@@ -68,7 +71,9 @@ def multipart_body(form: dict[str, str], files: dict[str, str], boundary: str) -
 def encode(spec: RequestSpec, i: int, host: str, port: int) -> bytes:
     form = {k: v.format(i=i) for k, v in spec.form.items()}
     boundary = f"tasks-lab-{i}-boundary"
-    if spec.files:
+    if spec.body is not None:
+        body, content_type = spec.body.replace("{i}", str(i)).encode(), spec.content_type
+    elif spec.files:
         body, content_type = multipart_body(form, spec.files, boundary), f"multipart/form-data; boundary={boundary}"
     else:
         body, content_type = (urlencode(form).encode() if form else b""), "application/x-www-form-urlencoded"
@@ -79,19 +84,29 @@ def encode(spec: RequestSpec, i: int, host: str, port: int) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-def server_timing_ms(header: str | None) -> float | None:
+def server_timing_spans(header: str | None) -> dict[str, float]:
+    """Every span of a Server-Timing header that has a duration: name -> ms (`mail;dur=301.2;desc="..."`)."""
+    spans = {}
     for part in (header or "").split(","):
-        name, _, params = part.strip().partition(";")
-        if name == "app" and params.startswith("dur="):
-            return float(params[4:])
-    return None
+        name, *params = (piece.strip() for piece in part.split(";"))
+        for param in params:
+            key, _, value = param.partition("=")
+            if name and key.strip().lower() == "dur":
+                with contextlib.suppress(ValueError):
+                    spans[name] = float(value.strip().strip('"'))
+    return spans
+
+
+def server_timing_ms(header: str | None) -> float | None:
+    """The server's own time: the `app` span of labsite's ServerTimingMiddleware."""
+    return server_timing_spans(header).get("app")
 
 
 def timed_request(host: str, port: int, raw: bytes, timeout: float = 120.0) -> dict:
     started_at = time.time()
     t0 = time.perf_counter()
     row = {"started_at": started_at, "connect_ms": None, "ttfb_ms": None, "total_ms": None, "status": None,
-           "server_ms": None, "bytes": 0, "error": None}
+           "server_ms": None, "server_timing": None, "location": None, "bytes": 0, "error": None}
     try:
         with socket.create_connection((host, port), timeout=timeout) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -105,7 +120,9 @@ def timed_request(host: str, port: int, raw: bytes, timeout: float = 120.0) -> d
             t_done = time.perf_counter()
         row.update(connect_ms=(t_connected - t0) * 1e3, ttfb_ms=(t_first - t0) * 1e3,
                    total_ms=(t_done - t0) * 1e3, status=response.status,
-                   server_ms=server_timing_ms(response.getheader("Server-Timing")), bytes=len(body))
+                   server_ms=server_timing_ms(response.getheader("Server-Timing")),
+                   server_timing=response.getheader("Server-Timing"), location=response.getheader("Location"),
+                   bytes=len(body))
     except (OSError, http.client.HTTPException) as exc:
         row["error"] = f"{type(exc).__name__}: {exc}"
     return row

@@ -50,6 +50,8 @@ class LoadSpec:
     path: str = "/noop/"
     method: str = "GET"
     form: dict[str, str] = field(default_factory=dict)  # values may hold "{i}", the request's number
+    body: str | None = None  # sent as it is instead of a form (e.g. JSON; may hold "{i}"), with content_type
+    content_type: str = "application/json"
     mode: str = "open"  # "open" or "closed"
     rate: float = 100.0  # open loop: requests per second
     arrival: str = "poisson"  # open loop: "poisson" or "constant"
@@ -80,15 +82,19 @@ class Request:
 
     def __init__(self, spec: LoadSpec):
         self.spec = spec
-        self.varies = any("{i}" in v for v in spec.form.values())
+        self.varies = any("{i}" in v for v in [*spec.form.values(), spec.body or ""])
         self.fixed = self.encode(0)
 
     def encode(self, i: int) -> bytes:
         s = self.spec
-        body = urlencode({k: v.format(i=i) for k, v in s.form.items()}).encode() if s.form else b""
+        if s.body is not None:
+            body, content_type = s.body.replace("{i}", str(i)).encode(), s.content_type
+        else:
+            body = urlencode({k: v.format(i=i) for k, v in s.form.items()}).encode() if s.form else b""
+            content_type = "application/x-www-form-urlencoded"
         head = f"{s.method} {s.path} HTTP/1.1\r\nHost: {s.host}:{s.port}\r\nUser-Agent: tasks-lab-loadgen\r\n"
         if s.method in ("POST", "PUT", "PATCH"):
-            head += f"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {len(body)}\r\n"
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         return (head + "\r\n").encode() + body
 
     def bytes_for(self, i: int) -> bytes:

@@ -4,8 +4,11 @@ away."""
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -19,19 +22,37 @@ from helpers.stack.processes import LOOPBACK
 RUNAWAY_MIN_MS = 20.0  # a growth below this is scheduling noise on a busy machine, not a queue
 
 
-def point(lab: Lab, path: str, form: dict, rate: float, duration_s: float, warmup_s: float, processes: int = 1,
-          baseline_ms: float | None = None, seed: int = 1, **labels) -> tuple[dict, pd.DataFrame]:
+@dataclass(frozen=True)
+class Target:
+    """Where a point sends and what: to the lab's web server, or to a site someone else runs (`site`: host, port)."""
+
+    method: str = "POST"
+    body: str | None = None  # sent instead of the form, with content_type
+    content_type: str = "application/json"
+    site: tuple[str, int] | None = None  # (host, port); None: the lab's web server on loopback
+    connections: int = 1024  # the most requests in flight at once
+    timeout_s: float = 60.0  # a request unanswered this long counts as failed
+
+
+def point(lab: Lab | None, path: str, form: dict, rate: float, duration_s: float, warmup_s: float,
+          processes: int = 1, baseline_ms: float | None = None, seed: int = 1, target: Target = Target(),
+          **labels) -> tuple[dict, pd.DataFrame]:
     """One open-loop point on `path`: Poisson arrivals at `rate` for warm-up + duration, from an empty queue. Its
     latency ran away when its median passed twice `baseline_ms` (the p50 at the ladder's lowest rate; this point's
     own for that first point) plus RUNAWAY_MIN_MS, or the second half of the window waited longer than the first by
     more than a quarter of `baseline_ms` (and RUNAWAY_MIN_MS), or 5 % of the requests failed. Returns its summary
-    row and its per-request records, both with `labels`."""
-    lab.wait_until_drained()  # a deferred backlog would take CPU and SMTP sessions from this point
-    spec = LoadSpec(LOOPBACK, lab.web_port, path=path, method="POST", form=form, mode="open", rate=rate,
-                    arrival="poisson", connections=1024, duration_s=duration_s, warmup_s=warmup_s, seed=seed,
-                    processes=processes)
+    row and its per-request records, both with `labels`. Without a lab (a site someone else runs, `target.site`),
+    no queue is drained and no server process is metered: its CPU counts among the others'."""
+    if lab is not None:
+        lab.wait_until_drained()  # a deferred backlog would take CPU and SMTP sessions from this point
+    host, port = target.site or (LOOPBACK, lab.web_port)
+    spec = LoadSpec(host, port, path=path, method=target.method, form=form, body=target.body,
+                    content_type=target.content_type, mode="open", rate=rate, arrival="poisson",
+                    connections=target.connections, duration_s=duration_s, warmup_s=warmup_s, seed=seed,
+                    processes=processes, timeout_s=target.timeout_s)
     machine_before, kernel_before = machine_busy_s(), kernel_busy_s()
-    with CpuMeter(lab) as meter, ServerSampler(lab.processes["web"].pid) as sampler:
+    sampled = ServerSampler(lab.processes["web"].pid) if lab is not None else contextlib.nullcontext()
+    with CpuMeter(lab, parts=None if lab is not None else {}) as meter, sampled as sampler:
         result = run_load(spec)
     machine_pct = 100 * (machine_busy_s() - machine_before) / meter.wall_s
     kernel_pct = 100 * (kernel_busy_s() - kernel_before) / meter.wall_s  # this process and the generator's
@@ -50,8 +71,8 @@ def point(lab: Lab, path: str, form: dict, rate: float, duration_s: float, warmu
            **{k: s[k] for k in ("latency_p50_ms", "latency_p99_ms", "service_p50_ms", "lag_p99_ms", "late")},
            **meter.usage(), "cpu_generator_pct": 100 * result.generator_cpu_s / meter.wall_s,
            "machine_cpu_pct": machine_pct,
-           "rss_mb_before": sampler.rss_mb_before, "rss_mb_peak": sampler.rss_mb_peak,
-           "threads_peak": sampler.threads_peak, "in_flight_mean": mean_held, "in_flight_peak": peak_held,
+           **{k: getattr(sampler, k, math.nan) for k in ("rss_mb_before", "rss_mb_peak", "threads_peak")},
+           "in_flight_mean": mean_held, "in_flight_peak": peak_held,
            "wall_s": meter.wall_s}
     # whatever else ran on the machine meanwhile (other people's processes): the cores it left to the lab
     lab_pct = sum(v for k, v in meter.usage().items())
@@ -123,3 +144,38 @@ def refined_rate(rows: list[dict], finest: float = 1.1) -> float | None:
     if not held or not away or min(away) <= max(held) * finest:
         return None
     return round(math.sqrt(max(held) * min(away)), 1)
+
+
+def ladder(point_at: Callable[[float, float | None], tuple[dict, pd.DataFrame]], rates: Sequence[float],
+           refine_steps: int = 0, cap: Callable[[list[dict]], float] | None = None,
+           progress=None) -> tuple[list[dict], list[pd.DataFrame]]:
+    """Up the rate ladder until latency runs away (or the ladder ends): one point past saturation is enough. Each
+    rung is capped at `cap(rows so far)` when given, and the ladder stops when a capped rung is no higher than the
+    last. Then `refine_steps` points narrow down where between two rungs it ran away (refined_rate).
+    `point_at(rate, baseline_ms)` measures one point (`point`, whose runaway baseline is the p50 at the first rung:
+    None for that first one) and returns its row and records. Returns the rows and records, in the order measured;
+    `progress` (a tqdm bar) advances a step per point."""
+    rows: list[dict] = []
+    records: list[pd.DataFrame] = []
+
+    def measure_at(rate: float) -> dict:
+        row, frame = point_at(rate, rows[0]["latency_p50_ms"] if rows else None)
+        rows.append(row)
+        records.append(frame)
+        if progress is not None:
+            progress.update(1)
+        return row
+
+    for rate in rates:
+        if rows and cap is not None:
+            rate = min(rate, cap(rows))
+            if rate <= rows[-1]["rate"]:
+                break
+        if measure_at(rate)["ran_away"]:
+            break
+    for _ in range(refine_steps):
+        rate = refined_rate(rows)
+        if rate is None:
+            break
+        measure_at(rate)
+    return rows, records
