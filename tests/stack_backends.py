@@ -1,8 +1,12 @@
 """Which queue backends the real-stack tests start, in quick mode and in full. Every backend of notebook 07's matrix
 (helpers.stack.queues.names()) always; of the backends it does not cover yet, quick mode (LAB_QUICK=1, `make test`)
 starts one per new server and queue API, and tests/test_backend_settings.py checks every other one's settings in a
-fresh process, so each backend is in at least one test of `make test` while the new ones add under a minute. Not
-collected (its name is not test_*.py)."""
+fresh process, so each backend is in at least one test of `make test` while the new ones add under a minute. Also
+what a run folder must look like once a lab ran in it (not_private). Not collected (its name is not test_*.py)."""
+
+import os
+import stat
+from pathlib import Path
 
 from helpers.runs.params import quick_mode
 from helpers.stack.queues import all_names, names
@@ -19,12 +23,22 @@ def on_the_stack() -> list[str]:
     return [*names(), *(name for name in all_names() if name in QUICK_NEW)]
 
 
-def matrix_in_quick_mode() -> list[str]:
-    """Every backend in full mode, notebook 07's matrix in quick mode (for a check the subset above passes in
-    test_site_every_backend already)."""
-    return names() if quick_mode() else all_names()
-
-
 def settings_only() -> list[str]:
     """The backends this mode starts no lab for: their settings are checked instead."""
     return [name for name in all_names() if name not in on_the_stack()]
+
+
+SERVER_FOLDERS = ("pg", "rabbitmq")  # PostgreSQL's and RabbitMQ's own folders, their server user's as root
+
+
+def not_private(run_dir: Path) -> list[str]:
+    """Entries of the run folder that another user could read or that are not ours, but a server's own folder
+    (which belongs to the server's user)."""
+    found = []
+    for path in run_dir.rglob("*"):
+        if any((run_dir / folder) in (path, *path.parents) for folder in SERVER_FOLDERS):
+            continue
+        info = path.lstat()
+        if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+            found.append(f"{oct(stat.S_IMODE(info.st_mode))} uid {info.st_uid} {path.relative_to(run_dir)}")
+    return found

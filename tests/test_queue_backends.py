@@ -1,11 +1,8 @@
-"""Every queue backend of helpers.stack.queues on the real stack: one deferred email reaches the lab's SMTP server.
-
-Parametrized over every backend in full mode, so a backend added later is tested the moment its module exists; in quick
-mode over notebook 07's matrix (the others stop and leave nothing in tests/test_site_every_backend.py).
-"""
+"""A queue backend's PostgreSQL server as root: it runs as Debian's `postgres` user in its own folder, the rest of the
+run folder stays private, and the way to a rerun's folder opens only inside the runs area. (Every backend on the
+real stack, each in a rerun's private folder: tests/test_site_every_backend.py.)"""
 
 import contextlib
-import json
 import os
 import shutil
 import stat
@@ -17,73 +14,11 @@ import psycopg
 import pytest
 
 from helpers.stack import Lab, postgres_server, server_user
-from helpers.stack.processes import LOOPBACK, port_is_bound
-from tests.stack_backends import matrix_in_quick_mode
+from helpers.stack.processes import LOOPBACK
+from tests.stack_backends import not_private
 
 pytestmark = pytest.mark.stack
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL changes user only when started as root (as in CI)")
-
-
-def family(lab) -> list[psutil.Process]:
-    """Every process the lab runs now (servers, workers and their children)."""
-    found = []
-    for pid in lab.pids():
-        with contextlib.suppress(psutil.NoSuchProcess):
-            found.append(psutil.Process(pid))
-    return found
-
-
-SERVER_FOLDERS = ("pg", "rabbitmq")  # PostgreSQL's and RabbitMQ's own folders, their server user's as root
-
-
-def not_private(run_dir: Path) -> list[str]:
-    """Entries of the run folder that another user could read or that are not ours, but a server's own folder
-    (which belongs to the server's user)."""
-    found = []
-    for path in run_dir.rglob("*"):
-        if any((run_dir / folder) in (path, *path.parents) for folder in SERVER_FOLDERS):
-            continue
-        info = path.lstat()
-        if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
-            found.append(f"{oct(stat.S_IMODE(info.st_mode))} uid {info.st_uid} {path.relative_to(run_dir)}")
-    return found
-
-
-def still_running(processes: list[psutil.Process]) -> list[str]:
-    """The ones still alive: is_running() compares the creation time, so a recycled pid does not count."""
-    return [f"{p.pid}" for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-
-
-@pytest.mark.parametrize("backend", matrix_in_quick_mode())
-def test_one_deferred_email_arrives_and_the_lab_leaves_nothing_behind(backend, monkeypatch):
-    # in a private rerun folder, as `python -m helpers run` makes one: deep (a unix socket's path could not be), and
-    # above the kernels' runs root
-    from helpers import runs
-
-    rerun = runs.runs_root() / f"20261125T230243-rerun-{backend}"
-    (rerun / "experiments").mkdir(parents=True, mode=0o700)
-    monkeypatch.setenv("LAB_RUNS_AREA", str(runs.runs_area()))
-    monkeypatch.setenv("LAB_RUNS_DIR", str(rerun / "experiments"))
-    lab = Lab(queue_backend=backend, web_workers=1, consumer_workers=1, smtp_delay_s=0,
-              run_dir=runs.new_run_dir("07-which-queue") / backend).start()
-    try:
-        response = lab.http.post("/email/deferred/", {"to": f"{backend}@example.test"})
-        assert response.status == 202, response.body
-        assert json.loads(response.body)["task_id"]
-        lab.mail.wait_for_emails(1, timeout=30)
-        assert list(lab.mail.deliveries()["rcpt_tos"].iloc[0]) == [f"{backend}@example.test"]
-        assert lab.queue_depth() == 0
-        listening = lab.listening_sockets()
-        # loopback only: IPv4, and IPv6 where a server adds it (Erlang's epmd, beside RabbitMQ, always does)
-        assert listening and LOOPBACK in listening.values() and set(listening.values()) <= {LOOPBACK, "::1"}, \
-            listening
-        processes = family(lab)
-        assert not_private(lab.run_dir) == []
-    finally:
-        lab.stop()
-    assert not lab.processes
-    assert still_running(processes) == []
-    assert [port for port in listening if port_is_bound(port)] == []
 
 
 # -- PostgreSQL as root: the server's user reaches its own folder, nothing else ------------------------------------

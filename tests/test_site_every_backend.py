@@ -2,9 +2,11 @@
 reaches the SMTP server, the thumbnail is made, the ledger's job is delivered), the status endpoint knows the task,
 and the bounded backlog sheds with 503 + Retry-After on every deferred endpoint once the workers are stopped.
 
-One lab per backend (module-scoped), the shedding checked last in it, then its stop: nothing of it left running or
-listening. Parametrized over tests/stack_backends.py's on_the_stack(): every backend in full mode, so a backend added
-later is tested the moment its module exists; quick mode starts a subset of those notebook 07 does not measure yet."""
+One lab per backend (module-scoped), in a private rerun folder as `python -m helpers run` makes one (deep: a unix
+socket's path could not be), the shedding checked last in it, then its stop: its files private, nothing of it left
+running or listening. Parametrized over tests/stack_backends.py's on_the_stack(): every backend in full mode, so a
+backend added later is tested the moment its module exists; quick mode adds to notebook 07's matrix a subset of those
+it does not measure yet."""
 
 import io
 import json
@@ -16,16 +18,21 @@ import psutil
 import pytest
 from PIL import Image
 
+from helpers import runs
 from helpers.instruments.hostile import multipart
+from helpers.instruments.ledger import LEDGER_STATES
 from helpers.stack import Lab
 from helpers.stack.lab import LabConfig
 from helpers.stack.processes import LOOPBACK, port_is_bound
 from helpers.stack.queues import backend_class
-from tests.stack_backends import on_the_stack
+from tests.stack_backends import not_private, on_the_stack
 
 pytestmark = pytest.mark.stack
 
 WAIT_S = 30.0  # for one task to be done, on two cores shared with the other tests
+# Django's own ORM, under the site's settings, finds the ledger's job where the lab's reader does: on one SQLite and
+# one PostgreSQL site database (a management command costs a Django start)
+ORM_CROSS_CHECK = ("huey_sqlite", "djtasks_db_postgres")
 DEFERRED_ENDPOINTS = ["/email/deferred/", "/email/ledger/", "/thumbnails/deferred/", "/signup/deferred/"]
 
 
@@ -41,10 +48,16 @@ def lab(request):
     """The site on one backend, its reconciler running, its backlog bounded at one task (each check below waits for
     its task, so only the last one, with the workers stopped, finds a task waiting)."""
     backend = request.param
-    lab = Lab(queue_backend=backend, web_workers=1, consumer_workers=1, smtp_delay_s=0, ledger=True, max_backlog=1,
-              **backend_class(backend).tuned_worker_config).start()
-    yield lab
-    lab.stop()
+    with pytest.MonkeyPatch.context() as env:
+        rerun = runs.runs_root() / f"20261125T230243-rerun-{backend}"
+        (rerun / "experiments").mkdir(parents=True, mode=0o700)
+        env.setenv("LAB_RUNS_AREA", str(runs.runs_area()))
+        env.setenv("LAB_RUNS_DIR", str(rerun / "experiments"))
+        lab = Lab(queue_backend=backend, web_workers=1, consumer_workers=1, smtp_delay_s=0, ledger=True,
+                  max_backlog=1, run_dir=runs.new_run_dir("07-which-queue") / backend,
+                  **backend_class(backend).tuned_worker_config).start()
+        yield lab
+        lab.stop()
 
 
 def body(response) -> dict:
@@ -131,6 +144,17 @@ def test_a_ledger_job_is_delivered(lab):
                      f"the job at {location}")
     assert (job["attempts"], job["uncertain_attempts"]) == (1, 0)
     assert recipients(lab).count(to) == 1
+    # the lab's reader finds it in the database the site's settings use: on PostgreSQL, the run folder's SQLite
+    # file is never made
+    jobs = lab.ledger.jobs("ledger-%")
+    assert jobs["jobs"] == 1 and jobs["delivered"] == 1 and sum(jobs[state] for state in LEDGER_STATES) == 1
+    assert lab.ledger.jobs("nobody-%")["jobs"] == 0
+    on_postgres = lab.ledger.database.location.startswith("postgresql://")
+    assert (lab.run_dir / "site.sqlite3").exists() != on_postgres
+    if lab.queue.name in ORM_CROSS_CHECK:
+        orm = lab.manage("shell", "-c", "from labsite.models import EmailJob; "
+                                        "print(EmailJob.objects.filter(to__startswith='ledger-').count())")
+        assert (orm.stdout.split()[-1], on_postgres) == ("1", lab.queue.name == "djtasks_db_postgres")
 
 
 def test_a_deferred_thumbnail_is_made(lab):
@@ -178,6 +202,7 @@ def test_the_lab_stops_and_leaves_nothing_running_or_listening(lab):
     runs and none of its ports is bound."""
     listening = lab.listening_sockets()
     assert listening and set(listening.values()) <= {LOOPBACK, "::1"}, listening
+    assert not_private(lab.run_dir) == []
     processes = [psutil.Process(pid) for pid in lab.pids()]
     lab.stop()
     assert [p.pid for p in processes if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []

@@ -7,7 +7,6 @@ import psutil
 import pytest
 
 from helpers.instruments.client import RequestSpec, time_requests
-from helpers.instruments.ledger import LEDGER_STATES
 from helpers.stack import Lab
 from helpers.stack.processes import port_is_bound
 
@@ -118,19 +117,3 @@ def test_a_server_that_cannot_start_is_reported_with_its_log(tmp_path):
     assert not lab.processes
 
 
-@pytest.mark.parametrize("backend", ["huey_sqlite", "djtasks_db_postgres"])
-def test_the_ledger_is_read_in_the_database_the_sites_settings_use(backend):
-    """On PostgreSQL the site's DATABASES is the run's server, and the run folder's SQLite file is never made: the
-    reader finds the job where Django's own ORM, under the same settings, finds it."""
-    with Lab(queue_backend=backend, ledger=True, web_workers=1, consumer_workers=1, smtp_delay_s=0) as lab:
-        response = lab.http.post("/email/ledger/", {"to": f"ledger-{backend}@example.test"})
-        assert response.status == 202, response.body
-        jobs = lab.ledger.jobs("ledger-%")
-        assert jobs["jobs"] == 1 and sum(jobs[state] for state in LEDGER_STATES) == 1
-        assert lab.ledger.jobs("nobody-%")["jobs"] == 0
-        orm = lab.manage("shell", "-c", "from labsite.models import EmailJob; "
-                                        "print(EmailJob.objects.filter(to__startswith='ledger-').count())")
-        assert orm.stdout.split()[-1] == "1"
-        on_postgres = lab.ledger.database.location.startswith("postgresql://")
-        assert on_postgres == (backend == "djtasks_db_postgres")
-        assert (lab.run_dir / "site.sqlite3").exists() != on_postgres
