@@ -1,7 +1,8 @@
 """`python -m helpers bench NAME [-p NAME VALUE]` (one JSON line of figures), `run NOTEBOOK... -p NAME VALUE`
 (papermill reruns; exit status 1 when a claim failed), `report [--check] [--keep-exports RUN_DIR]` (the README's
 findings, docs/findings.md and docs/report/ from data/reference/, and the latest run's HTML report), `strip`
-(notebook outputs but the verdict)."""
+(notebook outputs but the verdict), `time-test [--busy-core]` (make test in a fresh clone, timed into
+data/reference/timings.json)."""
 
 import argparse
 import sys
@@ -30,6 +31,9 @@ def main(argv=None) -> None:
                                     "html/ (when promoting that run to the reference)")
     strip_parser = commands.add_parser("strip", help="strip notebook outputs but the verdict nbval compares")
     strip_parser.add_argument("notebooks", nargs="*", type=Path)
+    time_parser = commands.add_parser("time-test", help="time make test in a fresh clone of HEAD, set-up included, "
+                                      "into data/reference/timings.json")
+    time_parser.add_argument("--busy-core", action="store_true", help="with `yes > /dev/null` running beside it")
     args = parser.parse_args(argv)
     parameters = {name: rerun.parse_value(value) for name, value in getattr(args, "parameter", [])}
     if args.command == "bench":
@@ -46,6 +50,10 @@ def main(argv=None) -> None:
             for path in report.keep_exports(args.keep_exports):
                 print(f"kept {report.shown_path(path)}")
         sys.exit(report.main(check=args.check))
+    elif args.command == "time-test":
+        from helpers.runs import time_test
+
+        sys.exit(time_test.main(busy_core=args.busy_core))
     elif args.command == "strip":
         notebooks.strip(args.notebooks or notebooks.notebooks())
 

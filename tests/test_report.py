@@ -309,3 +309,17 @@ def test_the_committed_report_opens_with_every_image_and_no_error_output(tmp_pat
     notebooks = report.reference().notebooks
     assert len(exports) + text.count("Executed notebook not in this reference") == len(notebooks)
     assert errors.pop(broken.as_uri()) and errors == {url: [] for url in exports}
+
+
+def test_the_two_commands_say_how_long_make_test_took_from_timings_json(reference, tmp_path, monkeypatch):
+    """The README's times come from `python -m helpers time-test` records, the busy-core one when there is one."""
+    from helpers.runs import time_test
+
+    monkeypatch.setattr(time_test, "TIMINGS", tmp_path / "timings.json")
+    time_test.record({"seconds": 455, "passed": True, "commit": "abcdef1", "cores": 2, "busy_core": False})
+    block = report.readme_block(reference, json.loads(time_test.TIMINGS.read_text()))
+    assert "`make test` took 7 min 35 s on a fresh clone, set-up included (2 cores, commit `abcdef1`)." in block
+    time_test.record({"seconds": 530, "passed": True, "commit": "abcdef2", "cores": 2, "busy_core": True})
+    block = report.readme_block(reference, json.loads(time_test.TIMINGS.read_text()))
+    assert "(2 cores, commit `abcdef1`), and 8 min 50 s with one core kept busy (commit `abcdef2`)." in block
+    assert "is not timed" in report.readme_block(reference, {})

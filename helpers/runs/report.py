@@ -636,6 +636,9 @@ def _commands(measured: Measured, timed: dict) -> list[str]:
     test = timed.get("make test")
     took_test = (f"took {_duration(test['seconds'])} on a fresh clone, set-up included ({test['cores']} cores, "
                  f"commit `{test['commit'][:7]}`)" if test else "is not timed in data/reference/")
+    busy = timed.get("make test, one core busy")
+    if busy:
+        took_test += f", and {_duration(busy['seconds'])} with one core kept busy (commit `{busy['commit'][:7]}`)"
     minutes = measured.minutes()
     took_run = (f"took {_duration(minutes * 60)} for notebooks 01-08 in full mode ({env['cpu_count']} cores, the "
                 f"reference run)" if minutes else "is not timed in data/reference/")
