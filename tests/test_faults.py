@@ -228,3 +228,18 @@ def test_every_replayed_attempt_is_kept_so_its_losses_count(monkeypatch):
 
     played = faults.play(Drained(), plan, ["plain"])
     assert [(e.tag, e.replays) for e in played] == [("t1", 0), ("t2", 1)]
+
+
+def test_settling_after_a_long_kill_episode_may_take_as_long_as_its_backlog_drains():
+    """`bench faults -p kills 100`: 14 min of load left Huey-SQLite a backlog it drained in 16 min, past settle's
+    former 15 min limit (10 x the 90 s timeout), so the episode counted as not settled; the limit grows with the
+    load."""
+    from types import SimpleNamespace
+
+    plan = faults.fault_plans(kills=100, faults=["consumer_kill"])[0]
+    lab = SimpleNamespace(consumer_start_s=4.0)
+    long_plan = replace(plan, duration_s=faults.load_s(lab, plan))
+    assert long_plan.duration_s > 14 * 60
+    assert faults.settle_limit_s(long_plan) >= 10 * plan.settle_timeout_s + 16 * 60
+    short = faults.fault_plans(kills=3, faults=["consumer_kill"])[0]
+    assert faults.settle_limit_s(short) < 10 * short.settle_timeout_s + 60

@@ -128,6 +128,14 @@ def load_s(lab: Lab, plan: FaultPlan) -> float:
     last_kill_at = plan.fault_at_s + (plan.kills - 1) * kill_cycle_s(lab, plan)
     return max(plan.duration_s, last_kill_at + plan.fault_for_s + (lab.consumer_start_s or 1.0) + 2.0)
 
+
+def settle_limit_s(plan: FaultPlan) -> float:
+    """How long settling after `plan`'s load may take in all (settle's limit_s): ten times its no-progress timeout,
+    plus twice the load's duration. A long kill episode offers more than a consumer killed every few seconds takes
+    (`bench faults -p kills 100`: 14 min of load left a backlog Huey-SQLite drained in 16 min), and settling waits
+    while the backlog shrinks."""
+    return 10 * plan.settle_timeout_s + 2 * plan.duration_s
+
 def _inject_on_schedule(lab: Lab, plan: FaultPlan, tag: str, load_starts_at: float, log: list, running=()) -> None:
     """Inject the fault (plan.kills times for consumer_kill) and end it, at times counted from the load's start;
     the log says whether every load (futures of run_load) was still running when the fault began. A permanent fault
@@ -173,11 +181,12 @@ def open_work(lab: Lab, tag: str) -> int:
     return jobs["pending"] + jobs["sending"] + int(lab.queue.counts().get("unacked") or 0)
 
 
-def settle_and_read(lab: Lab, tag: str, endpoints: Iterable[str], timeout_s: float, quiet_s: float = 1.0
-                    ) -> tuple[dict, dict[str, pd.Series]]:
+def settle_and_read(lab: Lab, tag: str, endpoints: Iterable[str], timeout_s: float, quiet_s: float = 1.0,
+                    limit_s: float | None = None) -> tuple[dict, dict[str, pd.Series]]:
     """Wait until the lab settled (helpers.protocols.settle, the episode's open work among its work); return that
     outcome and the copies per request of each design at that moment, the baseline of late_copies."""
-    settled = settle({"lab": lab}, timeout_s, quiet_s, open_work=lambda lab: open_work(lab, tag))["lab"]
+    settled = settle({"lab": lab}, timeout_s, quiet_s, limit_s=limit_s,
+                     open_work=lambda lab: open_work(lab, tag))["lab"]
     return settled, {endpoint: received_by_request(lab, tag, endpoint) for endpoint in endpoints}
 
 
@@ -253,7 +262,7 @@ def _play_once(lab: Lab, plan: FaultPlan, designs: list[str]) -> Episode:
         # signal the lab arms for every child (PR_SET_PDEATHSIG follows the thread that forked it).
         _inject_on_schedule(lab, plan, tag, load_starts_at, timeline, futures.values())
         records = {endpoint: future.result().records for endpoint, future in futures.items()}
-    settled, at_settle = settle_and_read(lab, tag, endpoints, plan.settle_timeout_s)
+    settled, at_settle = settle_and_read(lab, tag, endpoints, plan.settle_timeout_s, limit_s=settle_limit_s(plan))
     held = stuck(lab)
     set_fault(lab.smtp_control, "ok")
     set_provider(lab.smtp_control)
