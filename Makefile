@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml
 	@# uv installs the project in ~20 s where pip took ~85 s (cold caches, docs/libraries.md); its cache stays in the
 	@# venv (hard links, no second copy), and its temporary files (setuptools' build locks) and ipykernel's (an
 	@# empty tmp*_kernels folder) go to a folder of ours, removed after.
+	@# --compile-bytecode: the .pyc files pip writes at install too; where PYTHONDONTWRITEBYTECODE is set (as on
+	@# this machine), without them every process of every lab compiled Django and the queue libraries anew.
 	$(PY) -m pip install --quiet uv
 	mkdir -p $(VENV)/tmp && TMPDIR=$(VENV)/tmp UV_CACHE_DIR=$(VENV)/uv-cache \
-	  $(PY) -m uv pip install --quiet --python $(PY) -e '.[dev]'
+	  $(PY) -m uv pip install --quiet --compile-bytecode --python $(PY) -e '.[dev]'
 	TMPDIR=$(VENV)/tmp $(PY) -m ipykernel install --sys-prefix --name $(KERNEL) \
 	  --display-name "Python (tasks lab)" >/dev/null && rm -rf $(VENV)/tmp
 	touch $(STAMP)
