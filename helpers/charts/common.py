@@ -38,7 +38,12 @@ def number(value: float) -> str:
 
 def counted(count: float, noun: str, plural: str | None = None) -> str:
     """A count with its noun, singular or plural as the count says: "1 task", "36 tasks", "0 emails"."""
-    return f"{number(count)} {noun if count == 1 else plural or noun + 's'}"
+    return f"{number(count)} {noun_for(count, noun, plural)}"
+
+
+def noun_for(count: float, noun: str, plural: str | None = None) -> str:
+    """`noun` for a count of one, its plural for any other."""
+    return noun if count == 1 else plural or noun + "s"
 
 
 def color(key: str) -> str:

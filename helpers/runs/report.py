@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from helpers import REPO_ROOT
-from helpers.charts.common import counted, number
+from helpers.charts.common import noun_for, number
 from helpers.instruments.browser import THRESHOLDS_MS
 from helpers.runs import compare, guide, verdicts
 from helpers.runs.folders import runs_root
@@ -37,6 +37,7 @@ DETAILS = REPO_ROOT / "docs" / "findings.md"  # every finding with its figures, 
 CHARTS_DIR = REPO_ROOT / "docs" / "findings"
 REPORT_DIR = REPO_ROOT / "docs" / "report"  # the reference's HTML report, committed: open it without running anything
 TIMINGS = "timings.json"  # data/reference/timings.json: how long a command took, measured (the README quotes it)
+TIMED_TEST, TIMED_TEST_BUSY = "make test", "make test, one core busy"  # its records, by helpers.runs.time_test
 FINDINGS_START = "<!-- findings:start -->"
 FINDINGS_END = "<!-- findings:end -->"
 # A committed benchmark run (data/reference/bench-NAME/run.json) reports its notebook's key_figures() under the same
@@ -161,7 +162,7 @@ class Figures:
     def count(self, notebook: str, name: str, noun: str) -> str:
         """A count with its noun, plural unless every run counted exactly one: "1 task", "36 tasks", "1-2 tasks"."""
         values = self.measured.values(notebook, name)
-        return f"{self(notebook, name)} {counted(1 if set(values) == {1} else 2, noun).split(' ', 1)[1]}"
+        return f"{self(notebook, name)} {noun_for(1 if set(values) == {1} else 2, noun)}"
 
     def raw(self, notebook: str, name: str):
         return self.measured.values(notebook, name)[0]
@@ -633,10 +634,10 @@ def timings(folder: Path = REFERENCE_DIR) -> dict:
 def _commands(measured: Measured, timed: dict) -> list[str]:
     """The two commands, each with how long it took where that was measured."""
     env = measured.summary["environment"]
-    test = timed.get("make test")
+    test = timed.get(TIMED_TEST)
     took_test = (f"took {_duration(test['seconds'])} on a fresh clone, set-up included ({test['cores']} cores, "
                  f"commit `{test['commit'][:7]}`)" if test else "is not timed in data/reference/")
-    busy = timed.get("make test, one core busy")
+    busy = timed.get(TIMED_TEST_BUSY)
     if busy:
         took_test += f", and {_duration(busy['seconds'])} with one core kept busy (commit `{busy['commit'][:7]}`)"
     minutes = measured.minutes()

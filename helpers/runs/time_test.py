@@ -15,8 +15,9 @@ import tempfile
 import time
 
 from helpers import REPO_ROOT
+from helpers.runs import report
 
-TIMINGS = REPO_ROOT / "data" / "reference" / "timings.json"
+TIMINGS = report.REFERENCE_DIR / report.TIMINGS
 SCRATCH = REPO_ROOT / ".tmp"
 
 
@@ -51,9 +52,9 @@ def timed_fresh_clone(busy_core: bool = False) -> dict:
 
 
 def record(entry: dict) -> None:
-    """Keep `entry` in timings.json under "make test" (or "make test, one core busy")."""
-    timings = json.loads(TIMINGS.read_text()) if TIMINGS.exists() else {}
-    timings["make test, one core busy" if entry["busy_core"] else "make test"] = entry
+    """Keep `entry` in timings.json, where the report reads it: under report.TIMED_TEST, or TIMED_TEST_BUSY."""
+    timings = report.timings(TIMINGS.parent)
+    timings[report.TIMED_TEST_BUSY if entry["busy_core"] else report.TIMED_TEST] = entry
     TIMINGS.write_text(json.dumps(timings, indent=2) + "\n")
 
 
