@@ -213,6 +213,16 @@ def test_the_report_is_written_into_the_latest_rerun_else_beside_the_reference(t
     assert sum(len(v) for v in measured.verdicts.values()) == sum(len(v) for v in reference.verdicts.values())
 
 
+def opened_with_images(context, index):
+    """A page of `context` showing `index` once every image finished loading, and each image's src, naturalWidth
+    and alt text."""
+    page = context.new_page()
+    page.goto(index.as_uri(), wait_until="load")
+    page.wait_for_function("[...document.images].every((img) => img.complete)")
+    return page, page.evaluate("[...document.images].map((img) => [img.getAttribute('src'), img.naturalWidth,"
+                               " img.alt])")
+
+
 def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, reference):
     """index.html of a rerun in headless Chromium: the findings table has a row per finding, every image (the
     findings' charts and every notebook's) loaded (naturalWidth > 0), every notebook's HTML export linked and found,
@@ -226,11 +236,7 @@ def test_the_html_report_renders_in_the_real_browser_with_its_images(tmp_path, r
     measured.verdicts[notebook][claim] = False
     index = report.write_html(measured, run)
     with browser.chromium() as context:
-        page = context.new_page()
-        page.goto(index.as_uri(), wait_until="load")
-        page.wait_for_function("[...document.images].every((img) => img.complete)")
-        images = page.evaluate("[...document.images].map((img) => [img.getAttribute('src'), img.naturalWidth,"
-                               " img.alt])")
+        page, images = opened_with_images(context, index)
         rows = page.locator("#findings > tbody > tr").count() - 1
         links = page.evaluate("[...document.querySelectorAll('a[href$=\".html\"]')].map((a) => a.href)")
         failed = page.locator("li.FAIL").all_inner_texts()
@@ -291,11 +297,7 @@ def test_the_committed_report_opens_with_every_image_and_no_error_output(tmp_pat
     broken.write_text('<div data-mime-type="application/vnd.jupyter.stderr"><pre>Traceback (most recent call last):\n'
                       'ZeroDivisionError: division by zero</pre></div>')
     with browser.chromium() as context:
-        page = context.new_page()
-        page.goto(index.as_uri(), wait_until="load")
-        page.wait_for_function("[...document.images].every((img) => img.complete)")
-        images = page.evaluate("[...document.images].map((img) => [img.getAttribute('src'), img.naturalWidth,"
-                               " img.alt])")
+        page, images = opened_with_images(context, index)
         text = page.inner_text("body")
         exports = page.evaluate("[...document.querySelectorAll('a')].filter((a) => a.innerText.startsWith("
                                 "'Executed notebook')).map((a) => a.href)")
