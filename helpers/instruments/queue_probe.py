@@ -37,6 +37,9 @@ class QueueDepthSampler:
                 self.samples.append((time.time(), depth))
                 next_at += self.interval_s
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
+            # the depth as the block ends: a queue seen empty by the block (drained) is empty in the samples too,
+            # even when its fall came between two samples
+            self.samples.append((time.time(), read_depth()))
 
     def __enter__(self) -> QueueDepthSampler:
         self._thread.start()
