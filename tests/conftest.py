@@ -5,8 +5,7 @@ import pytest
 from tests.scratch import remove_scratch_folder, scratch_folder, worker_folder
 
 # Every temporary file of the session goes into its scratch folder, removed when the session ends. Under
-# pytest-xdist (`make test` runs a worker per core, one more on an idle machine) each worker has a temporary folder
-# of its own in it.
+# pytest-xdist (`make test` runs two workers) each worker has a temporary folder of its own in it.
 if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     worker_folder(worker)
 
