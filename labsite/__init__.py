@@ -1,7 +1,5 @@
-"""The Django site under test. It knows nothing of the lab's instruments (helpers)."""
+"""The Django site under test. It knows nothing of the lab's instruments (helpers).
 
-# Celery's Django guide: the app loads with Django, so `@shared_task` tasks bind to it and `.delay()` sends to the
-# broker the settings name (settings.CELERY_BROKER_URL).
-from labsite.celery import app as celery_app  # noqa: E402
-
-__all__ = ["celery_app"]
+Celery's app (labsite/celery.py) is not imported here, as Celery's Django guide has it: only the Celery backends load
+it (labsite.tasks, and the worker's `celery -A labsite`, which finds labsite.celery), so a site on another queue
+imports no Celery at all."""

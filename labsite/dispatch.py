@@ -4,7 +4,7 @@ by id, the way kombu sends everything through the transport you chose. QUEUE_API
 settings.QUEUE_BACKENDS, picks the table, so every deferred view, the bounded backlog and the status endpoint are one
 implementation on every queue backend.
 
-A backend that brings a new API adds one QueueAPI subclass to APIS, and one entry to labsite.tasks.on_every_api.
+A backend that brings a new API adds one QueueAPI subclass to APIS, and one branch to labsite.tasks.api_decorator.
 
 The welcome email's designs without a ledger (EMAIL_DESIGNS, enqueue_email): plain, the queue's own retries, and the
 queue's documented production settings, enqueued on commit by each API's own way of doing so."""

@@ -314,6 +314,10 @@ if QUEUE_BACKEND not in QUEUE_BACKENDS:
 HUEY = huey_sqlite()["HUEY"]
 QUEUE_API = "huey"
 globals().update(QUEUE_BACKENDS[QUEUE_BACKEND]())
+# The queue APIs whose tasks labsite.tasks declares: the chosen backend's, Huey's (djhuey is installed everywhere)
+# and Django's Tasks API (part of Django). No other queue library is imported: a site on Huey carries no Celery,
+# Dramatiq or procrastinate, in its memory or its start-up.
+TASK_APIS = tuple(dict.fromkeys(("huey", "django_tasks", QUEUE_API)))
 
 # A Huey task's result and its `running:` marker are deleted this long after the task started (the consumer's
 # scheduler prunes them: labsite.huey_classes.PruningScheduler); until then /tasks/<id>/ can read them.

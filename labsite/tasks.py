@@ -2,7 +2,8 @@
 around a plain job function (labsite.jobs, labsite.thumbnails, labsite.ledger), so the blocking path and every
 queued path run one implementation.
 
-Each job is a task of every queue API (`on_every_api`), in a table labsite.dispatch picks from by QUEUE_API:
+Each job is a task of every queue API the site declares (`on_every_api`, settings.TASK_APIS: the chosen backend's,
+Huey's and Django's), in a table labsite.dispatch picks from by QUEUE_API:
 - Huey's own task, named after the job (`send_welcome_email`, `make_thumbnail`, `do_nothing`, `check_signup`):
   calling one enqueues it. Its name is the one Huey logs and its stats record.
 - Django's Tasks API (`<job>_django_task`, `.enqueue(...)`): the TASKS setting alone decides whether it runs on a
@@ -25,15 +26,11 @@ import functools
 import smtplib
 import time
 
-import dramatiq
-import dramatiq.broker
-from celery import shared_task
 from django.conf import settings
 from django.tasks import task as django_task
 from huey import signals
 from huey.contrib.djhuey import HUEY, db_task, signal
 from huey.contrib.djhuey import task as huey_task
-from procrastinate.contrib.django import app as procrastinate_app
 
 # Module imports, not names: labsite.ledger enqueues the tasks below, so each module may load first.
 from labsite import jobs, ledger, thumbnails
@@ -54,8 +51,11 @@ def module_function(job, name: str):
 
 def dramatiq_actor(job):
     """`job` as a Dramatiq actor, on the broker django-dramatiq set up (its app is installed on the Dramatiq backends
-    and sets the broker before this module loads). Elsewhere on an in-memory StubBroker that nothing sends to: left to
-    itself, dramatiq.actor would make a RabbitMQ broker for 127.0.0.1:5672 of its own."""
+    and sets the broker before this module loads). Without one (Dramatiq declared on another backend) on an in-memory
+    StubBroker that nothing sends to: left to itself, dramatiq.actor would make a RabbitMQ broker of its own."""
+    import dramatiq
+    import dramatiq.broker
+
     if dramatiq.broker.global_broker is None:
         from dramatiq.brokers.stub import StubBroker
 
@@ -63,20 +63,38 @@ def dramatiq_actor(job):
     return dramatiq.actor(job)
 
 
+def api_decorator(api: str, huey, huey_options: dict | None, celery_options: dict | None):
+    """The decorator that makes a function a task of `api`, its library imported only now."""
+    if api == "huey":
+        return huey(**(huey_options or {}))
+    if api == "django_tasks":
+        return django_task
+    if api == "celery":
+        from celery import shared_task
+
+        import labsite.celery  # noqa: F401  the app shared_task binds to, as Celery's Django guide loads it
+        return shared_task(**(celery_options or {}))
+    if api == "dramatiq":
+        return dramatiq_actor
+    if api == "procrastinate":
+        from procrastinate.contrib.django import app as procrastinate_app
+
+        return procrastinate_app.task
+    raise ValueError(f"no such queue API: {api!r}")
+
+
 def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = None, huey_options: dict | None = None,
                  celery_options: dict | None = None, django_tasks: bool = True) -> dict:
-    """`job` as a task of each queue API, bound in this module under the names the docstring above gives (where the
-    workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the database; `*_options`
-    are the API's own task options (retries...); `django_tasks=False` leaves Django's Tasks API out (it has no such
-    option)."""
+    """`job` as a task of each queue API of settings.TASK_APIS, bound in this module under the names the docstring
+    above gives (where the workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the
+    database; `*_options` are the API's own task options (retries...); `django_tasks=False` leaves Django's Tasks API
+    out (it has no such option)."""
     names = {"huey": name, "django_tasks": f"{name}_django_task", "celery": celery_name or f"{name}_celery_task",
              "dramatiq": f"{name}_dramatiq_actor", "procrastinate": f"{name}_procrastinate_task"}
     if not django_tasks:
         del names["django_tasks"]
-    decorators = {"huey": huey(**(huey_options or {})), "django_tasks": django_task,
-                  "celery": shared_task(**(celery_options or {})), "dramatiq": dramatiq_actor,
-                  "procrastinate": procrastinate_app.task}
-    by_api = {api: decorators[api](module_function(job, names[api])) for api in names}
+    by_api = {api: api_decorator(api, huey, huey_options, celery_options)(module_function(job, names[api]))
+              for api in names if api in settings.TASK_APIS}
     globals().update({names[api]: task for api, task in by_api.items()})
     return by_api
 

@@ -14,3 +14,7 @@ if "LAB_RUN_DIR" not in os.environ or os.environ.get("LAB_TESTS_RUN_DIR_OWNER", 
     os.environ["LAB_TESTS_RUN_DIR_OWNER"] = _owner
 
 from labsite.settings import *  # noqa: E402,F403
+
+# Every queue API's tasks in the test process, whatever the backend: the unit tests check each API's tables side by
+# side (a lab's processes declare only their backend's API).
+TASK_APIS = ("huey", "django_tasks", "celery", "dramatiq", "procrastinate")
