@@ -191,8 +191,8 @@ def enqueue_cost(lab: Lab, requests: int = 300, spaced_gap_s: float = 0.005, war
       server_difference_us: the same inside Django (its Server-Timing span);
     - difference_over_enqueue, server_difference_over_enqueue: those differences over the back-to-back in-process
       enqueue; difference_over_spaced_enqueue: over the spaced one;
-    - worker_cpu_us_per_request: the workers' CPU during the served requests, per deferred request (the work an
-      enqueue sets off on the same cores).
+    - worker_cpu_us_per_request: the workers' CPU from the first served request until the queue drained, per
+      deferred request (the work an enqueue sets off on the same cores).
 
     Every deferred request enqueues a real welcome email: give the lab a fast SMTP server (smtp_delay_s=0)."""
     figures: dict[str, float | int] = {"requests": requests, "spaced_gap_s": spaced_gap_s}
@@ -211,6 +211,8 @@ def enqueue_cost(lab: Lab, requests: int = 300, spaced_gap_s: float = 0.005, war
         cpu_before = worker_cpu_s(lab)
         served = timed_in_child(lab, "served", count=requests, warmup=warmup, gap_s=0.0, host=LOOPBACK,
                                 port=lab.web_port)
+        if state == "running":
+            lab.wait_until_drained()  # all the work the requests set off, not what ran before the last answer
         worker_cpu = worker_cpu_s(lab) - cpu_before
         failed = served[served["status"].isna() | (served["status"] >= 400)]
         if len(failed):
