@@ -634,12 +634,11 @@ def timings(folder: Path = REFERENCE_DIR) -> dict:
 def _commands(measured: Measured, timed: dict) -> list[str]:
     """The two commands, each with how long it took where that was measured."""
     env = measured.summary["environment"]
-    test = timed.get(TIMED_TEST)
-    took_test = (f"took {_duration(test['seconds'])} on a fresh clone, set-up included ({test['cores']} cores, "
-                 f"commit `{test['commit'][:7]}`)" if test else "is not timed in data/reference/")
-    busy = timed.get(TIMED_TEST_BUSY)
-    if busy:
-        took_test += f", and {_duration(busy['seconds'])} with one core kept busy (commit `{busy['commit'][:7]}`)"
+    records = [(timed.get(TIMED_TEST), "on a quiet machine"), (timed.get(TIMED_TEST_BUSY), "with one core kept busy")]
+    took = [f"{_duration(record['seconds'])} {how} ({record['cores']} cores, commit `{record['commit'][:7]}`)"
+            for record, how in records if record]
+    took_test = (f"took {' and '.join(took)}, on a fresh clone with its set-up" if took
+                 else "is not timed in data/reference/")
     minutes = measured.minutes()
     took_run = (f"took {_duration(minutes * 60)} for notebooks 01-08 in full mode ({env['cpu_count']} cores, the "
                 f"reference run)" if minutes else "is not timed in data/reference/")
