@@ -178,3 +178,28 @@ def test_wrks_cpu_is_its_own_when_another_child_ends_beside_it(stalling_server):
         subprocess.run([sys.executable, "-c", busy], check=True)
         figures = running.result()
     assert figures["requests"] > 0 and figures["cpu_s"] < 0.5
+
+
+def test_loads_in_the_background_end_at_once_when_their_block_is_interrupted(stalling_server):
+    """Ctrl-C in a fault episode: the block's loads are killed with it, not waited for over their full duration,
+    and no generator process is left."""
+    import psutil
+
+    from helpers.protocols import loads
+
+    spec = LoadSpec("127.0.0.1", stalling_server.server_address[1], path="/", mode="open", rate=20,
+                    arrival="constant", duration_s=60.0, warmup_s=0.0, processes=2)
+
+    def generators() -> list:
+        return [p for p in psutil.Process().children(recursive=True)
+                if "helpers.instruments.loadgen" in " ".join(p.cmdline())]
+
+    began = time.monotonic()
+    with pytest.raises(KeyboardInterrupt), loads.in_background({"a": spec, "b": spec}) as futures:
+        while len(generators()) < 4 and time.monotonic() - began < 20:
+            time.sleep(0.05)
+        time.sleep(1.0)  # the loads are under way
+        raise KeyboardInterrupt
+    assert time.monotonic() - began < 30  # not the loads' 60 s
+    assert all(isinstance(future.exception(), RuntimeError) for future in futures.values())
+    assert generators() == []

@@ -30,7 +30,6 @@ import re
 import threading
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pandas as pd
@@ -255,8 +254,7 @@ def _play_once(lab: Lab, plan: FaultPlan, designs: list[str]) -> Episode:
     # arrives under a permanent fault too
     signs = [(lambda: ledger_jobs(lab, tag)["jobs"] > 0) if endpoint == "ledger"
              else loads.recipient_arrived(lab, f"{tag}-{endpoint}-") for endpoint in endpoints]
-    with ThreadPoolExecutor(len(specs)) as pool:
-        futures = {endpoint: pool.submit(run_load, spec) for endpoint, spec in specs.items()}
+    with loads.in_background(specs) as futures:
         load_starts_at = loads.started(signs, futures.values())
         # In this (the lab's) thread: a process restarted from a thread that then ends would get the parent-death
         # signal the lab arms for every child (PR_SET_PDEATHSIG follows the thread that forked it).

@@ -365,9 +365,11 @@ class LoadResult:
 
 
 def run_load(spec: LoadSpec, records_path: Path | None = None,
-             at_start: Callable[[], object] | None = None) -> LoadResult:
+             at_start: Callable[[], object] | None = None, processes: set | None = None) -> LoadResult:
     """Run one load in `spec.processes` generator processes; merge their records. `at_start` is called at the
     moment the processes are told to start (another tool started beside it meets the server at the same time).
+    `processes`, when given, holds the generator processes while they run, so that another thread can kill them
+    (helpers.protocols.loads.in_background).
 
     Each process reports when it has imported everything; only then is the common start time chosen, so a
     slow start on a busy machine delays the run instead of making its first requests late."""
@@ -379,35 +381,45 @@ def run_load(spec: LoadSpec, records_path: Path | None = None,
         spec_path = Path(scratch) / "spec.json"
         spec_path.write_text(json.dumps(asdict(spec)))
         parts = []
-        for part in range(spec.processes):
-            out, errors = Path(scratch) / f"part-{part}.npy", Path(scratch) / f"part-{part}.err"
-            with open(errors, "w") as stderr:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "helpers.instruments.loadgen", "--spec", str(spec_path),
-                     "--records", str(out), "--part", str(part)],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
-                    preexec_fn=DIE_WITH_PARENT)
-            parts.append((proc, out, errors))
-        for proc, _, errors in parts:
-            if proc.stdout.readline().strip() != "ready":
+        try:
+            for part in range(spec.processes):
+                out, errors = Path(scratch) / f"part-{part}.npy", Path(scratch) / f"part-{part}.err"
+                with open(errors, "w") as stderr:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "helpers.instruments.loadgen", "--spec", str(spec_path),
+                         "--records", str(out), "--part", str(part)],
+                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+                        preexec_fn=DIE_WITH_PARENT)
+                parts.append((proc, out, errors))
+                if processes is not None:
+                    processes.add(proc)
+            for proc, _, errors in parts:
+                if proc.stdout.readline().strip() != "ready":
+                    proc.wait()
+                    raise RuntimeError(f"load generator failed to start:\n{errors.read_text()[-3000:]}")
+            start_at = time.perf_counter() + 0.05
+            start_epoch = time.time() + 0.05  # the same moment on the wall clock (the SMTP server's records use it)
+            if at_start is not None:
+                at_start()
+            for proc, _, _ in parts:
+                proc.stdin.write(f"{start_at!r}\n")
+                proc.stdin.close()
+            raw, cpu_s, cpus = [], 0.0, set()
+            for proc, out, errors in parts:
+                stdout = proc.stdout.read()
+                if proc.wait() != 0:
+                    raise RuntimeError(f"load generator failed ({proc.returncode}):\n{errors.read_text()[-3000:]}")
+                report = json.loads(stdout.strip().splitlines()[-1])
+                cpu_s += report["generator_cpu_s"]
+                cpus.update(report["cpus"])
+                raw.append(read_raw(out))
+        finally:  # a failed or killed generator ends its load: no other process of it is left running
+            for proc, _, _ in parts:
+                if proc.poll() is None:
+                    proc.kill()
                 proc.wait()
-                raise RuntimeError(f"load generator failed to start:\n{errors.read_text()[-3000:]}")
-        start_at = time.perf_counter() + 0.05
-        start_epoch = time.time() + 0.05  # the same moment on the wall clock (the SMTP server's records use it)
-        if at_start is not None:
-            at_start()
-        for proc, _, _ in parts:
-            proc.stdin.write(f"{start_at!r}\n")
-            proc.stdin.close()
-        raw, cpu_s, cpus = [], 0.0, set()
-        for proc, out, errors in parts:
-            stdout = proc.stdout.read()
-            if proc.wait() != 0:
-                raise RuntimeError(f"load generator failed ({proc.returncode}):\n{errors.read_text()[-3000:]}")
-            report = json.loads(stdout.strip().splitlines()[-1])
-            cpu_s += report["generator_cpu_s"]
-            cpus.update(report["cpus"])
-            raw.append(read_raw(out))
+                if processes is not None:
+                    processes.discard(proc)
 
     records = records_from_raw(pd.concat(raw, ignore_index=True), spec, start_at)
     if records_path is not None:

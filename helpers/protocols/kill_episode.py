@@ -5,13 +5,11 @@ late, and stuck (left running or unacknowledged by the queue's own account)."""
 from __future__ import annotations
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pandas as pd
 
 from helpers.instruments.endpoints import load_spec
-from helpers.instruments.loadgen import run_load
 from helpers.protocols import loads
 from helpers.protocols.consumers import has_workers
 from helpers.protocols.messages import account, new_tag, received_by_request, recipient
@@ -51,8 +49,7 @@ def kill_workers_under_load(labs: dict[str, Lab], plan: KillPlan, late_check_s: 
              for k, (b, lab) in enumerate(labs.items())}
     signs = [loads.recipient_arrived(lab, f"{tag}-{b}-") for b, lab in labs.items()]
     timeline = []
-    with ThreadPoolExecutor(len(specs)) as pool:
-        running_loads = {b: pool.submit(run_load, spec) for b, spec in specs.items()}
+    with loads.in_background(specs) as running_loads:
         started = loads.started(signs, running_loads.values())
         next_kill = started + plan.first_kill_s
         for k in range(plan.kills):
