@@ -1,5 +1,5 @@
 """`python -m helpers bench NAME [-p NAME VALUE]` (one JSON line of figures), `run NOTEBOOK... -p NAME VALUE`
-(papermill reruns; exit status 1 when a claim failed), `report [--check] [--keep-exports RUN_DIR]` (the README's
+(papermill reruns; exit status 1 when a claim failed), `report [--check] [--promote RUN_DIR]` (the README's
 findings, docs/findings.md and docs/report/ from data/reference/, and the latest run's HTML report), `strip`
 (notebook outputs but the verdict), `time-test [--busy-core]` (make test in a fresh clone, timed into
 data/reference/timings.json)."""
@@ -26,9 +26,9 @@ def main(argv=None) -> None:
                                         "an HTML report of the latest run")
     report_parser.add_argument("--check", action="store_true",
                                help="write nothing; exit 1 when the README's findings or charts are stale")
-    report_parser.add_argument("--keep-exports", type=Path, metavar="RUN_DIR",
-                               help="first copy a run's executed-notebook HTML exports into data/reference/full-run/"
-                                    "html/ (when promoting that run to the reference)")
+    report_parser.add_argument("--promote", type=Path, metavar="RUN_DIR",
+                               help="first make a full-mode rerun (make run) the reference: its summary, run.json "
+                                    "files, charts and executed notebooks into data/reference/")
     strip_parser = commands.add_parser("strip", help="strip notebook outputs but the verdict nbval compares")
     strip_parser.add_argument("notebooks", nargs="*", type=Path)
     time_parser = commands.add_parser("time-test", help="time make test in a fresh clone of HEAD, set-up included, "
@@ -46,9 +46,9 @@ def main(argv=None) -> None:
     elif args.command == "report":
         from helpers.runs import report
 
-        if args.keep_exports:
-            for path in report.keep_exports(args.keep_exports):
-                print(f"kept {report.shown_path(path)}")
+        if args.promote:
+            for path in report.promote(args.promote):
+                print(f"promoted {report.shown_path(path)}")
         sys.exit(report.main(check=args.check))
     elif args.command == "time-test":
         from helpers.runs import time_test

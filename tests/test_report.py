@@ -327,3 +327,39 @@ def test_the_two_commands_say_how_long_make_test_took_from_timings_json(referenc
     assert ("`make test` took 7 min 35 s on a quiet machine (2 cores, commit `abcdef1`) and 8 min 50 s with one "
             "core kept busy (2 cores, commit `abcdef2`), on a fresh clone with its set-up.") in block
     assert "is not timed" in report.readme_block(reference, {})
+
+
+def test_promoting_a_full_run_copies_its_files_and_refuses_a_quick_or_failed_one(tmp_path, reference):
+    """`report --promote RUN_DIR`: the run's summary, run.json files, charts and exports become the reference's; a
+    quick-mode run or one with a failed claim is refused, and a run of one notebook replaces only that notebook's."""
+    run = fake_rerun(tmp_path / "20260101T000000-rerun", reference)
+    summary = json.loads((run / "summary.json").read_text())
+    for name, entry in summary["notebooks"].items():
+        entry["parameters"] = {"quick": False}
+        entry["experiment_dir"] = f"experiments/{name}"
+        (run / entry["experiment_dir"]).mkdir(parents=True)
+        (run / entry["experiment_dir"] / "run.json").write_text(json.dumps({"notebook": name}))
+        entry["figures_saved"] = [p.name for p in (run / "figures").glob(f"{name}-fig*.png")]
+    (run / "summary.json").write_text(json.dumps(summary))
+    target = tmp_path / "reference"
+    target.mkdir()
+    written = report.promote(run, target)
+    name = next(iter(summary["notebooks"]))
+    assert json.loads((target / "full-run" / f"{name}.run.json").read_text()) == {"notebook": name}
+    assert (target / "full-run" / "html" / f"{name}.html").read_text().endswith("<p>executed</p>")
+    assert sorted(p.name for p in (target / "full-run" / "figures").glob("*.png")) == sorted(
+        f for entry in summary["notebooks"].values() for f in entry["figures_saved"])
+    assert json.loads((target / "summary.json").read_text())["notebooks"].keys() == summary["notebooks"].keys()
+    assert target / "summary.json" in written
+
+    one = dict(summary, notebooks={name: summary["notebooks"][name]})
+    (run / "summary.json").write_text(json.dumps(one))
+    report.promote(run, target)
+    kept = json.loads((target / "summary.json").read_text())["notebooks"]
+    assert kept.keys() == summary["notebooks"].keys() and kept[name]["run"]["started_at"] == one["started_at"]
+
+    for spoil in ({"parameters": {"quick": True}}, {"verdict": {"a claim": False}}):
+        (run / "summary.json").write_text(json.dumps(dict(summary, notebooks={name: {**one["notebooks"][name],
+                                                                                   **spoil}})))
+        with pytest.raises(ValueError):
+            report.promote(run, target)

@@ -862,19 +862,42 @@ def write_html(measured: Measured, folder: Path, copy: bool = True) -> Path:
     return path
 
 
-def keep_exports(run_dir: Path, folder: Path = REFERENCE_DIR) -> list[Path]:
-    """Copy a rerun's executed-notebook HTML exports (its summary.json names them) into the reference's
-    full-run/html/, as <notebook>.html: the committed report links them. For a run being promoted to the reference,
-    with its summary.json and run.json files."""
-    summary = compare.load_summary(Path(run_dir) / "summary.json")
-    target = folder / "full-run" / "html"
-    target.mkdir(parents=True, exist_ok=True)
-    kept = []
-    for name, entry in summary.get("notebooks", {}).items():
-        source = Path(run_dir) / entry.get("html", "-")
-        if entry.get("html") and source.is_file():
-            kept.append(Path(shutil.copyfile(source, target / f"{name}.html")))
-    return kept
+def promote(run_dir: Path, folder: Path = REFERENCE_DIR) -> list[Path]:
+    """Make a full-mode rerun (`make run`) the reference: copy its summary.json, each notebook's run.json and
+    per-point table, its charts and its executed-notebook HTML exports into `folder` (full-run/...); returns the
+    files written. A notebook the run did not cover keeps its entry and files. Refuses a run that failed a claim or
+    ran a notebook in quick mode: the reference is what the README quotes."""
+    from helpers.runs import rerun
+
+    run_dir = Path(run_dir)
+    summary = compare.load_summary(run_dir / "summary.json")
+    notebooks = summary.get("notebooks", {})
+    quick = sorted(name for name, entry in notebooks.items() if entry.get("parameters", {}).get("quick", True))
+    if not notebooks or quick or not rerun.succeeded(summary):
+        raise ValueError(f"{run_dir} is not a full-mode run whose every claim held (quick mode: {quick or 'none'})")
+    full = folder / "full-run"
+    (full / "figures").mkdir(parents=True, exist_ok=True)
+    (full / "html").mkdir(parents=True, exist_ok=True)
+    kept = compare.load_summary(folder / "summary.json") if (folder / "summary.json").is_file() else {"notebooks": {}}
+    covered_all = set(kept["notebooks"]) <= set(notebooks)
+    merged = summary if covered_all else {**kept, "notebooks": {
+        **kept["notebooks"], **{name: {**entry, "run": {"started_at": summary["started_at"],
+                                                       "commit": summary["environment"]["git_commit"]}}
+                                for name, entry in notebooks.items()}}}
+    written = [folder / "summary.json"]
+    (folder / "summary.json").write_text(json.dumps(merged, indent=2, default=str) + "\n")
+    for name, entry in notebooks.items():
+        experiment = run_dir / entry["experiment_dir"]
+        for stale in [*full.glob(f"figures/{name}-fig*.png"), *full.glob(f"{name}.*")]:
+            stale.unlink()
+        written.append(Path(shutil.copyfile(experiment / "run.json", full / f"{name}.run.json")))
+        if (experiment / "points.parquet").is_file():
+            written.append(Path(shutil.copyfile(experiment / "points.parquet", full / f"{name}.points.parquet")))
+        for figure in entry.get("figures_saved", []):
+            written.append(Path(shutil.copyfile(run_dir / "figures" / figure, full / "figures" / figure)))
+        if entry.get("html") and (run_dir / entry["html"]).is_file():
+            written.append(Path(shutil.copyfile(run_dir / entry["html"], full / "html" / f"{name}.html")))
+    return written
 
 
 def main(check: bool = False) -> int:
