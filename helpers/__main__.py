@@ -29,6 +29,8 @@ def main(argv=None) -> None:
     report_parser.add_argument("--promote", type=Path, metavar="RUN_DIR",
                                help="first make a full-mode rerun (make run) the reference: its summary, run.json "
                                     "files, charts and executed notebooks into data/reference/")
+    report_parser.add_argument("--only", nargs="+", metavar="NOTEBOOK",
+                               help="with --promote: only these notebooks of the run (e.g. 01-blocking-vs-deferred)")
     strip_parser = commands.add_parser("strip", help="strip notebook outputs but the verdict nbval compares")
     strip_parser.add_argument("notebooks", nargs="*", type=Path)
     time_parser = commands.add_parser("time-test", help="time make test in a fresh clone of HEAD, set-up included, "
@@ -47,7 +49,7 @@ def main(argv=None) -> None:
         from helpers.runs import report
 
         if args.promote:
-            for path in report.promote(args.promote):
+            for path in report.promote(args.promote, only=args.only):
                 print(f"promoted {report.shown_path(path)}")
         sys.exit(report.main(check=args.check))
     elif args.command == "time-test":

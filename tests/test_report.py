@@ -352,11 +352,16 @@ def test_promoting_a_full_run_copies_its_files_and_refuses_a_quick_or_failed_one
     assert json.loads((target / "summary.json").read_text())["notebooks"].keys() == summary["notebooks"].keys()
     assert target / "summary.json" in written
 
-    one = dict(summary, notebooks={name: summary["notebooks"][name]})
+    one = dict(summary, notebooks={name: summary["notebooks"][name]}, started_at=summary["started_at"] + 60)
     (run / "summary.json").write_text(json.dumps(one))
     report.promote(run, target)
-    kept = json.loads((target / "summary.json").read_text())["notebooks"]
-    assert kept.keys() == summary["notebooks"].keys() and kept[name]["run"]["started_at"] == one["started_at"]
+    kept = json.loads((target / "summary.json").read_text())
+    assert kept["notebooks"].keys() == summary["notebooks"].keys() and kept["started_at"] == one["started_at"]
+    other = next(n for n in summary["notebooks"] if n != name)
+    assert "run" not in kept["notebooks"][name]
+    assert kept["notebooks"][other]["run"]["started_at"] == summary["started_at"]
+    with pytest.raises(ValueError):  # not in that run: nothing to promote
+        report.promote(run, target, only=[other])
 
     for spoil in ({"parameters": {"quick": True}}, {"verdict": {"a claim": False}}):
         (run / "summary.json").write_text(json.dumps(dict(summary, notebooks={name: {**one["notebooks"][name],

@@ -93,7 +93,7 @@ MOVED = {
         "retries_recover": [lambda f: {"retries_vs_plain_smtp_lost": {b: [p, p] for b, (p, _) in
                                                                       f["retries_vs_plain_smtp_lost"].items()}},
                             {"retries_vs_plain_smtp_lost": {}}],
-        "plain_kills_lost": [{"kill_lost_plain": 0}, lambda f: {"kill_lost_plain": f["kill_loss_bound"] + 1}],
+        "plain_kills_lost": lambda f: {"kill_lost_plain": f["kill_loss_bound"] + 1},
         "web_restart": [{"web_restart_lost": 1}, {"web_restart_failed_requests": 0}],
         "bounded_depth": lambda f: {"overload_max_depth_bounded": f["overload_bound"] + f["overload_web_workers"] + 1},
         "bounded_shed": [{"overload_shed_503": 0}, {"overload_retry_after_s": None}],

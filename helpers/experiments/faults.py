@@ -548,7 +548,7 @@ CLAIMS = {
     "plain_smtp_lost": "plain: the transient SMTP faults lost accepted emails",
     "retries_recover": "retries: the queue's own retries lost fewer emails to the transient SMTP faults than plain, on "
                        "every backend that offers them",
-    "plain_kills_lost": "plain: the consumer kills lost the tasks the workers held (some: full mode) and no more",
+    "plain_kills_lost": "plain: the consumer kills lost no more than the tasks the workers held",
     "web_restart": "web restart: requests failed, yet no design lost an accepted email",
     "bounded_depth": "bounded: queue depth stayed within the bound",
     "bounded_shed": "bounded: the overflow was answered 503 with Retry-After",
@@ -562,9 +562,9 @@ CLAIMS = {
 
 def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
     """The faults' claims, from key_figures(): the ledger's own account is held against the SMTP record message by
-    message, and no account counts unless its episode settled and nothing came after. That the kills lost some
-    plain tasks is checked only in full mode: a quick run's single kill finds no task of the plain design in flight
-    about one time in five; that they lost no more than the workers held is checked always. That a kill landed
+    message, and no account counts unless its episode settled and nothing came after. The kills' plain losses are
+    bounded, not required: the kill episode's provider records a message before its delay, so a plain task killed
+    mid-send is delivered, and `bench faults -p kills 100` saw 2 plain losses in 300 kills. That a kill landed
     between the provider's 250 and the commit (confirmed_by_provider) needs the full run's kills too, and the stalling
     provider plays in full mode only (its exchanges take seconds to end). The overload:
     the bound holds (give or take one request per web worker racing between count and enqueue), the overflow was
@@ -589,7 +589,7 @@ def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
         # A refused send is a failed task, never retried: the problem shows whatever the kill's timing.
         "plain_smtp_lost": f["plain_smtp_lost"] > 0,
         "retries_recover": bool(compared) and all(retried < plain for plain, retried in compared),
-        "plain_kills_lost": (killed > 0 or quick) and killed <= f["kill_loss_bound"],
+        "plain_kills_lost": killed <= f["kill_loss_bound"],
         "web_restart": f["web_restart_failed_requests"] > 0 and f["web_restart_lost"] == 0,
         "bounded_depth": f["overload_max_depth_bounded"] <= slack,
         "bounded_shed": f["overload_shed_503"] > 0 and (f["overload_retry_after_s"] or 0) >= 1,

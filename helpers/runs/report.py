@@ -862,30 +862,31 @@ def write_html(measured: Measured, folder: Path, copy: bool = True) -> Path:
     return path
 
 
-def promote(run_dir: Path, folder: Path = REFERENCE_DIR) -> list[Path]:
+def promote(run_dir: Path, folder: Path = REFERENCE_DIR, only: list[str] | None = None) -> list[Path]:
     """Make a full-mode rerun (`make run`) the reference: copy its summary.json, each notebook's run.json and
     per-point table, its charts and its executed-notebook HTML exports into `folder` (full-run/...); returns the
-    files written. A notebook the run did not cover keeps its entry and files. Refuses a run that failed a claim or
-    ran a notebook in quick mode: the reference is what the README quotes."""
+    files written. `only`: those of its notebooks. A notebook the run did not cover keeps its entry and files, marked
+    with its own run (start, commit). Refuses a run that failed a claim or ran a notebook in quick mode: the
+    reference is what the README quotes."""
     from helpers.runs import rerun
 
     run_dir = Path(run_dir)
     summary = compare.load_summary(run_dir / "summary.json")
-    notebooks = summary.get("notebooks", {})
+    notebooks = {name: entry for name, entry in summary.get("notebooks", {}).items() if only is None or name in only}
     quick = sorted(name for name, entry in notebooks.items() if entry.get("parameters", {}).get("quick", True))
-    if not notebooks or quick or not rerun.succeeded(summary):
+    if not notebooks or quick or not rerun.succeeded({**summary, "notebooks": notebooks}):
         raise ValueError(f"{run_dir} is not a full-mode run whose every claim held (quick mode: {quick or 'none'})")
+    kept = compare.load_summary(folder / "summary.json") if (folder / "summary.json").is_file() else {"notebooks": {}}
+    others = {name: {"run": {"started_at": kept["started_at"], "commit": kept["environment"]["git_commit"]}, **entry}
+              for name, entry in kept["notebooks"].items() if name not in notebooks}
+    merged = {**summary, "notebooks": dict(sorted({**others, **notebooks}.items()))}
+    merged["claims_failed"] = rerun.failed_claims(merged)
+    merged["succeeded"] = rerun.succeeded(merged)
+    written = [folder / "summary.json"]
+    (folder / "summary.json").write_text(json.dumps(merged, indent=2, default=str) + "\n")
     full = folder / "full-run"
     (full / "figures").mkdir(parents=True, exist_ok=True)
     (full / "html").mkdir(parents=True, exist_ok=True)
-    kept = compare.load_summary(folder / "summary.json") if (folder / "summary.json").is_file() else {"notebooks": {}}
-    covered_all = set(kept["notebooks"]) <= set(notebooks)
-    merged = summary if covered_all else {**kept, "notebooks": {
-        **kept["notebooks"], **{name: {**entry, "run": {"started_at": summary["started_at"],
-                                                       "commit": summary["environment"]["git_commit"]}}
-                                for name, entry in notebooks.items()}}}
-    written = [folder / "summary.json"]
-    (folder / "summary.json").write_text(json.dumps(merged, indent=2, default=str) + "\n")
     for name, entry in notebooks.items():
         experiment = run_dir / entry["experiment_dir"]
         for stale in [*full.glob(f"figures/{name}-fig*.png"), *full.glob(f"{name}.*")]:
