@@ -88,11 +88,11 @@ def contention(summary: pd.DataFrame, ax=None):
     ax.set_xlabel("producers enqueueing and consumer processes draining at once")
     ax.set_yscale("log")
     low, high = ax.get_ylim()
-    ax.set_ylim(low, high * 4)  # room for the labels under the title
+    ax.set_ylim(low, high * 40)  # room above the points' labels for the legend, under the title
     ax.set_ylabel("one enqueue (ms, log scale)")
     ax.set_title("Enqueue latency while producers and consumers share the queue")
     ax.grid(True, which="both", axis="y", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=7, ncol=3, loc="upper left")
     return ax.figure
 
 
