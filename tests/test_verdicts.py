@@ -155,7 +155,6 @@ QUICK_MOVED = {
         lambda f: {"thumbnail_deferred_p50_ms": f["thumbnail_blocking_p50_ms"] / 1.9},
     ("03-the-work-still-happens", "tuned_pickup_20ms"): {"pickup_p50_ms_tuned": 51.0},
     ("03-the-work-still-happens", "process_thumbnails"): {"process_over_thread_thumbnail": 0.45},
-    ("05-faults", "plain_kills_lost"): lambda f: {"kill_lost_plain": f["kill_loss_bound"] + 1},
     ("06-scale-out", "drain_four"): {"huey_redis_drain_4_consumers_speedup": None},
     ("07-which-queue", "kills_lost"): {"huey_sqlite_kills": 0},
 }

@@ -564,7 +564,7 @@ def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
     """The faults' claims, from key_figures(): the ledger's own account is held against the SMTP record message by
     message, and no account counts unless its episode settled and nothing came after. The kills' plain losses are
     bounded, not required: the kill episode's provider records a message before its delay, so a plain task killed
-    mid-send is delivered, and `bench faults -p kills 100` saw 2 plain losses in 300 kills. That a kill landed
+    mid-send is delivered and a plain loss needs a kill between a task's dequeue and its send (rare). That a kill landed
     between the provider's 250 and the commit (confirmed_by_provider) needs the full run's kills too, and the stalling
     provider plays in full mode only (its exchanges take seconds to end). The overload:
     the bound holds (give or take one request per web worker racing between count and enqueue), the overflow was
