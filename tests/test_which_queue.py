@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from helpers.experiments import which_queue as wq
+from helpers.protocols import end_to_end
 
 
 def deliveries(backends=("polled", "blocking")) -> pd.DataFrame:
@@ -118,7 +119,7 @@ def test_end_to_end_summary_takes_the_accepted_measured_requests_and_counts_the_
         "backend": ["a"] * 5, "warmup": [True, False, False, False, False], "status": [202, 202, 202, 202, 503],
         "latency_ms": [100.0, 2.0, 4.0, 6.0, 1.0], "completion_ms": [500.0, 10.0, 30.0, np.nan, np.nan],
         "copies": [1, 2, 1, 0, 0]})
-    row = wq.end_to_end_summary(frame).loc["a"]
+    row = end_to_end.summary(frame).loc["a"]
     assert (row["sent"], row["accepted"], row["delivered"]) == (4, 3, 2)  # the warm-up out, the 503 not accepted
     assert (row["lost"], row["duplicated"]) == (1, 1)  # message by message: they do not cancel out
     assert row["response_p50_ms"] == 4.0 and row["completion_p50_ms"] == 20.0

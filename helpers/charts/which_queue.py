@@ -60,7 +60,7 @@ def view_cost(table: pd.DataFrame, ax=None):
 
 
 def end_to_end(summary: pd.DataFrame, ax=None):
-    """Under open-loop load, per backend (which_queue.end_to_end_summary): the response's p50/p99 (due to answer)
+    """Under open-loop load, per backend (helpers.protocols.end_to_end.summary): the response's p50/p99 (due to answer)
     and completion's p50/p99 (due to the SMTP server's 250)."""
     ax = ax or plt.subplots(figsize=(11, 4.5))[1]
     _bars(ax, summary, [("response_p50_ms", "response p50"), ("response_p99_ms", "response p99"),

@@ -9,30 +9,26 @@ but for `queue_backend`, one worker each; nothing here branches on a backend's n
     pickup           helpers.protocols.pickup.request_to_smtp: one email through /email/deferred/ after each idle
                      period, from the request's send to the SMTP server's receipt; the idle workers' CPU over the
                      same idle periods; default settings, then the tuning knob
-    end to end       open-loop Poisson load (helpers.instruments.loadgen) on /email/deferred/ at a fixed rate, each
-                     lab in turn: response time, and completion = the SMTP server's 250 (accepted_at) - the request's
-                     due time (default settings, as the pickups)
+    end to end       helpers.protocols.end_to_end: open-loop Poisson load on /email/deferred/ at a fixed rate, each
+                     lab in turn: response time, and completion = the SMTP server's 250 (accepted_at) - the
+                     request's due time (default settings, as the pickups)
     drain            helpers.protocols.drain.through_each_api: no-op tasks enqueued with the workers stopped, then
                      one worker
     kills            helpers.protocols.kill_episode: every lab's workers SIGKILLed mid-send under load, restarted,
                      settled: lost / duplicated / stuck, message by message
-    transactions     queue_semantics.transaction_outcomes
-    memory           RSS of the queue's servers, one worker, the web server
+    transactions     helpers.protocols.transactions (queue_semantics.transaction_outcomes)
+    memory           helpers.protocols.footprint: RSS of the queue's servers, one worker, the web server
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import pandas as pd
 
 from helpers import runs
-from helpers.instruments import cpu, queue_semantics
-from helpers.instruments.endpoints import load_spec
-from helpers.instruments.loadgen import run_load
-from helpers.protocols import drain, kill_episode, pickup, view_cost
-from helpers.protocols.consumers import has_workers, worker_pids
-from helpers.protocols.messages import each_delivered_once, first_accepted_at, new_tag, recipient, wait_for_copies
+from helpers.protocols import drain, end_to_end, footprint, kill_episode, pickup, transactions, view_cost
+from helpers.protocols.consumers import has_workers
+from helpers.protocols.messages import each_delivered_once
+from helpers.protocols.transactions import OUTCOMES
 from helpers.protocols.turns import side_by_side, stop_all
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
@@ -61,92 +57,6 @@ def pickup_summary(frame: pd.DataFrame) -> pd.DataFrame:
 def tunable(labs: dict[str, Lab]) -> dict[str, Lab]:
     """The labs whose backend has a tuning knob (drain.through_each_api leaves their workers tuned)."""
     return {b: lab for b, lab in labs.items() if lab.queue.tuned_worker_config and has_workers(lab)}
-
-
-# -- end to end under open-loop load ---------------------------------------------------------------------------
-
-@dataclass
-class E2EPlan:
-    rate: float = 20.0  # deferred requests/s to one lab at a time (open loop, Poisson)
-    duration_s: float = 5.0  # measured part
-    warmup_s: float = 0.5  # sent first, left out of every figure
-    timeout_s: float = 30.0  # a request's, and the wait for the emails its 202s promised
-
-
-def end_to_end(labs: dict[str, Lab], plan: E2EPlan) -> pd.DataFrame:
-    """Each lab in turn alone under the open-loop generator on /email/deferred/ (Poisson arrivals at `plan.rate`,
-    each request its own recipient); once the emails its 202s promised arrived (or `timeout_s`), every request is
-    matched with its first copy in the SMTP record: completion_ms = accepted_at (when the server answered 250; equal
-    to received_at here, the SMTP delay being 0) - the request's due time, NaN for an email that never came. One row
-    per request, warm-ups flagged: the generator's records (latency_ms counts from the due time) with backend,
-    completion_ms and copies (how many the SMTP server accepted)."""
-    tag = new_tag("e2e")
-    frames = []
-    for k, (backend, lab) in enumerate(labs.items()):
-        spec = replace(load_spec(lab, "deferred", mode="open", rate=plan.rate, arrival="poisson", connections=16,
-                                 duration_s=plan.duration_s, warmup_s=plan.warmup_s, timeout_s=plan.timeout_s,
-                                 processes=1, seed=k + 1),
-                       form={"to": recipient(tag, backend)})
-        result = run_load(spec)
-        records = result.records
-        prefix = f"{tag}-{backend}-"
-        wait_for_copies(lab, prefix, int((records["status"] == 202).sum()), plan.timeout_s)
-        due_epoch = result.start_epoch + records["due_ms"] / 1e3
-        delivered_at = records["i"].map(first_accepted_at(lab, prefix))
-        copies = records["i"].map(lab.mail.copies_by_number(prefix)).fillna(0).astype(int)
-        frames.append(records.assign(backend=backend, completion_ms=(delivered_at - due_epoch) * 1e3, copies=copies))
-    return pd.concat(frames, ignore_index=True)
-
-
-def end_to_end_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per backend, the measured requests (warm-ups left out): sent, accepted (202), delivered (an SMTP copy), lost
-    (accepted, no copy) and duplicated (copies beyond each message's first), message by message; response p50/p99
-    (due to answer, the 202s) and completion p50/p99 (due to the SMTP server's 250), ms."""
-    measured = frame[~frame["warmup"]]
-    rows = []
-    for backend, own in measured.groupby("backend", sort=False):
-        ok = own[own["status"] == 202]
-        rows.append({"backend": backend, "sent": len(own), "accepted": len(ok),
-                     "delivered": int(ok["completion_ms"].notna().sum()), "lost": int((ok["copies"] == 0).sum()),
-                     "duplicated": int((own["copies"] - 1).clip(lower=0).sum()),
-                     "response_p50_ms": ok["latency_ms"].median(), "response_p99_ms": ok["latency_ms"].quantile(0.99),
-                     "completion_p50_ms": ok["completion_ms"].median(),
-                     "completion_p99_ms": ok["completion_ms"].quantile(0.99)})
-    return pd.DataFrame(rows).set_index("backend")
-
-
-# -- memory -----------------------------------------------------------------------------------------------------
-
-def memory(labs: dict[str, Lab]) -> pd.DataFrame:
-    """RSS (MiB) per backend: the queue's own servers, one worker process (with its children: a prefork pool, a
-    work horse), the web server (gunicorn and its workers), and what the backend needs running."""
-    rows = []
-    for b, lab in labs.items():
-        servers = [lab.processes[s].pid for s in lab.queue.servers if s in lab.processes]
-        workers = worker_pids(lab)[:1]
-        rows.append({"backend": b, "servers_mb": cpu.rss_mb(servers), "worker_mb": cpu.rss_mb(workers),
-                     "web_mb": cpu.rss_mb([lab.processes["web"].pid]), "servers": len(lab.queue.servers),
-                     "worker_processes": len(worker_pids(lab))})
-    return pd.DataFrame(rows).set_index("backend")
-
-
-# -- transactions (queue_semantics.transaction_outcomes) -----------------------------------------------------------
-
-OUTCOMES = ("ran_after_rollback", "ran_before_commit", "ran_after_commit", "on_commit_ran_before_commit", "never_ran")
-
-
-def transactions(labs: dict[str, Lab], trials: int, **options) -> pd.DataFrame:
-    """Per backend: queue_semantics.transaction_outcomes's counts over `trials` (`options`: its hold_ms, settle_s),
-    every lab at once (requests and reads only, no process started), beside what the backend declares
-    (enqueue_in_transaction)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(len(labs)) as pool:
-        found = dict(zip(labs, pool.map(lambda lab: queue_semantics.transaction_outcomes(lab, trials, **options),
-                                        labs.values()), strict=True))
-    return pd.DataFrame([{"backend": b, "trials": trials, "enqueue_in_transaction": lab.queue.enqueue_in_transaction,
-                          **{k: found[b][k] for k in OUTCOMES}}
-                         for b, lab in labs.items()]).set_index("backend")
 
 
 # -- the matrix, the figures, the claims ---------------------------------------------------------------------------
@@ -334,7 +244,7 @@ def findings_markdown(figures: dict, labels: dict[str, str]) -> str:
 # -- one run: what the notebook does cell by cell, and the benchmark at once --------------------------------------
 
 def run_all(run_dir, backends: list[str], view_requests: int, wrk_s: float, idle_s: list[float], repeats: int,
-            e2e: E2EPlan, drain_tasks: int, plan: kill_episode.KillPlan, tx_trials: int, full: bool,
+            e2e: end_to_end.E2EPlan, drain_tasks: int, plan: kill_episode.KillPlan, tx_trials: int, full: bool,
             tx_hold_ms: int = 1000, view_turns: int = 2, progress=print) -> dict:
     """Every experiment on every backend, side by side; saves the tables and returns the figures, the matrix and
     the verdict's checks (the benchmark's path; the notebook calls the same functions one cell each)."""
@@ -343,18 +253,18 @@ def run_all(run_dir, backends: list[str], view_requests: int, wrk_s: float, idle
         view = view_cost.measure(labs, BASELINE, view_requests, turns=view_turns, wrk_s=wrk_s)
         progress("view cost measured")
         frames = [pickup.request_to_smtp(labs, idle_s, repeats, "default")]
-        e2e_frame = end_to_end(labs, e2e)
+        e2e_frame = end_to_end.measure(labs, e2e)
         progress("pickups (default settings) and end to end measured")
         drained = drain.through_each_api(labs, drain_tasks)
         frames.append(pickup.request_to_smtp(tunable(labs), idle_s, repeats, "tuned"))
         progress("drains and tuned pickups measured")
-        mem = memory(labs)
+        mem = footprint.memory(labs)
         kills, timeline = kill_episode.kill_workers_under_load(labs, plan)
         progress("kills measured")
-        tx = transactions(labs, tx_trials, hold_ms=tx_hold_ms)
+        tx = transactions.outcomes(labs, tx_trials, hold_ms=tx_hold_ms)
         stop_all(labs)
     picked = pd.concat(frames, ignore_index=True)
-    table = matrix(info, view_cost.summary(view, BASELINE), pickup_summary(picked), end_to_end_summary(e2e_frame),
+    table = matrix(info, view_cost.summary(view, BASELINE), pickup_summary(picked), end_to_end.summary(e2e_frame),
                    drained, kills, tx, mem)
     for name, frame in (("view", view.timings), ("wrk", view.wrk), ("pickups", picked), ("e2e", e2e_frame),
                         ("kills", kills.reset_index()), ("kill-timeline", timeline), ("matrix", table.reset_index())):
@@ -370,6 +280,6 @@ def queues_bench(run_dir, view_requests: int = 400, wrk_s: float = 1.0, idle_s: 
     """Every backend of helpers.stack.queues, side by side: the view's cost, pickup after idle (default and tuned,
     idle CPU), end to end at `e2e_rate` requests/s for `e2e_s` (open loop), drain of `drain_tasks` no-op tasks by one
     worker, `kills` SIGKILLs mid-send, transactions, memory."""
-    done = run_all(run_dir, names(), view_requests, wrk_s, list(idle_s), repeats, E2EPlan(e2e_rate, e2e_s),
+    done = run_all(run_dir, names(), view_requests, wrk_s, list(idle_s), repeats, end_to_end.E2EPlan(e2e_rate, e2e_s),
                    drain_tasks, kill_episode.KillPlan(kills=kills), tx_trials, full=True)
     return {**done["figures"], "verdict": done["checks"]}
