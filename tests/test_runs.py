@@ -204,7 +204,7 @@ def test_a_rerun_fails_when_a_notebook_did_not_finish_even_with_no_claim_failed(
 
 # Every experiments module's benchmark, named after it (under_load has a second one, named after it too).
 BENCHMARKS = {"blocking_vs_deferred", "under_load", "under_load_harness", "work_still_happens", "what_the_user_sees",
-              "faults", "scale_out", "which_queue", "does_async_fix_it", "hostile_input"}
+              "faults", "scale_out", "which_queue", "which_setup", "does_async_fix_it", "hostile_input"}
 # Their earlier names, which the README and the open issues use: still accepted.
 ALIASES = {"overhead", "harness", "queue", "browser", "backends", "queues", "async", "hostile"}
 # Notebook -> its experiments module, for the notebooks whose benchmark returns key_figures() alone.
@@ -232,11 +232,11 @@ def test_an_earlier_name_runs_the_benchmark_it_became(monkeypatch):
 
     ran = []
     bench.discover()
-    monkeypatch.setitem(bench.BENCHMARKS, "which_queue", lambda run_dir, n=1: ran.append(n) or {"n": n})
+    monkeypatch.setitem(bench.BENCHMARKS, "which_setup", lambda run_dir, n=1: ran.append(n) or {"n": n})
     monkeypatch.setattr(folders, "new_run_dir", lambda name: ran.append(name) or Path("/nonexistent"))
     monkeypatch.setattr(folders, "record", lambda run_dir, figures, parameters, **meta: {**figures, **meta})
-    assert bench.run("queues", {"n": 2})["benchmark"] == "which_queue"
-    assert ran == ["bench-which_queue", 2]
+    assert bench.run("queues", {"n": 2})["benchmark"] == "which_setup"
+    assert ran == ["bench-which_setup", 2]
     assert set(bench.ALIASES) == ALIASES and set(bench.ALIASES.values()) <= BENCHMARKS
 
 

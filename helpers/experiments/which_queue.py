@@ -1,7 +1,8 @@
 """Notebook 07, which queue: every queue backend of helpers.stack.queues on one harness, one row each
-(`python -m helpers bench which_queue`). The labs run side by side (helpers.protocols.turns.side_by_side), alike
-but for `queue_backend`, one worker each; nothing here branches on a backend's name, only on what `lab.queue` says
-(its workers, its tuning knob, its declared delivery, whether its tasks share the request's transaction).
+(`python -m helpers bench which_queue`; `bench queues` is notebook 09's matrix, with production settings). The labs
+run side by side (helpers.protocols.turns.side_by_side), alike but for `queue_backend`, one worker each; nothing
+here branches on a backend's name, only on what `lab.queue` says (its workers, its tuning knob, its declared
+delivery, whether its tasks share the request's transaction).
 
     view cost        helpers.protocols.view_cost: POST /email/deferred/ against POST /email/validate/ (the same
                      form parsed and validated, nothing enqueued), cross-checked with wrk at one connection; the
@@ -273,7 +274,7 @@ def run_all(run_dir, backends: list[str], view_requests: int, wrk_s: float, idle
     return {"figures": figures, "table": table, "checks": verdict(figures, quick=not full)}
 
 
-@benchmark("which_queue", aliases=("queues",))
+@benchmark("which_queue")
 def queues_bench(run_dir, view_requests: int = 400, wrk_s: float = 1.0, idle_s: tuple = (0.5, 2.0, 10.0),
                  repeats: int = 3, e2e_rate: float = 20.0, e2e_s: float = 5.0, drain_tasks: int = 5000, kills: int = 5,
                  tx_trials: int = 5) -> dict:

@@ -44,7 +44,8 @@ FINDINGS_END = "<!-- findings:end -->"
 # names: its figures join the notebook's as a second run.
 BENCH_NOTEBOOKS = {"overhead": "01-blocking-vs-deferred", "under_load": "02-under-load",
                    "queue": "03-the-work-still-happens", "browser": "04-what-the-user-sees", "faults": "05-faults",
-                   "backends": "06-scale-out", "queues": "07-which-queue", "async": "08-does-async-fix-it"}
+                   "backends": "06-scale-out", "which_queue": "07-which-queue", "queues": "09-which-setup",
+                   "which_setup": "09-which-setup", "async": "08-does-async-fix-it"}
 QUEUE_NOTEBOOK = "07-which-queue"  # the backend matrix: Celery, RQ, Huey, django-tasks-db on one harness
 MATRIX = "Celery, RQ, Huey and Django's task backends side by side"
 
