@@ -331,6 +331,7 @@ class Procrastinate(QueueAPI):
               "cancelled": "failed", "aborted": "failed"}
     ID = re.compile(r"[0-9]{1,18}", re.ASCII)
     id_rule = "1 to 18 digits"
+    QUEUE = "default"  # every task of the site's; a periodic maintenance task (retry_stalled_jobs) has its own
 
     def task_id(self, text: str | None) -> str | None:
         return text if text and self.ID.fullmatch(text) else None
@@ -346,7 +347,7 @@ class Procrastinate(QueueAPI):
         from django.utils import timezone
         from procrastinate.contrib.django.models import ProcrastinateJob
 
-        return (ProcrastinateJob.objects.filter(status="todo")
+        return (ProcrastinateJob.objects.filter(status="todo", queue_name=self.QUEUE)
                 .filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=timezone.now())).count())
 
     def state(self, task_id: str) -> dict | None:
