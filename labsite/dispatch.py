@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from labsite import tasks
+from labsite.middleware import span
 
 TASK_ID_SALT = "labsite.dispatch.task-id"
 
@@ -331,6 +332,7 @@ class Procrastinate(QueueAPI):
               "cancelled": "failed", "aborted": "failed"}
     ID = re.compile(r"[0-9]{1,18}", re.ASCII)
     id_rule = "1 to 18 digits"
+    QUEUE = "default"  # every task of the site's; a periodic maintenance task (retry_stalled_jobs) has its own
 
     def task_id(self, text: str | None) -> str | None:
         return text if text and self.ID.fullmatch(text) else None
@@ -346,7 +348,7 @@ class Procrastinate(QueueAPI):
         from django.utils import timezone
         from procrastinate.contrib.django.models import ProcrastinateJob
 
-        return (ProcrastinateJob.objects.filter(status="todo")
+        return (ProcrastinateJob.objects.filter(status="todo", queue_name=self.QUEUE)
                 .filter(Q(scheduled_at__isnull=True) | Q(scheduled_at__lte=timezone.now())).count())
 
     def state(self, task_id: str) -> dict | None:
@@ -364,10 +366,14 @@ def queue_api(name: str | None = None) -> QueueAPI:
     return APIS[name or settings.QUEUE_API]
 
 
-def enqueue(job: dict, *args, api: str | None = None) -> Enqueued:
-    """Enqueue `job` (a table of labsite.tasks: its task by API) with `args` through the configured API (or `api`)."""
+def enqueue(job: dict, *args, api: str | None = None, on_commit: bool = False) -> Enqueued:
+    """Enqueue `job` (a table of labsite.tasks: its task by API) with `args` through the configured API (or `api`),
+    once the transaction commits with `on_commit`. Every enqueue of the site comes here: its time is the request's
+    Server-Timing span `enqueue` (labsite.middleware)."""
     chosen = queue_api(api)
-    return chosen.enqueue(job[chosen.name], *args)
+    send, task = (chosen.enqueue_on_commit if on_commit else chosen.enqueue), job[chosen.name]
+    with span("enqueue"):
+        return send(task, *args)
 
 
 class DesignNotOffered(Exception):
@@ -385,10 +391,9 @@ def enqueue_email(design: str, to: str) -> Enqueued:
     that API has no such task (KeyError for an unknown design)."""
     table, on_commit = EMAIL_DESIGNS[design]
     job = getattr(tasks, table)
-    chosen = queue_api()
-    if chosen.name not in job:
-        raise DesignNotOffered(f"the {chosen.name} queue API offers no {design} design")
-    return (chosen.enqueue_on_commit if on_commit else chosen.enqueue)(job[chosen.name], to)
+    if (name := queue_api().name) not in job:
+        raise DesignNotOffered(f"the {name} queue API offers no {design} design")
+    return enqueue(job, to, on_commit=on_commit)
 
 
 def backlog() -> int:

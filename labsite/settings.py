@@ -297,6 +297,22 @@ def procrastinate_postgres() -> dict:
             "DATABASES": {"default": postgres_database()}}
 
 
+def procrastinate_postgres_production() -> dict:
+    """procrastinate with its docs' "Retry stalled jobs" recipe (helpers.stack.queues.procrastinate_postgres_production
+    cites it): workers send a heartbeat every LAB_PROCRASTINATE_HEARTBEAT_S s, one silent for
+    LAB_PROCRASTINATE_STALLED_S s is stalled, and a periodic task (labsite.tasks.retry_stalled_jobs, every
+    LAB_PROCRASTINATE_RETRY_EVERY_S s, on a queue of its own) retries its "doing" jobs. The docs' values are 10 s, 30 s
+    and every 10 minutes; the lab's are shorter, so that a recovery can be measured."""
+    heartbeat_s = float(os.environ.get("LAB_PROCRASTINATE_HEARTBEAT_S", "10"))
+    stalled_s = float(os.environ.get("LAB_PROCRASTINATE_STALLED_S", "30"))
+    every_s = int(os.environ.get("LAB_PROCRASTINATE_RETRY_EVERY_S", "600"))
+    cron = f"*/{every_s // 60} * * * *" if every_s % 60 == 0 else f"* * * * * */{every_s}"  # 6th field: seconds
+    return {**procrastinate_postgres(),
+            "PROCRASTINATE_WORKER_DEFAULTS": {"update_heartbeat_interval": heartbeat_s,
+                                              "stalled_worker_timeout": stalled_s},
+            "LAB_RETRY_STALLED_JOBS": {"cron": cron, "seconds_since_heartbeat": stalled_s, "queue": "lab_maintenance"}}
+
+
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
@@ -304,7 +320,8 @@ QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
                   "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
-                  "procrastinate_postgres": procrastinate_postgres}
+                  "procrastinate_postgres": procrastinate_postgres,
+                  "procrastinate_postgres_production": procrastinate_postgres_production}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "

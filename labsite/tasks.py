@@ -138,3 +138,19 @@ EMAIL_JOB = on_every_api(deliver_ledger_job, "deliver_email_job", huey=db_task)
 def mark_running(signal_name, task_instance, exc=None):
     """Leaves a marker so the status endpoint can tell a running task from an unknown id."""
     HUEY.put(RUNNING_KEY.format(task_instance.id), time.time())
+
+
+# procrastinate's "Retry stalled jobs" recipe, where the backend's settings ask for it (LAB_RETRY_STALLED_JOBS:
+# procrastinate_postgres_production): a periodic task retries the jobs left "doing" by a worker whose heartbeat
+# stopped. Its own queue keeps it out of the lab's backlog, which counts the "default" queue.
+RETRY_STALLED_JOBS = getattr(settings, "LAB_RETRY_STALLED_JOBS", None)
+if RETRY_STALLED_JOBS and "procrastinate" in settings.TASK_APIS:
+    from procrastinate.contrib.django import app as procrastinate_app
+
+    @procrastinate_app.periodic(cron=RETRY_STALLED_JOBS["cron"])
+    @procrastinate_app.task(queue=RETRY_STALLED_JOBS["queue"], queueing_lock="retry_stalled_jobs", pass_context=True)
+    async def retry_stalled_jobs(context, timestamp):
+        manager = context.app.job_manager
+        for job in await manager.get_stalled_jobs(
+                seconds_since_heartbeat=RETRY_STALLED_JOBS["seconds_since_heartbeat"]):
+            await manager.retry_job(job)

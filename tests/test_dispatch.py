@@ -181,3 +181,23 @@ def test_a_design_the_queue_does_not_offer_is_a_404_and_enqueues_nothing(client)
     assert default_task_backend.results == []
     assert client.post("/email/deferred/production/", {"to": "p@example.test"}).status_code == 202
     assert len(default_task_backend.results) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_every_enqueue_of_a_request_and_only_an_enqueue_is_timed_in_its_enqueue_span(client, huey_queue):
+    """labsite.middleware's Server-Timing: `app` on every answer, `enqueue` (the time inside dispatch.enqueue) on the
+    answers of views that enqueued, whichever way (a design enqueued on commit too); none outside a request."""
+    from helpers.instruments.client import server_timing_spans
+
+    def spans(path, form=None):
+        response = client.post(path, form) if form else client.get(path)
+        assert response.status_code < 300, response.content
+        return server_timing_spans(response["Server-Timing"])
+
+    for path in ("/email/deferred/", "/email/deferred/retries/", "/email/deferred/production/"):
+        timed = spans(path, {"to": "span@example.test"})
+        assert set(timed) == {"app", "enqueue"} and 0 < timed["enqueue"] < timed["app"], (path, timed)
+    assert set(spans("/email/validate/", {"to": "span@example.test"})) == {"app"}
+    assert set(spans("/noop/")) == {"app"}
+    assert dispatch.enqueue_welcome_email("outside@example.test")  # no request: nothing to time it into
+    assert huey_queue.pending_count() == 4

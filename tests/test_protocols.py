@@ -325,6 +325,17 @@ def test_a_filled_queue_drains_at_a_measured_rate(labs):
 
 
 @pytest.mark.stack
+def test_drains_at_each_worker_count_are_read_once_all_are_up_and_the_own_count_comes_back(labs):
+    lab = labs["huey_redis"]
+    own = lab.config.consumer_workers
+    drained = drain.by_concurrency(lab, 200, workers=(2,))  # one count: each costs a fill and a restart
+    assert list(drained["workers"]) == [2] and (drained["drain_per_s"] > 0).all()
+    # a rate read on less than a quarter of a fill was made again with more
+    assert (drained["queued_when_all_up"] >= drained["enqueued_total"] / 4).all()
+    assert lab.config.consumer_workers == own and lab.queue_depth() == 0
+
+
+@pytest.mark.stack
 def test_the_kill_episode_accounts_for_every_accepted_email(labs):
     plan = kill_episode.KillPlan(kills=1, rate=5.0, smtp_delay_s=0.1, first_kill_s=0.5, down_s=0.3, gap_s=0.3,
                                  restart_s=1.0, settle_timeout_s=30.0, quiet_s=0.5)

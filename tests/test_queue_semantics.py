@@ -1,5 +1,6 @@
 """helpers.instruments.queue_semantics on the real stack: a drain's no-op filler is seen by each backend family's
-depth reader, and what a transaction does to a task, measured on Huey-SQLite and on a PostgreSQL-backed backend.
+depth reader, what a transaction does to a task, measured on Huey-SQLite and on a PostgreSQL-backed backend, and the
+enqueue's cost (helpers.protocols.enqueue_cost) on Huey-SQLite.
 
 One lab per backend, shared by the tests of this module (a lab takes seconds to start); its workers poll every
 0.1 s, so a polling worker can look within a transaction held open for less than a second."""
@@ -7,7 +8,11 @@ One lab per backend, shared by the tests of this module (a lab takes seconds to 
 import pytest
 
 from helpers.instruments import queue_semantics
+from helpers.instruments.client import server_timing_spans, time_requests
+from helpers.instruments.endpoints import request_spec
+from helpers.protocols import enqueue_cost
 from helpers.stack import Lab
+from helpers.stack.processes import LOOPBACK
 
 pytestmark = pytest.mark.stack
 
@@ -52,18 +57,22 @@ def test_what_a_transaction_does_to_a_task_enqueued_inside_it(lab):
 
 
 @pytest.mark.parametrize("lab", ["huey_sqlite"], indirect=True)
-def test_enqueue_cost_measures_both_states_and_leaves_the_workers_running(lab):
-    figures = queue_semantics.enqueue_cost(lab, requests=15, warmup=3, spaced_gap_s=0.001)
-    for state in ("stopped", "running"):
-        for kind in ("enqueue", "validate", "deferred"):
-            assert figures[f"{state}_in_process_{kind}_p50_us"] > 0
-            assert figures[f"{state}_in_process_spaced_{kind}_p50_us"] > 0
-        for kind in ("validate", "deferred"):
-            assert figures[f"{state}_{kind}_p50_us"] > figures[f"{state}_{kind}_server_p50_us"] > 0
-        assert figures[f"{state}_difference_us"] == pytest.approx(
-            figures[f"{state}_deferred_p50_us"] - figures[f"{state}_validate_p50_us"])
-    assert figures["stopped_worker_cpu_us_per_request"] == 0  # no worker ran
-    assert figures["running_worker_cpu_us_per_request"] > 0  # the workers sent the emails the requests enqueued
-    assert lab.consumer_names() and lab.running
-    lab.wait_until_drained(timeout=30)
+def test_the_enqueue_cost_is_measured_in_process_and_in_the_request_with_the_workers_running_and_stopped(lab):
+    figures = enqueue_cost.measure(lab, inprocess_calls=200, requests=100, warmup=10)
+    assert (figures["calls"], figures["requests"]) == (200, 100)
+    for name in enqueue_cost.FIGURES:
+        assert 0 < figures[f"{name}_ci_low_us"] <= figures[f"{name}_us"] <= figures[f"{name}_ci_high_us"], figures
+    assert figures["in_request_us"] < 5000 and figures["inprocess_us"] < 5000  # an enqueue, not a request
+    assert lab.consumer_names() and lab.queue.depth() == 0  # the workers back, every email sent
 
+
+@pytest.mark.parametrize("lab", ["huey_sqlite"], indirect=True)
+def test_served_answers_carry_the_enqueue_span_only_where_the_view_enqueued(lab):
+    specs = [request_spec(view, 5, warmup=0, form={"to": f"span-{view}{{i}}@example.test"})
+             for view in ("deferred", "validate")]
+    timings = time_requests(LOOPBACK, lab.web_port, specs)
+    spans = dict(zip(timings["label"], timings["server_timing"].map(server_timing_spans), strict=False))
+    assert set(spans["deferred"]) == {"app", "enqueue"} and 0 < spans["deferred"]["enqueue"] < spans["deferred"]["app"]
+    assert set(spans["validate"]) == {"app"}  # the whole request's span, as notebook 07 reads it, on every answer
+    assert (timings["server_ms"] == timings["server_timing"].map(lambda h: server_timing_spans(h)["app"])).all()
+    lab.wait_until_drained(timeout=30)

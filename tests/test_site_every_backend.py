@@ -1,6 +1,7 @@
 """Every deferred path of the site on every queue backend with workers, on the real stack: the work is done (the email
 reaches the SMTP server, the thumbnail is made, the ledger's job is delivered), the status endpoint knows the task,
-and the bounded backlog sheds with 503 + Retry-After on every deferred endpoint once the workers are stopped.
+and the bounded backlog sheds with 503 + Retry-After on every deferred endpoint once the workers are stopped. On two
+of them (RECOVERY_CASES), a task whose worker was SIGKILLed mid-send runs again exactly as the backend declares.
 
 One lab per backend (module-scoped), in a private rerun folder as `python -m helpers run` makes one (deep: a unix
 socket's path could not be), the shedding checked last in it, then its stop: its files private, nothing of it left
@@ -21,6 +22,7 @@ from PIL import Image
 from helpers import runs
 from helpers.instruments.hostile import multipart
 from helpers.instruments.ledger import LEDGER_STATES
+from helpers.protocols import recovery
 from helpers.stack import Lab
 from helpers.stack.lab import LabConfig
 from helpers.stack.processes import LOOPBACK, port_is_bound
@@ -34,6 +36,8 @@ WAIT_S = 30.0  # for one task to be done, on two cores shared with the other tes
 # one PostgreSQL site database (a management command costs a Django start)
 ORM_CROSS_CHECK = ("huey_sqlite", "djtasks_db_postgres")
 DEFERRED_ENDPOINTS = ["/email/deferred/", "/email/ledger/", "/thumbnails/deferred/", "/signup/deferred/"]
+# A killed worker's task: lost for good (at-most-once), and handed to the restarted worker at once (redelivery 0 s)
+RECOVERY_CASES = ("huey_sqlite", "dramatiq_rabbitmq")
 
 
 def has_workers(name: str) -> bool:
@@ -176,6 +180,20 @@ def test_a_deferred_signup_sends_its_email(lab):
     assert response.status == 202, response.body
     wait_for_email_to(lab, to)
     known_state(lab, response)
+
+
+def test_a_killed_workers_task_runs_again_only_where_the_backend_declares_redelivery(lab):
+    """Without the kill the send would finish: the at-most-once case would see its copy, the redelivered one no copy
+    from a send begun after the kill (recovery_s None)."""
+    if lab.queue.name not in RECOVERY_CASES:
+        pytest.skip(f"recovery is checked on {', '.join(RECOVERY_CASES)}")
+    found = recovery.after_kill(lab, held_s=0.5, never_wait_s=1.5)
+    assert found["held_by_killed_worker"], found
+    if lab.queue.redelivery_after_s is None:
+        assert (found["recovery_s"], found["copies"]) == (None, 0), found
+    else:
+        assert found["recovery_s"] is not None and 0 < found["recovery_s"] <= found["bound_s"], found
+        assert found["copies"] == 1, found
 
 
 def test_with_the_workers_stopped_every_deferred_endpoint_sheds_at_the_bound(lab):

@@ -9,6 +9,7 @@ import pytest
 from helpers.instruments.client import RequestSpec, time_requests
 from helpers.stack import Lab
 from helpers.stack.processes import port_is_bound
+from helpers.stack.smtp_sink import set_fault
 
 pytestmark = pytest.mark.stack
 
@@ -64,6 +65,19 @@ def test_blocking_email_has_arrived_when_the_response_does(lab):
     assert lab.mail.emails_received() == before + 1
     message_id = json.loads(response.body)["result"]["message_id"]
     assert message_id in set(lab.mail.deliveries()["message_id"])
+
+
+def test_a_refused_message_is_among_the_arrivals_and_not_in_the_record(lab):
+    """The arrivals record has every message whose data reached the server (a send under way), the record only what
+    it accepted."""
+    to = "refused@example.test"
+    set_fault(lab.smtp_control, "refuse", code=451)
+    try:
+        lab.http.post("/email/blocking/", {"to": to})
+    finally:
+        set_fault(lab.smtp_control, "ok")
+    assert [to] in list(lab.mail.arrivals()["rcpt_tos"])
+    assert [to] not in list(lab.mail.deliveries()["rcpt_tos"])
 
 
 def test_bad_input_on_the_real_server_is_a_400_and_queues_nothing(lab):

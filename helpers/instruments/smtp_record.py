@@ -1,5 +1,6 @@
 """What the lab's SMTP server accepted, read from its record: one JSON line per message, written before its 250
-reply (helpers.stack.smtp_sink), so the record counts exactly what the server acknowledged."""
+reply (helpers.stack.smtp_sink), so the record counts exactly what the server acknowledged; and, from its arrivals
+record, every message whose data arrived, accepted or not."""
 
 from __future__ import annotations
 
@@ -11,15 +12,17 @@ from pathlib import Path
 import pandas as pd
 
 from helpers.stack.processes import poll_until
-from helpers.stack.smtp_sink import RECORD_COLUMNS
+from helpers.stack.smtp_sink import ARRIVAL_COLUMNS, RECORD_COLUMNS
 
 
 class SmtpRecord:
-    """The record at `path`. `running` says whether the servers that fill it still run: a wait stops with an error
-    when they died, instead of waiting out its timeout."""
+    """The record at `path` (and the arrivals record at `arrivals_path`, if the server keeps one). `running` says
+    whether the servers that fill it still run: a wait stops with an error when they died, instead of waiting out its
+    timeout."""
 
-    def __init__(self, path: Path, running: Callable[[], bool] = lambda: True):
+    def __init__(self, path: Path, running: Callable[[], bool] = lambda: True, arrivals_path: Path | None = None):
         self.path = Path(path)
+        self.arrivals_path = Path(arrivals_path) if arrivals_path else None
         self.running = running
 
     def emails_received(self) -> int:
@@ -32,11 +35,13 @@ class SmtpRecord:
 
     def deliveries(self) -> pd.DataFrame:
         """Every accepted message, one row each (RECORD_COLUMNS)."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return pd.DataFrame(columns=RECORD_COLUMNS)
-        with open(self.path) as record:
-            rows = [json.loads(line) for line in record if line.endswith("\n")]
-        return pd.DataFrame(rows, columns=RECORD_COLUMNS)
+        return _read_lines(self.path, RECORD_COLUMNS)
+
+    def arrivals(self) -> pd.DataFrame:
+        """Every message whose data arrived, accepted or not, one row each (ARRIVAL_COLUMNS; received_at epoch s)."""
+        if self.arrivals_path is None:
+            raise ValueError("this SMTP server keeps no arrivals record (helpers.stack.smtp_sink --arrivals)")
+        return _read_lines(self.arrivals_path, ARRIVAL_COLUMNS)
 
     def copies_by_number(self, prefix: str) -> pd.Series:
         """Copies accepted per request number n, for the recipients `<prefix><n>@example.test` or at an ASCII
@@ -50,3 +55,12 @@ class SmtpRecord:
         return poll_until(lambda: self.emails_received() >= expected, timeout,
                           lambda: f"{self.emails_received()} of {expected} emails arrived in {timeout} s",
                           self.running, "waiting for emails")
+
+
+def _read_lines(path: Path, columns: list[str]) -> pd.DataFrame:
+    """The complete JSON lines of a record (a line being written is left out)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return pd.DataFrame(columns=columns)
+    with open(path) as record:
+        rows = [json.loads(line) for line in record if line.endswith("\n")]
+    return pd.DataFrame(rows, columns=columns)

@@ -4,6 +4,7 @@ is read off the depth (helpers.instruments.queue_probe.drain_rate: 90 % to 10 % 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
@@ -12,7 +13,7 @@ import pandas as pd
 
 from helpers.instruments import enqueuer, queue_semantics
 from helpers.instruments.queue_probe import QueueDepthSampler, drain_rate
-from helpers.protocols.consumers import has_workers
+from helpers.protocols.consumers import ensure_consumers, has_workers
 from helpers.stack import Lab
 
 
@@ -35,24 +36,68 @@ class EnqueueDrain:
     enqueued_total: int  # tasks enqueued, over every attempt
 
 
-def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api: str = "huey",
-                      retries: int = 2, **consumer_changes) -> EnqueueDrain:
-    """Enqueue `count` no-op tasks back to back with the consumer stopped (each enqueue timed, through `api`: native
-    djhuey or django.tasks), then start the consumer (with `consumer_changes`) and time the queue emptying.
+@dataclass
+class _Drained:
+    filled: object  # what `fill` returned for the attempt measured
+    rate: float
+    depth: pd.DataFrame
+    left: int
+    enqueued_total: int
+
+
+def _fill_and_drain(lab: Lab, count: int, fill: Callable[[int], object], retries: int, **consumer_changes
+                    ) -> _Drained:
+    """With the workers stopped, `fill(count)` enqueues `count` no-op tasks; then the workers start (with
+    `consumer_changes`) and the queue's depth is sampled until it is empty.
 
     Several consumer processes start side by side, not at one instant, and on a busy machine the first ones up can
     empty the queue before the last is ready: the rate counts only once all are up, and when less than a quarter of
     the tasks was left by then, the drain is made again with twice as many (up to `retries` times)."""
     lab.stop_consumer()
-    enqueued = enqueuer.enqueue(lab.django_env(), enqueuer.EnqueuePlan("noop", [0.0] * count, api))
-    depth = sampled(lab, consumer_workers=workers, consumer_worker_type=worker_type, **consumer_changes)
+    filled = fill(count)
+    depth = sampled(lab, **consumer_changes)
     all_up = depth[depth["t"] >= lab.consumers_ready_at]
     left = int(all_up["depth"].iloc[0]) if len(all_up) else 0
     if left < count / 4 and retries > 0:
-        again = enqueue_and_drain(lab, 2 * count, workers, worker_type, api, retries - 1, **consumer_changes)
+        again = _fill_and_drain(lab, 2 * count, fill, retries - 1, **consumer_changes)
         return replace(again, enqueued_total=again.enqueued_total + count)
-    return EnqueueDrain(enqueued["enqueue_us"], drain_rate(all_up) if len(all_up) else float("nan"), depth, left,
-                        count)
+    return _Drained(filled, drain_rate(all_up) if len(all_up) else float("nan"), depth, left, count)
+
+
+def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api: str = "huey",
+                      retries: int = 2, **consumer_changes) -> EnqueueDrain:
+    """Enqueue `count` no-op tasks back to back with the consumer stopped (each enqueue timed, through `api`: native
+    djhuey or django.tasks), then start the consumer (with `consumer_changes`) and time the queue emptying, the rate
+    read once every worker is up (_fill_and_drain)."""
+
+    def fill(n: int) -> pd.Series:
+        return enqueuer.enqueue(lab.django_env(), enqueuer.EnqueuePlan("noop", [0.0] * n, api))["enqueue_us"]
+
+    drained = _fill_and_drain(lab, count, fill, retries, consumer_workers=workers, consumer_worker_type=worker_type,
+                              **consumer_changes)
+    return EnqueueDrain(drained.filled, drained.rate, drained.depth, drained.left, drained.enqueued_total)
+
+
+def by_concurrency(lab: Lab, count: int, workers: tuple[int, ...] = (1, 2, 4), retries: int = 2) -> pd.DataFrame:
+    """Per worker count n: `count` no-op tasks enqueued through the lab's own API (queue_semantics.enqueue_noop) with
+    its workers stopped, then emptied by its workers started with consumer_workers=n (threads or processes, as the
+    lab's config and the backend's worker have it), the rate read once every worker is up (_fill_and_drain). One row
+    per n: workers, drain_per_s (NaN without workers), queued_when_all_up, enqueued_total. The lab's own worker count
+    is restored afterwards."""
+    if not has_workers(lab):
+        return pd.DataFrame({"workers": list(workers), "drain_per_s": np.nan, "queued_when_all_up": 0,
+                             "enqueued_total": 0})
+    own = lab.config.consumer_workers
+    rows = []
+    try:
+        for n in workers:
+            drained = _fill_and_drain(lab, count, lambda k: queue_semantics.enqueue_noop(lab, k), retries,
+                                      consumer_workers=n)
+            rows.append({"workers": n, "drain_per_s": drained.rate, "queued_when_all_up": drained.left,
+                         "enqueued_total": drained.enqueued_total})
+    finally:
+        ensure_consumers(lab, consumer_workers=own)
+    return pd.DataFrame(rows)
 
 
 def through_each_api(labs: dict[str, Lab], count: int, tuned: bool = True) -> pd.DataFrame:

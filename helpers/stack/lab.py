@@ -96,6 +96,7 @@ class Lab:
         self.run_dir = Path(run_dir) if run_dir else runs.new_run_dir("lab")
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.smtp_record = self.run_dir / "smtp-deliveries.jsonl"
+        self.smtp_arrivals = self.run_dir / "smtp-arrivals.jsonl"  # every message as its data arrives
         self.smtp_control = self.run_dir / "smtp-fault.json"  # the SMTP server's fault mode, re-read per message
         self.stats_file = self.run_dir / "huey-stats.sqlite3"
         # The temporary files of the lab's processes (multiprocessing's pymp-* folders, upload spools, gunicorn's
@@ -108,7 +109,7 @@ class Lab:
         self.consumer_start_s: float | None = None  # how long the consumer's last start took, spawn to ready
         self.processes: dict[str, ManagedProcess] = {}
         self.queue = backend_class(self.config.queue_backend)(self)
-        self.mail = SmtpRecord(self.smtp_record, running=lambda: self.running)
+        self.mail = SmtpRecord(self.smtp_record, running=lambda: self.running, arrivals_path=self.smtp_arrivals)
         self.ledger = LedgerReader(self.queue.site_database())
         self._secret_key = secrets.token_urlsafe(50)
 
@@ -219,7 +220,8 @@ class Lab:
         self.smtp_status_port = free_port()  # the SMTP server's message-status API (helpers.smtp_sink)
         smtp = self.spawn("smtp", [sys.executable, "-m", "helpers.stack.smtp_sink", "--port", self.smtp_port,
                                     "--delay", self.config.smtp_delay_s, "--record", self.smtp_record,
-                                    "--control", self.smtp_control, "--status-port", self.smtp_status_port],
+                                    "--control", self.smtp_control, "--status-port", self.smtp_status_port,
+                                    "--arrivals", self.smtp_arrivals],
                           keep_env=SERVER_ENVIRONMENT)
         smtp.wait_until(lambda: smtp.listens_on(self.smtp_port) and smtp.listens_on(self.smtp_status_port),
                         what="listening for SMTP and status requests")

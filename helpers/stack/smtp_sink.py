@@ -1,9 +1,11 @@
 """A real SMTP server on loopback (aiosmtpd) that answers like a slow provider and records every message.
 
-Run as its own process: `python -m helpers.smtp_sink --port P --delay 0.3 --record deliveries.jsonl`.
+Run as its own process: `python -m helpers.stack.smtp_sink --port P --delay 0.3 --record deliveries.jsonl`.
 Each accepted message becomes one JSON line, written and flushed before the 250 reply, so the record
 counts exactly what the server acknowledged. A client that hangs up before the reply (it crashed, it timed
 out) cancels the message: aiosmtpd cancels the handler, so nothing is recorded and nothing was acknowledged.
+With `--arrivals FILE`, every message whose data arrived is also written there at once (ARRIVAL_COLUMNS), before
+any fault or delay acts on it: the sign that a client is mid-send, whatever becomes of the message.
 
 Faults, switchable while it runs: `--control FILE` names a JSON file the server re-reads (when its mtime
 changes) before every message: {"mode": "ok"}, {"mode": "refuse", "code": 451} (a 4xx or 5xx reply to the
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import re
 import signal
 import socket
@@ -44,6 +47,7 @@ from aiosmtpd.controller import Controller
 
 # subject: what a task may say about itself from outside (labsite/views/transactions.py: did it see its row?)
 RECORD_COLUMNS = ["received_at", "accepted_at", "message_id", "mail_from", "rcpt_tos", "size", "subject"]
+ARRIVAL_COLUMNS = ["received_at", "message_id", "rcpt_tos"]
 
 
 FAULT_MODES = ("ok", "refuse", "drop", "stall")
@@ -54,9 +58,11 @@ REFUSALS = {421: "421 Service not available, closing channel", 451: "451 Request
 
 
 def _write_atomically(path: Path, state: dict) -> None:
-    """Write the JSON state so that a reader never sees a half-written file."""
+    """Write the JSON state so that a reader never sees a half-written file; private to its owner, as every file of
+    a run folder is (helpers.stack.lab.Lab.secure_files), whichever process writes it."""
     scratch = path.with_name(path.name + ".tmp")
-    scratch.write_text(json.dumps(state))
+    with open(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+        file.write(json.dumps(state))
     scratch.replace(path)
 
 
@@ -112,8 +118,10 @@ class FaultSwitch:
 
 
 class SlowRecordingHandler:
-    def __init__(self, record_path: Path, delay_s: float, control_path: Path | None = None):
+    def __init__(self, record_path: Path, delay_s: float, control_path: Path | None = None,
+                 arrivals_path: Path | None = None):
         self.record = open(record_path, "a", buffering=1)  # noqa: SIM115 (open for the server's life)
+        self.arrivals = open(arrivals_path, "a", buffering=1) if arrivals_path else None  # noqa: SIM115
         self.delay_s = delay_s
         self.faults = FaultSwitch(control_path)
         self.provider = FaultSwitch(provider_path(control_path) if control_path else None)
@@ -148,6 +156,13 @@ class SlowRecordingHandler:
         envelope.rcpt_options.extend(rcpt_options)
         return "250 OK"
 
+    def write_arrival(self, envelope, received_at: float) -> None:
+        if self.arrivals is not None:
+            headers = BytesParser(policy=default_policy).parsebytes(envelope.content, headersonly=True)
+            row = {"received_at": received_at, "message_id": str(headers.get("Message-ID", "")),
+                   "rcpt_tos": list(envelope.rcpt_tos)}
+            self.arrivals.write(json.dumps(row) + "\n")
+
     def write_record(self, envelope, received_at: float) -> None:
         headers = BytesParser(policy=default_policy).parsebytes(envelope.content, headersonly=True)
         row = {
@@ -164,6 +179,7 @@ class SlowRecordingHandler:
 
     async def handle_DATA(self, server, session, envelope):
         received_at = time.time()
+        self.write_arrival(envelope, received_at)
         fault = self.faults.current()
         await self.stall(fault)
         if fault.get("mode") == "refuse":
@@ -216,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--record", type=Path, required=True)
     parser.add_argument("--control", type=Path, default=None, help="JSON fault switch, re-read per message")
     parser.add_argument("--status-port", type=int, default=None, help="serve the message-status API here")
+    parser.add_argument("--arrivals", type=Path, default=None, help="record each message as its data arrives")
     args = parser.parse_args(argv)
 
     # aiosmtpd's Controller notices a port it cannot bind only when its whole ready_timeout has passed: a port taken
@@ -223,8 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     with socket.create_server(("127.0.0.1", args.port)):
         pass
     controller = Controller(
-        SlowRecordingHandler(args.record, args.delay, args.control), hostname="127.0.0.1", port=args.port,
-        ready_timeout=10,
+        SlowRecordingHandler(args.record, args.delay, args.control, args.arrivals), hostname="127.0.0.1",
+        port=args.port, ready_timeout=10,
     )
     controller.start()
     if args.status_port:

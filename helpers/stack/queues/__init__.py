@@ -46,6 +46,15 @@ def all_names() -> list[str]:
     return list(BACKENDS)
 
 
+def pairs() -> list[str]:
+    """Every backend with workers, at its default settings (in all_names() order), then the production twins (the
+    settings its own docs recommend for not losing tasks; each names its default in `production_of`): notebook 09's
+    matrix (helpers.experiments.which_setup)."""
+    with_workers = [name for name in all_names() if BACKENDS[name].has_worker]
+    return ([name for name in with_workers if BACKENDS[name].setting == "default"]
+            + [name for name in with_workers if BACKENDS[name].setting == "production"])
+
+
 def _import_all() -> None:
     """Every module of this package registers its backend when imported."""
     import importlib
@@ -76,6 +85,14 @@ class QueueBackend:
     enqueue_in_transaction: ClassVar[bool] = False
     # Notebook 07's matrix measures it (names()); False for a backend the matrix does not cover yet (all_names())
     in_matrix: ClassVar[bool] = True
+    # It runs its tasks in worker processes (worker_argv() is not None); False: inside the request, no worker
+    has_worker: ClassVar[bool] = True
+    # "default": the library's own defaults; "production": the settings its docs recommend for not losing tasks, a
+    # twin of the default backend `production_of` names (same servers, other settings)
+    setting: ClassVar[str] = "default"
+    production_of: ClassVar[str | None] = None
+    # What a production twin changes, each (the setting as text, the URL of the doc that recommends it)
+    recommended_by: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, lab: Lab):
         self.lab = lab
@@ -164,7 +181,8 @@ class QueueBackend:
 
     def describe(self) -> dict[str, object]:
         return {"backend": self.name, "label": self.label, "delivery": self.delivery, "servers": list(self.servers),
-                "blocking_pickup": self.blocking_pickup, "location": self.location}
+                "blocking_pickup": self.blocking_pickup, "location": self.location, "setting": self.setting,
+                "production_of": self.production_of}
 
 
 class UsesServer:

@@ -27,3 +27,11 @@ class CeleryRabbitMQProduction(CeleryRabbitMQ):
     label = "Celery, RabbitMQ, production settings"
     delivery = "at-least-once"
     redelivery_after_s = 0.0  # at once, when the broker sees the killed worker's connection close
+    setting, production_of = "production", CeleryRabbitMQ.name
+    recommended_by = (
+        ("task_acks_late = True", "https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late"),
+        ("task_reject_on_worker_lost = True",
+         "https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost"),
+        ("worker_prefetch_multiplier = 1",
+         "https://docs.celeryq.dev/en/stable/userguide/optimizing.html#reserve-one-task-at-a-time"),
+    )

@@ -18,6 +18,15 @@ class CeleryRedisAcksLate(CeleryRedis):
     delivery = "at-least-once"
     visibility_timeout_s = 10.0  # short enough to measure a redelivery (Celery's default: an hour)
     redelivery_after_s = visibility_timeout_s  # a dead worker's unacknowledged task comes back after it
+    setting, production_of = "production", CeleryRedis.name
+    recommended_by = (
+        ("task_acks_late = True", "https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-acks-late"),
+        ("task_reject_on_worker_lost = True",
+         "https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-reject-on-worker-lost"),
+        (f"visibility_timeout = {visibility_timeout_s:g} s (the docs: longer than the longest task; an hour by "
+         "default, short here to measure)",
+         "https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout"),
+    )
 
     def site_env(self) -> dict[str, str]:
         return {**super().site_env(), "LAB_CELERY_VISIBILITY_TIMEOUT": str(self.visibility_timeout_s)}

@@ -18,6 +18,7 @@ class DjangoTasksImmediate(QueueBackend):
     label = "Django Tasks, immediate"
     delivery = "at-most-once"
     worker_ready_line = ""  # no worker
+    has_worker = False
 
     def worker_argv(self) -> None:
         return None

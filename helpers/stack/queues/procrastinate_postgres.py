@@ -28,6 +28,11 @@ class ProcrastinatePostgres(postgres_server.UsesPostgres, JobTable):
     in_matrix = False
     table, waiting_status, running_status, due_column = "procrastinate_jobs", "todo", "doing", "scheduled_at"
 
+    def _count(self, conn, where: str, *params) -> int:
+        """In the site's queue ("default"): a periodic maintenance task's jobs (the production twin's) are not the
+        site's tasks."""
+        return super()._count(conn, f"queue_name = 'default' and ({where})", *params)
+
     def worker_argv(self) -> list[str]:
         """One worker process running up to consumer_workers jobs at once (sync jobs in threads)."""
         return [sys.executable, "-m", "django", "procrastinate", "worker",
