@@ -66,7 +66,8 @@ class Plan:
     idle_s: list[float] = field(default_factory=lambda: [0.5, 2.0])
     pickup_repeats: int = 3
     e2e: end_to_end.E2EPlan = field(default_factory=lambda: end_to_end.E2EPlan(rate=20.0, duration_s=5.0))
-    drain_tasks: int = 1000
+    drain_tasks: int = 1000  # at most, per drain
+    drain_s: float = 5.0  # fewer tasks for a slow backend: about this long at one worker's rate (probed first)
     drain_workers: tuple[int, ...] = (1, 2, 4)
     kills: int = 3
     recovery_never_wait_s: float = 10.0  # how long a backend that promises no redelivery is given anyway
@@ -85,6 +86,21 @@ def describe(labs: dict[str, Lab]) -> pd.DataFrame:
     } for b, lab in labs.items()]).set_index("backend")
 
 
+DRAIN_PROBE = 100  # tasks drained by one worker to size the drains
+
+
+def drain_count(lab: Lab, plan: Plan) -> int:
+    """Tasks for each drain: `plan.drain_tasks`, or fewer where one worker's rate (a first drain of DRAIN_PROBE)
+    says they would take more than `plan.drain_s` (a fork-per-task worker drains tens per second). Small drains
+    (quick mode) are not probed."""
+    if plan.drain_tasks <= 2 * DRAIN_PROBE:
+        return plan.drain_tasks
+    probe = drain.by_concurrency(lab, DRAIN_PROBE, (1,))["drain_per_s"].iloc[0]
+    if pd.isna(probe):
+        return plan.drain_tasks
+    return int(min(plan.drain_tasks, max(DRAIN_PROBE, probe * plan.drain_s)))
+
+
 def measure_group(run_dir, backends: list[str], plan: Plan, progress=print) -> dict[str, pd.DataFrame]:
     """Every column for one group of labs side by side: one table per procedure, indexed by backend."""
     with side_by_side(run_dir, backends, **LAB) as labs:
@@ -95,7 +111,7 @@ def measure_group(run_dir, backends: list[str], plan: Plan, progress=print) -> d
         picked = pickup.request_to_smtp(labs, plan.idle_s, plan.pickup_repeats, "default")
         e2e = end_to_end.measure(labs, plan.e2e)
         progress("pickups and end to end measured")
-        drains = pd.concat([drain.by_concurrency(lab, plan.drain_tasks, plan.drain_workers).assign(backend=b)
+        drains = pd.concat([drain.by_concurrency(lab, drain_count(lab, plan), plan.drain_workers).assign(backend=b)
                             for b, lab in labs.items() if has_workers(lab)], ignore_index=True)
         mem = footprint.memory(labs)
         progress("drains measured")
