@@ -226,6 +226,15 @@ def django_tasks_celery() -> dict:
                                   "OPTIONS": {"CELERY_APP": "labsite.celery.app"}}}}
 
 
+def django_tasks_celery_production() -> dict:
+    """The same with the settings Celery's docs recommend for tasks that must not be lost
+    (helpers.stack.queues.django_tasks_celery_production cites them): those of celery_rabbitmq_production, and the
+    visibility timeout of celery_redis_acks_late."""
+    return {**django_tasks_celery(), "CELERY_TASK_ACKS_LATE": True, "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
+            "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
+            "CELERY_BROKER_TRANSPORT_OPTIONS": celery_redis_acks_late()["CELERY_BROKER_TRANSPORT_OPTIONS"]}
+
+
 def celery_rabbitmq() -> dict:
     """Celery on RabbitMQ (LAB_AMQP_URL, password included), its documented default broker, with its defaults: the
     broker pushes each task to a worker's consumer; a worker acknowledges a task as it starts it and holds up to 4
@@ -320,6 +329,7 @@ QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
                   "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
+                  "django_tasks_celery_production": django_tasks_celery_production,
                   "procrastinate_postgres": procrastinate_postgres,
                   "procrastinate_postgres_production": procrastinate_postgres_production}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
