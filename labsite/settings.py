@@ -297,6 +297,14 @@ def django_ox() -> dict:
             "TASKS": {"default": {"BACKEND": "django_ox.backend.OxBackend"}}}
 
 
+def django_ox_production() -> dict:
+    """django-ox with the lease its own kill test used (helpers.stack.queues.django_ox_production cites it): a dead
+    worker's task is reaped once its lease has gone LAB_OX_LOCK_TIMEOUT_S s unrenewed (300 by default)."""
+    chosen = django_ox()
+    chosen["TASKS"]["default"]["OPTIONS"] = {"LOCK_TIMEOUT": float(os.environ.get("LAB_OX_LOCK_TIMEOUT_S", "300"))}
+    return chosen
+
+
 def procrastinate_postgres() -> dict:
     """procrastinate through its Django app, with its defaults, on the run's PostgreSQL, Django's database too (the
     app's connector is Django's "default" alias): a defer inserts a job row in the request's transaction, its trigger
@@ -328,6 +336,7 @@ QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
+                  "django_ox_production": django_ox_production,
                   "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
                   "django_tasks_celery_production": django_tasks_celery_production,
                   "procrastinate_postgres": procrastinate_postgres,
@@ -336,6 +345,8 @@ QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
                                f"not {QUEUE_BACKEND!r}")
+# Options of every Huey task that names none of its own (a backend's entry may set retries: huey_redis_production).
+LAB_HUEY_TASK_DEFAULTS = {}
 # Huey stays configured on every backend (on SQLite unless the backend is Huey's own): djhuey is installed
 # everywhere, so labsite.tasks declares Huey's tasks beside the other APIs' (nothing is enqueued there unless chosen).
 HUEY = huey_sqlite()["HUEY"]
