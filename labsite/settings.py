@@ -121,6 +121,16 @@ def huey_redis() -> dict:
                      "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1"))}}
 
 
+def huey_redis_production() -> dict:
+    """Huey on Redis with the retries Huey's docs give for a task that fails
+    (helpers.stack.queues.huey_redis_production cites them): every Huey task that names no options of its own is
+    retried LAB_HUEY_RETRIES times, LAB_HUEY_RETRY_DELAY_S s apart. Huey still acknowledges nothing: a retry follows
+    an exception, never a killed consumer."""
+    return {**huey_redis(), "LAB_HUEY_TASK_DEFAULTS": {
+        "retries": int(os.environ.get("LAB_HUEY_RETRIES", "3")),
+        "retry_delay": float(os.environ.get("LAB_HUEY_RETRY_DELAY_S", "1"))}}
+
+
 def postgres_database() -> dict:
     """Django's database on the run's PostgreSQL server (LAB_PG_*; libpq reads the password from LAB_PG_PASSFILE,
     so it is in no variable): a backend on PostgreSQL moves the site's tables there, and a task row written through
@@ -331,6 +341,7 @@ def procrastinate_postgres_production() -> dict:
 
 
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
+                  "huey_redis_production": huey_redis_production,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
                   "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
