@@ -190,6 +190,18 @@ def rq_redis() -> dict:
             "TASKS": {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}}
 
 
+def rq_redis_production() -> dict:
+    """RQ with the settings its docs give for not losing a job (helpers.stack.queues.rq_redis_production cites them):
+    every job asks for LAB_RQ_RETRIES retries (labsite.rq_production.RetryingQueue), which also hand an abandoned job
+    (its worker died) back to the queue once RQ's maintenance finds it, and the workers run that maintenance every
+    LAB_RQ_MAINTENANCE_INTERVAL_S s (RQ's default: 600)."""
+    chosen = rq_redis()
+    chosen["RQ_QUEUES"]["default"]["QUEUE_CLASS"] = "labsite.rq_production.RetryingQueue"
+    return {**chosen, "RQ": {"WORKER_CLASS": "labsite.rq_production.MaintainedWorker"},
+            "LAB_RQ": {"retries": int(os.environ.get("LAB_RQ_RETRIES", "3")),
+                       "maintenance_interval_s": int(os.environ.get("LAB_RQ_MAINTENANCE_INTERVAL_S", "600"))}}
+
+
 # Kombu's Redis transport looks for unacknowledged tasks past their visibility timeout every
 # unacked_restore_interval x unacked_restore_throttle s (10 x 10 by default): once a second here, so the timeout is
 # what the lab measures. Each look holds a Redis lock that expires after unacked_mutex_expire s (300 by default): a
@@ -343,7 +355,8 @@ def procrastinate_postgres_production() -> dict:
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
                   "huey_redis_production": huey_redis_production,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
-                  "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
+                  "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis,
+                  "rq_redis_production": rq_redis_production, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
