@@ -121,6 +121,16 @@ def huey_redis() -> dict:
                      "read_timeout": float(os.environ.get("LAB_REDIS_READ_TIMEOUT", "1"))}}
 
 
+def huey_redis_production() -> dict:
+    """Huey on Redis with the retries Huey's docs give for a task that fails
+    (helpers.stack.queues.huey_redis_production cites them): every Huey task that names no options of its own is
+    retried LAB_HUEY_RETRIES times, LAB_HUEY_RETRY_DELAY_S s apart. Huey still acknowledges nothing: a retry follows
+    an exception, never a killed consumer."""
+    return {**huey_redis(), "LAB_HUEY_TASK_DEFAULTS": {
+        "retries": int(os.environ.get("LAB_HUEY_RETRIES", "3")),
+        "retry_delay": float(os.environ.get("LAB_HUEY_RETRY_DELAY_S", "1"))}}
+
+
 def postgres_database() -> dict:
     """Django's database on the run's PostgreSQL server (LAB_PG_*; libpq reads the password from LAB_PG_PASSFILE,
     so it is in no variable): a backend on PostgreSQL moves the site's tables there, and a task row written through
@@ -180,6 +190,18 @@ def rq_redis() -> dict:
             "TASKS": {"default": {"BACKEND": "django_tasks_rq.RQBackend", "QUEUES": ["default"]}}}
 
 
+def rq_redis_production() -> dict:
+    """RQ with the settings its docs give for not losing a job (helpers.stack.queues.rq_redis_production cites them):
+    every job asks for LAB_RQ_RETRIES retries (labsite.rq_production.RetryingQueue), which also hand an abandoned job
+    (its worker died) back to the queue once RQ's maintenance finds it, and the workers run that maintenance every
+    LAB_RQ_MAINTENANCE_INTERVAL_S s (RQ's default: 600)."""
+    chosen = rq_redis()
+    chosen["RQ_QUEUES"]["default"]["QUEUE_CLASS"] = "labsite.rq_production.RetryingQueue"
+    return {**chosen, "RQ": {"WORKER_CLASS": "labsite.rq_production.MaintainedWorker"},
+            "LAB_RQ": {"retries": int(os.environ.get("LAB_RQ_RETRIES", "3")),
+                       "maintenance_interval_s": int(os.environ.get("LAB_RQ_MAINTENANCE_INTERVAL_S", "600"))}}
+
+
 # Kombu's Redis transport looks for unacknowledged tasks past their visibility timeout every
 # unacked_restore_interval x unacked_restore_throttle s (10 x 10 by default): once a second here, so the timeout is
 # what the lab measures. Each look holds a Redis lock that expires after unacked_mutex_expire s (300 by default): a
@@ -224,6 +246,15 @@ def django_tasks_celery() -> dict:
             "CELERY_RESULT_EXTENDED": True,
             "TASKS": {"default": {"BACKEND": "django_tasks_celery.CeleryBackend",
                                   "OPTIONS": {"CELERY_APP": "labsite.celery.app"}}}}
+
+
+def django_tasks_celery_production() -> dict:
+    """The same with the settings Celery's docs recommend for tasks that must not be lost
+    (helpers.stack.queues.django_tasks_celery_production cites them): those of celery_rabbitmq_production, and the
+    visibility timeout of celery_redis_acks_late."""
+    return {**django_tasks_celery(), "CELERY_TASK_ACKS_LATE": True, "CELERY_TASK_REJECT_ON_WORKER_LOST": True,
+            "CELERY_WORKER_PREFETCH_MULTIPLIER": 1,
+            "CELERY_BROKER_TRANSPORT_OPTIONS": celery_redis_acks_late()["CELERY_BROKER_TRANSPORT_OPTIONS"]}
 
 
 def celery_rabbitmq() -> dict:
@@ -288,6 +319,14 @@ def django_ox() -> dict:
             "TASKS": {"default": {"BACKEND": "django_ox.backend.OxBackend"}}}
 
 
+def django_ox_production() -> dict:
+    """django-ox with the lease its own kill test used (helpers.stack.queues.django_ox_production cites it): a dead
+    worker's task is reaped once its lease has gone LAB_OX_LOCK_TIMEOUT_S s unrenewed (300 by default)."""
+    chosen = django_ox()
+    chosen["TASKS"]["default"]["OPTIONS"] = {"LOCK_TIMEOUT": float(os.environ.get("LAB_OX_LOCK_TIMEOUT_S", "300"))}
+    return chosen
+
+
 def procrastinate_postgres() -> dict:
     """procrastinate through its Django app, with its defaults, on the run's PostgreSQL, Django's database too (the
     app's connector is Django's "default" alias): a defer inserts a job row in the request's transaction, its trigger
@@ -314,18 +353,24 @@ def procrastinate_postgres_production() -> dict:
 
 
 QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks_immediate": djtasks_immediate,
+                  "huey_redis_production": huey_redis_production,
                   "huey_postgres": huey_postgres, "djtasks_db_sqlite": djtasks_db_sqlite,
-                  "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis, "celery_redis": celery_redis,
+                  "djtasks_db_postgres": djtasks_db_postgres, "rq_redis": rq_redis,
+                  "rq_redis_production": rq_redis_production, "celery_redis": celery_redis,
                   "celery_redis_acks_late": celery_redis_acks_late, "celery_rabbitmq": celery_rabbitmq,
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
+                  "django_ox_production": django_ox_production,
                   "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
+                  "django_tasks_celery_production": django_tasks_celery_production,
                   "procrastinate_postgres": procrastinate_postgres,
                   "procrastinate_postgres_production": procrastinate_postgres_production}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "
                                f"not {QUEUE_BACKEND!r}")
+# Options of every Huey task that names none of its own (a backend's entry may set retries: huey_redis_production).
+LAB_HUEY_TASK_DEFAULTS = {}
 # Huey stays configured on every backend (on SQLite unless the backend is Huey's own): djhuey is installed
 # everywhere, so labsite.tasks declares Huey's tasks beside the other APIs' (nothing is enqueued there unless chosen).
 HUEY = huey_sqlite()["HUEY"]

@@ -66,7 +66,7 @@ def dramatiq_actor(job):
 def api_decorator(api: str, huey, huey_options: dict | None, celery_options: dict | None):
     """The decorator that makes a function a task of `api`, its library imported only now."""
     if api == "huey":
-        return huey(**(huey_options or {}))
+        return huey(**(huey_options if huey_options is not None else settings.LAB_HUEY_TASK_DEFAULTS))
     if api == "django_tasks":
         return django_task
     if api == "celery":
@@ -87,7 +87,8 @@ def on_every_api(job, name: str, *, huey=huey_task, celery_name: str | None = No
                  celery_options: dict | None = None, django_tasks: bool = True) -> dict:
     """`job` as a task of each queue API of settings.TASK_APIS, bound in this module under the names the docstring
     above gives (where the workers look them up); returns the tasks by API. `huey=db_task` for a job that reads the
-    database; `*_options` are the API's own task options (retries...); `django_tasks=False` leaves Django's Tasks API
+    database; `*_options` are the API's own task options (retries...; a Huey task given none takes
+    settings.LAB_HUEY_TASK_DEFAULTS); `django_tasks=False` leaves Django's Tasks API
     out (it has no such option)."""
     names = {"huey": name, "django_tasks": f"{name}_django_task", "celery": celery_name or f"{name}_celery_task",
              "dramatiq": f"{name}_dramatiq_actor", "procrastinate": f"{name}_procrastinate_task"}
@@ -131,7 +132,7 @@ def deliver_ledger_job(job_id: str) -> dict:
     return ledger.deliver_job(job_id)
 
 
-EMAIL_JOB = on_every_api(deliver_ledger_job, "deliver_email_job", huey=db_task)
+EMAIL_JOB = on_every_api(deliver_ledger_job, "deliver_email_job", huey=db_task, huey_options={})  # the ledger retries
 
 
 @signal(signals.SIGNAL_EXECUTING)

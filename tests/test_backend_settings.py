@@ -48,6 +48,8 @@ CELERY = {
                                    "prefetch_multiplier": 1},
     "django_tasks_celery": {"transport": "redis", "acks_late": False, "reject_on_worker_lost": None,
                             "prefetch_multiplier": 4},
+    "django_tasks_celery_production": {"transport": "redis", "acks_late": True, "reject_on_worker_lost": True,
+                                       "prefetch_multiplier": 1},
 }
 
 

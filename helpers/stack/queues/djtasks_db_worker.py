@@ -22,6 +22,9 @@ class TasksDbWorker(QueueBackend):
     leaves its row RUNNING for good (django-tasks issue 46), so the task never runs again: at-most-once. The
     worker polls: on an empty queue it sleeps --interval s (1 s by default) before it looks again."""
 
+    # No production twin: django-tasks-db has no setting that recovers a dead worker's task (no lease, heartbeat or
+    # reaper; db_worker's options are its interval, queues and startup delay), and its docs recommend none: the RUNNING
+    # row stays until someone resets it by hand (django-tasks issue 46).
     delivery = "at-most-once"
     worker_ready_line = "Starting worker worker_id="
     worker_stop_signal = signal.SIGTERM  # the running task finishes, then the worker exits

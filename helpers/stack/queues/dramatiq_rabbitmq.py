@@ -19,6 +19,13 @@ class DramatiqRabbitMQ(rabbitmq_server.UsesRabbitMQ, QueueBackend):
     middleware): a worker killed mid-task leaves it unacknowledged, and RabbitMQ hands it to another consumer as soon
     as the dead connection closes: at-least-once, so a task can run twice."""
 
+    # No production twin: Dramatiq's defaults already are what its docs ask for to keep a task. A message is acked
+    # once its actor has returned, the Retries middleware retries a failing actor up to 20 times with exponential
+    # backoff, and TimeLimit (10 min) and AgeLimit (none) guard the rest (https://dramatiq.io/guide.html, "Message
+    # Retries"; https://dramatiq.io/reference.html, "Middleware"); its Best Practices ask for idempotent actors, not
+    # other settings (https://dramatiq.io/best_practices.html). The RabbitMQ broker's confirm_delivery is documented as
+    # an option (publisher confirms on enqueue, default False), not recommended, and guards a broker crash the lab does
+    # not cause.
     name = "dramatiq_rabbitmq"
     label = "Dramatiq, RabbitMQ (django-dramatiq)"
     delivery = "at-least-once"
