@@ -71,7 +71,7 @@ class Plan:
     drain_workers: tuple[int, ...] = (1, 2, 4)
     kills: int = 3
     recovery_never_wait_s: float = 10.0  # how long a backend that promises no redelivery is given anyway
-    recovery_max_wait_s: float = 60.0
+    recovery_max_wait_s: float = 120.0  # RQ with its maintenance every 5 s hands a dead worker's job back in ~95 s
     tx_trials: int = 3
 
 
