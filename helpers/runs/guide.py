@@ -13,6 +13,10 @@ from collections.abc import Callable
 from helpers.charts.common import counted, number
 
 QUEUES = "07-which-queue"
+SETUPS = "09-which-setup"
+# notebook 09's choices the README shows (the others are in the notebook): what 07's defaults cannot answer
+SETUP_NEEDS = ("Lose nothing when a worker dies, pick up fastest", "You run RabbitMQ and must lose nothing",
+               "You run PostgreSQL and must lose nothing")
 DESIGNS = "05-faults"
 ASYNC = "08-does-async-fix-it"
 BROWSER = "04-what-the-user-sees"
@@ -249,6 +253,17 @@ def which_setup_when(f, link: Callable[[str], str]) -> list[str]:
         lines += [line for line in (_redis(f, fig, workers, n07, n05), _no_broker(f, fig, workers, n07, n05),
                                     _transaction(fig, backends, n07)) if line]
         lines.append(_fastest(fig, workers, n07))
+    if SETUPS in notebooks:
+        lines += _setups(notebooks[SETUPS]["figures"], link(SETUPS))
     if ASYNC in notebooks:
         lines.append(_async(f, link(ASYNC)))
     return lines
+
+
+def _setups(fig: dict, n09: str) -> list[str]:
+    """Notebook 09's guide (helpers.experiments.which_setup.guide, default and production settings) for SETUP_NEEDS."""
+    from helpers.experiments import which_setup
+
+    return [f"**{c.need}** (default or production settings) → **{fig[f'{c.backend}_label']}**: {c.because} ({n09})."
+            if c.backend else f"**{c.need}** → {c.because} ({n09})."
+            for c in which_setup.guide(fig) if c.need in SETUP_NEEDS]

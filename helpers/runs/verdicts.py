@@ -27,6 +27,7 @@ MODULES = {
     "06-scale-out": "scale_out",
     "07-which-queue": "which_queue",
     "08-does-async-fix-it": "does_async_fix_it",
+    "09-which-setup": "which_setup",
 }
 
 
