@@ -1,0 +1,219 @@
+"""Published queue benchmarks as data with their sources, and their procedures made again on the lab's backends.
+
+python_queue_benchmark (steventen) times 20,000 no-op jobs drained by 10 workers on a Redis broker, from the worker
+command's start to the last job; threadmill's README charts tasks per second of one worker process with one thread
+over 5,000 trivial tasks. Every figure here carries the URL and commit it was read from; a figure the lab reproduces
+is measured by the lab's own procedures (helpers.protocols.drain, helpers.instruments.queue_semantics).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+from helpers.instruments import queue_semantics
+from helpers.instruments.queue_probe import drain_rate
+from helpers.protocols import drain
+
+if TYPE_CHECKING:
+    from helpers.stack import Lab
+
+PQB_REPO = "https://github.com/steventen/python_queue_benchmark"
+PQB_FIRST = "9878b88ae1816b31dcafd338165bab89cde3bfab"  # 2024-06-16 "Init commit": most figures
+PQB_AMENDED = "05ba968f3d2996d0415db469ce708fd066a747fe"  # 2024-06-16 "Update readme": Huey processes, Dramatiq 10x1
+
+PYTHON_QUEUE_BENCHMARK = {
+    "source": PQB_REPO,
+    "method": f"{PQB_REPO}/blob/{PQB_AMENDED}/README.md#test-method",
+    "jobs": 20_000,
+    "workers": 10,
+    "machine": "MacBook Pro 14 inch, M2 Pro, 16 GB",
+    "broker": "Redis 7 (redis:7-alpine in Docker), every library",
+    "job": "prints its number and the time (stdout)",
+    "timed": "from just before the worker command starts to the last job's printed finish time",
+    # pdm.lock at the first commit (pyproject asked for >= these; the lock pinned them)
+    "versions": {"rq": "1.16.2", "celery": "5.4.0", "kombu": "5.3.7", "huey": "2.5.1", "dramatiq": "1.17.0",
+                 "redis-py": "4.6.0", "python": "3.12"},
+    "versions_source": f"{PQB_REPO}/blob/{PQB_FIRST}/pdm.lock",
+}
+
+
+def _pqb(library: str, setting: str, command: str, seconds: float, workers: int, commit: str,
+         enqueue_s: float | None) -> dict:
+    return {"library": library, "setting": setting, "command": command, "seconds": seconds, "workers": workers,
+            "enqueue_s": enqueue_s, "source": f"{PQB_REPO}/blob/{commit}/README.md", "commit": commit}
+
+
+# One row per README result: seconds to drain the 20,000 jobs, and the time it took to enqueue them.
+PQB_DRAINS: dict[str, dict] = {
+    "rq": _pqb("RQ", "10 worker processes (a work horse forked per job)", "rq worker-pool -q -n 10", 51.05, 10,
+               PQB_FIRST, 4.03),
+    "celery_threads": _pqb("Celery", "10 threads", "celery -A tasks worker -c 10 -P threads", 11.68, 10,
+                           PQB_FIRST, 6.34),
+    "celery_processes": _pqb("Celery", "10 processes (prefork)", "celery -A tasks worker -c 10 -P processes",
+                             17.60, 10, PQB_FIRST, 6.34),
+    "huey_threads": _pqb("Huey", "10 threads", "huey_consumer.py tasks.huey -k thread -w 10 -d 0.001 -C -q", 4.15,
+                         10, PQB_FIRST, 2.40),
+    "huey_processes": _pqb("Huey", "10 processes", "huey_consumer.py tasks.huey -k process -w 10 -d 0.001 -C -q",
+                           3.62, 10, PQB_AMENDED, 2.40),
+    "dramatiq_1x10": _pqb("Dramatiq", "1 process, 10 threads", "dramatiq tasks -p 1 -t 10", 4.12, 10, PQB_FIRST,
+                          3.27),
+    "dramatiq_10x1": _pqb("Dramatiq", "10 processes, 1 thread", "dramatiq tasks -p 10 -t 1", 4.35, 10,
+                          PQB_AMENDED, 3.27),
+    # Dramatiq's defaults on that machine: 10 processes x 8 threads = 80 workers, not 10
+    "dramatiq_default": _pqb("Dramatiq", "defaults: 10 processes, 8 threads (80 workers)", "dramatiq tasks", 1.53,
+                             80, PQB_FIRST, 3.27),
+}
+
+# How the lab makes each README setting: its backend, and the LabConfig changes for the workers (`workers` is put
+# in where the setting's count of workers goes). Huey's -q is the log level WARNING (no line per task).
+PQB_IN_LAB: dict[str, dict] = {
+    "rq": {"backend": "rq_redis", "workers_field": "consumer_workers", "changes": {}},
+    "celery_threads": {"backend": "celery_redis", "workers_field": "consumer_workers",
+                       "changes": {"celery_pool": "threads"}},
+    "celery_processes": {"backend": "celery_redis", "workers_field": "consumer_workers",
+                         "changes": {"celery_pool": "prefork"}},
+    "huey_threads": {"backend": "huey_redis", "workers_field": "consumer_workers",
+                     "changes": {"consumer_worker_type": "thread", "consumer_initial_delay_s": 0.001,
+                                 "huey_health_check": False, "huey_log_level": "WARNING"}},
+    "huey_processes": {"backend": "huey_redis", "workers_field": "consumer_workers",
+                       "changes": {"consumer_worker_type": "process", "consumer_initial_delay_s": 0.001,
+                                   "huey_health_check": False, "huey_log_level": "WARNING"}},
+    "dramatiq_1x10": {"backend": "dramatiq_rabbitmq", "workers_field": "consumer_workers",
+                      "changes": {"consumer_processes": 1}},
+    "dramatiq_10x1": {"backend": "dramatiq_rabbitmq", "workers_field": "consumer_processes",
+                      "changes": {"consumer_workers": 1}},
+}
+
+# The README setting each backend is compared on by default: the one DESIGN.md quotes, or for Dramatiq the one with
+# 10 workers (its 1.53 s ran 80)
+PQB_DEFAULT_SETTING = {"rq_redis": "rq", "celery_redis": "celery_threads", "huey_redis": "huey_processes",
+                       "dramatiq_rabbitmq": "dramatiq_1x10"}
+
+# What differs between the README's run and the lab's, per library (besides the machine: 2 shared cores here)
+PQB_DIFFERENCES: dict[str, list[str]] = {
+    "all": ["machine: 2 cores shared with the lab's servers and other work here, an M2 Pro (8+4 cores) there",
+            "job: the lab's no-op returns at once; the benchmark's prints a line to the worker's terminal",
+            "enqueue: through the site's own code in one Django process (manage.py enqueue_noop), not a bare script",
+            "end: the lab stops the clock when the queue is empty (a worker may still hold prefetched no-ops); the "
+            "benchmark at the last job's printed time"],
+    "RQ": ["jobs go through django-tasks-rq (Django's Tasks API, its Job class) with rq 3, not plain RQ 1.16"],
+    "Celery": ["the benchmark stores every result in Redis (result_backend); the lab's Celery on Redis has no "
+               "result backend", "Celery 5.7 here, 5.4 there"],
+    "Huey": ["Huey 3.5 through djhuey's run_huey here, Huey 2.5's huey_consumer.py there"],
+    "Dramatiq": ["broker: RabbitMQ here (the lab's Dramatiq backend), Redis there",
+                 "Dramatiq 2.2 through django-dramatiq's rundramatiq here, Dramatiq 1.17 there"],
+}
+
+
+THREADMILL_REPO = "https://github.com/codingjoe/threadmill"
+THREADMILL_README = "02c168f39df1286036e7618416c8ea4f64cadf74"  # the README whose chart this table is
+
+
+def _threadmill(queue: str, per_s: float, worker: str) -> dict:
+    return {"queue": queue, "tasks_per_s": per_s, "worker": worker, "commit": THREADMILL_README,
+            "source": f"{THREADMILL_REPO}/blob/{THREADMILL_README}/README.md"}
+
+
+THREADMILL_METHOD = {
+    "source": f"{THREADMILL_REPO}/blob/{THREADMILL_README}/benchmarks/test_backends.py",
+    "tasks": 5_000,
+    "task": "echo: returns its argument",
+    "worker": "one worker process, one thread, one message at a time (no prefetch)",
+    "throughput": "tasks / (seconds to drain 5,000 - seconds to start a worker and run 1): the busy queue's rate",
+    "broker": "one Redis server for threadmill, django-tasks-redis and Celery; django-tasks-db on the test database",
+    "python": "3.14 (threadmill 0.4 and later require it)",
+}
+
+# The README's chart: tasks per second with one worker, highest first.
+THREADMILL_ONE_WORKER: dict[str, dict] = {
+    "threadmill": _threadmill("threadmill", 4989.0, "threadmill worker --workers 1 --exit-empty"),
+    "celery": _threadmill("celery", 2363.0, "celery worker --pool=solo --prefetch-multiplier=1"),
+    "django-tasks-db": _threadmill("django-tasks-db", 2179.0, "db_worker --batch --interval 0.01"),
+    "django-tasks-redis": _threadmill("django-tasks-redis", 1712.0, "run_redis_tasks"),
+}
+
+
+def pqb_setting(lab: Lab, setting: str | None = None) -> str:
+    """The README setting a drain on `lab` reproduces: `setting`, checked against the lab's backend, or the
+    backend's default one."""
+    setting = setting or PQB_DEFAULT_SETTING.get(lab.queue.name)
+    if setting is None:
+        raise ValueError(f"python_queue_benchmark covers no backend like {lab.queue.name!r}; "
+                         f"it covers {', '.join(PQB_DEFAULT_SETTING)}")
+    if PQB_IN_LAB[setting]["backend"] != lab.queue.name:
+        raise ValueError(f"setting {setting!r} runs on {PQB_IN_LAB[setting]['backend']}, not {lab.queue.name}")
+    return setting
+
+
+def lab_versions(library: str) -> dict[str, str]:
+    """The versions installed here of what the README's run used for `library`."""
+    packages = {"RQ": ["rq", "django-tasks-rq"], "Celery": ["celery", "kombu"], "Huey": ["huey"],
+                "Dramatiq": ["dramatiq", "django-dramatiq", "pika"]}[library] + ["redis"]
+    return {name: importlib.metadata.version(name) for name in packages}
+
+
+def drain_like_python_queue_benchmark(lab: Lab, jobs: int = 20_000, workers: int = 10, setting: str | None = None,
+                                      timeout_s: float = 300.0) -> dict:
+    """python_queue_benchmark's drain on the lab's backend: `jobs` no-op tasks enqueued with the workers stopped
+    (queue_semantics.enqueue_noop), then `workers` workers started in the README setting's model (PQB_IN_LAB) and
+    the queue sampled until empty (drain.sampled); then the lab's workers start again as they were.
+
+    Returns: setting, backend, library, jobs, workers, published_setting, worker_config (the LabConfig changes),
+    seconds (worker start to empty queue, as the README times
+    it), seconds_after_ready (from the last worker's ready line), worker_start_s, drain_per_s (90 % to 10 % of the
+    peak), enqueue_s, enqueue_api, published_seconds and published_enqueue_s (None unless jobs and workers are the
+    README's), published_source, ratio (seconds over published), differences, versions, published_versions."""
+    setting = pqb_setting(lab, setting)
+    model, published = PQB_IN_LAB[setting], PQB_DRAINS[setting]
+    changes = {**model["changes"], model["workers_field"]: workers}
+    before = {field: getattr(lab.config, field) for field in changes}
+    lab.stop_consumer()
+    enqueued = queue_semantics.enqueue_noop(lab, jobs)
+    began = time.time()  # the workers are stopped: sampled() starts them at once
+    depth = drain.sampled(lab, timeout_s, **changes)
+    emptied = depth[(depth.index >= depth["depth"].idxmax()) & (depth["depth"] == 0)]
+    empty_at = float(emptied["t"].iloc[0]) if len(emptied) else float("nan")
+    same_size = jobs == PYTHON_QUEUE_BENCHMARK["jobs"] and workers == published["workers"]
+    seconds = empty_at - began
+    lab.start_consumer(**before)
+    library = published["library"]
+    return {"setting": setting, "backend": lab.queue.name, "library": library, "jobs": jobs, "workers": workers,
+            "published_setting": published["setting"], "worker_config": changes, "seconds": seconds,
+            "seconds_after_ready": empty_at - lab.consumers_ready_at, "worker_start_s": lab.consumer_start_s,
+            "drain_per_s": drain_rate(depth) if depth["depth"].max() > 0 else float("nan"),
+            "enqueue_s": float(enqueued["seconds"]), "enqueue_api": enqueued.get("api"),
+            "published_seconds": published["seconds"] if same_size else None,
+            "published_enqueue_s": published["enqueue_s"] if same_size else None,
+            "published_source": published["source"],
+            "ratio": seconds / published["seconds"] if same_size else None,
+            "differences": PQB_DIFFERENCES["all"] + PQB_DIFFERENCES[library],
+            "versions": lab_versions(library), "published_versions": PYTHON_QUEUE_BENCHMARK["versions"]}
+
+
+def compare_orderings(ours: dict[str, float], published: dict[str, float], higher_is_better: bool = False) -> dict:
+    """Rank both sets of figures on the names they share (1 = best: fastest time, or highest rate with
+    `higher_is_better`) and say whether the orderings agree. Returns: names, ours_rank, published_rank, agree,
+    kendall_tau and spearman_rho (scipy; NaN under 2 names), swapped (pairs ordered one way in ours, the other in
+    the published figures), only_ours, only_published."""
+    from scipy import stats
+
+    names = [name for name in published if name in ours]
+    sign = -1.0 if higher_is_better else 1.0
+
+    def ranks(figures: dict[str, float]) -> dict[str, int]:
+        ordered = sorted(names, key=lambda name: sign * figures[name])
+        return {name: ordered.index(name) + 1 for name in names}
+
+    ours_rank, published_rank = ranks(ours), ranks(published)
+    swapped = [(a, b) for a, b in combinations(names, 2)
+               if (ours[a] - ours[b]) * (published[a] - published[b]) < 0]
+    enough = len(names) >= 2
+    mine, theirs = [ours_rank[n] for n in names], [published_rank[n] for n in names]
+    return {"names": names, "ours_rank": ours_rank, "published_rank": published_rank, "agree": not swapped,
+            "kendall_tau": float(stats.kendalltau(mine, theirs).statistic) if enough else float("nan"),
+            "spearman_rho": float(stats.spearmanr(mine, theirs).statistic) if enough else float("nan"),
+            "swapped": swapped, "only_ours": sorted(set(ours) - set(published)),
+            "only_published": sorted(set(published) - set(ours))}
