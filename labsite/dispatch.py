@@ -243,6 +243,11 @@ def queued_huey_tasks(backend) -> int:
     return queue_api(Huey.name).backlog()
 
 
+def queued_threadmill_tasks(backend) -> int:
+    """threadmill: the READY tasks in the default queue's sorted set."""
+    return int(backend.client.zcard(backend.QUEUE_KEY.format(prefix=backend.key_prefix, queue_name="default")))
+
+
 BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0,  # runs in the request
            "django_tasks_db.DatabaseBackend": ready_database_tasks,
            "django_tasks_rq.RQBackend": queued_rq_jobs,
@@ -250,7 +255,8 @@ BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0
            "django_ox.backend.OxBackend": ready_ox_tasks,
            "django_vtasks.backends.db.DatabaseTaskBackend": queued_vtasks_database_tasks,
            "django_tasks_celery.CeleryBackend": queued_celery_tasks,
-           "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
+           "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks,
+           "threadmill.backends.redis.RedisTaskBackend": queued_threadmill_tasks}
 
 
 class Celery(QueueAPI):

@@ -288,6 +288,14 @@ def django_ox() -> dict:
             "TASKS": {"default": {"BACKEND": "django_ox.backend.OxBackend"}}}
 
 
+def threadmill_redis() -> dict:
+    """threadmill's RedisTaskBackend through Django's Tasks API, with its defaults, on LAB_REDIS_URL: an enqueue is one
+    pipelined write; a worker takes a task with a Lua script into its running set and acknowledges it once run."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "threadmill"],
+            "TASKS": {"default": {"BACKEND": "threadmill.backends.redis.RedisTaskBackend",
+                                  "REDIS_URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")}}}
+
+
 def procrastinate_postgres() -> dict:
     """procrastinate through its Django app, with its defaults, on the run's PostgreSQL, Django's database too (the
     app's connector is Django's "default" alias): a defer inserts a job row in the request's transaction, its trigger
@@ -304,7 +312,7 @@ QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks
                   "celery_rabbitmq_production": celery_rabbitmq_production, "dramatiq_rabbitmq": dramatiq_rabbitmq,
                   "vtasks_valkey": vtasks_valkey, "django_ox": django_ox,
                   "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
-                  "procrastinate_postgres": procrastinate_postgres}
+                  "procrastinate_postgres": procrastinate_postgres, "threadmill_redis": threadmill_redis}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "

@@ -51,3 +51,14 @@ def test_the_readme_worker_settings_reach_the_worker_command_lines():
         if model["backend"] == "huey_redis":
             assert "--disable-health-check" in command and command[command.index("--delay") + 1] == "0.001"
     assert "--disable-health-check" not in argv("huey_redis") and "prefork" in argv("celery_redis")
+
+
+def test_every_chart_row_the_lab_makes_is_a_published_row_on_one_worker():
+    assert set(published.THREADMILL_IN_LAB) <= set(published.THREADMILL_ONE_WORKER)
+    for queue, model in published.THREADMILL_IN_LAB.items():
+        assert model["changes"]["consumer_workers"] == 1, queue
+        assert published.THREADMILL_DIFFERENCES[queue], queue
+    solo = argv("celery_redis", **published.THREADMILL_IN_LAB["celery"]["changes"])
+    assert solo[solo.index("--pool") + 1] == "solo" and solo[solo.index("--concurrency") + 1] == "1"
+    one = argv("threadmill_redis", **published.THREADMILL_IN_LAB["threadmill"]["changes"])
+    assert one[one.index("--workers") + 1] == one[one.index("--threads") + 1] == "1"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import importlib.metadata
 import time
 from itertools import combinations
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 from helpers.instruments import queue_semantics
 from helpers.instruments.queue_probe import drain_rate
@@ -136,6 +139,30 @@ THREADMILL_ONE_WORKER: dict[str, dict] = {
 }
 
 
+# How the lab makes each row of the chart: its backend and the LabConfig changes for one worker reading one message at
+# a time. django-tasks-redis has no lab backend: its row is not reproduced.
+THREADMILL_IN_LAB: dict[str, dict] = {
+    "threadmill": {"backend": "threadmill_redis", "changes": {"consumer_workers": 1, "consumer_worker_type": "thread"}},
+    "celery": {"backend": "celery_redis",
+               "changes": {"consumer_workers": 1, "celery_pool": "solo",
+                           "site_env": {"LAB_CELERY_PREFETCH_MULTIPLIER": "1"}}},
+    "django-tasks-db": {"backend": "djtasks_db_sqlite", "changes": {"consumer_workers": 1, "poll_interval_s": 0.01}},
+}
+
+THREADMILL_DIFFERENCES: dict[str, list[str]] = {
+    "all": ["machine: 2 shared cores here; the README names none",
+            "Python 3.13 and threadmill 0.3.1 here (0.4 and later need Python 3.14), Python 3.14 there",
+            "task: the lab's no-op, enqueued through the site's code; the chart's echo returns its argument",
+            "end: the lab stops the clock when the queue is empty; the chart when an --exit-empty worker exits "
+            "(threadmill, django-tasks-db) or a sentinel task ran (Celery)"],
+    "threadmill": ["0.3.1 has no prefetch (--prefetch-count came later): one message at a time, as the chart's "
+                   "footnote says of threadmill"],
+    "celery": ["the chart's worker runs --without-gossip --without-mingle --without-heartbeat; the lab's does not"],
+    "django-tasks-db": ["on the run's SQLite file here; the chart's test database there",
+                        "no --batch: the lab's worker keeps running and the clock stops at the empty queue"],
+}
+
+
 def pqb_setting(lab: Lab, setting: str | None = None) -> str:
     """The README setting a drain on `lab` reproduces: `setting`, checked against the lab's backend, or the
     backend's default one."""
@@ -155,42 +182,75 @@ def lab_versions(library: str) -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in packages}
 
 
+def timed_drain(lab: Lab, jobs: int, timeout_s: float = 300.0, **consumer_changes) -> dict:
+    """`jobs` no-op tasks enqueued with the workers stopped (queue_semantics.enqueue_noop), then the workers started
+    with `consumer_changes` (drain.sampled) and timed until the queue is empty; then the lab's workers start again as
+    they were. Returns: seconds (from the workers' start, which it includes, to the empty queue),
+    seconds_after_ready (from the last worker's ready line), worker_start_s, drain_per_s (90 % to 10 % of the peak;
+    NaN for a backlog too small to read a rate off), enqueue_s, enqueue_api."""
+    before = {field: getattr(lab.config, field) for field in consumer_changes}
+    lab.stop_consumer()
+    enqueued = queue_semantics.enqueue_noop(lab, jobs)
+    began = time.time()  # the workers are stopped: sampled() starts them at once
+    depth = drain.sampled(lab, timeout_s, **consumer_changes)
+    emptied = depth[(depth.index >= depth["depth"].idxmax()) & (depth["depth"] == 0)]
+    empty_at = float(emptied["t"].iloc[0]) if len(emptied) else float("nan")
+    figures = {"seconds": empty_at - began, "seconds_after_ready": empty_at - lab.consumers_ready_at,
+               "worker_start_s": lab.consumer_start_s,
+               "drain_per_s": drain_rate(depth) if depth["depth"].max() >= 10 else float("nan"),
+               "enqueue_s": float(enqueued["seconds"]), "enqueue_api": enqueued.get("api")}
+    lab.start_consumer(**before)
+    return figures
+
+
 def drain_like_python_queue_benchmark(lab: Lab, jobs: int = 20_000, workers: int = 10, setting: str | None = None,
                                       timeout_s: float = 300.0) -> dict:
-    """python_queue_benchmark's drain on the lab's backend: `jobs` no-op tasks enqueued with the workers stopped
-    (queue_semantics.enqueue_noop), then `workers` workers started in the README setting's model (PQB_IN_LAB) and
-    the queue sampled until empty (drain.sampled); then the lab's workers start again as they were.
+    """python_queue_benchmark's drain on the lab's backend (timed_drain): `jobs` no-op tasks, then `workers` workers
+    in the README setting's model (PQB_IN_LAB; by default the backend's PQB_DEFAULT_SETTING).
 
-    Returns: setting, backend, library, jobs, workers, published_setting, worker_config (the LabConfig changes),
-    seconds (worker start to empty queue, as the README times
-    it), seconds_after_ready (from the last worker's ready line), worker_start_s, drain_per_s (90 % to 10 % of the
-    peak), enqueue_s, enqueue_api, published_seconds and published_enqueue_s (None unless jobs and workers are the
+    Returns timed_drain's figures and: setting, backend, library, jobs, workers, published_setting, worker_config
+    (the LabConfig changes), published_seconds and published_enqueue_s (None unless jobs and workers are the
     README's), published_source, ratio (seconds over published), differences, versions, published_versions."""
     setting = pqb_setting(lab, setting)
     model, published = PQB_IN_LAB[setting], PQB_DRAINS[setting]
     changes = {**model["changes"], model["workers_field"]: workers}
-    before = {field: getattr(lab.config, field) for field in changes}
-    lab.stop_consumer()
-    enqueued = queue_semantics.enqueue_noop(lab, jobs)
-    began = time.time()  # the workers are stopped: sampled() starts them at once
-    depth = drain.sampled(lab, timeout_s, **changes)
-    emptied = depth[(depth.index >= depth["depth"].idxmax()) & (depth["depth"] == 0)]
-    empty_at = float(emptied["t"].iloc[0]) if len(emptied) else float("nan")
+    figures = timed_drain(lab, jobs, timeout_s, **changes)
     same_size = jobs == PYTHON_QUEUE_BENCHMARK["jobs"] and workers == published["workers"]
-    seconds = empty_at - began
-    lab.start_consumer(**before)
     library = published["library"]
     return {"setting": setting, "backend": lab.queue.name, "library": library, "jobs": jobs, "workers": workers,
-            "published_setting": published["setting"], "worker_config": changes, "seconds": seconds,
-            "seconds_after_ready": empty_at - lab.consumers_ready_at, "worker_start_s": lab.consumer_start_s,
-            "drain_per_s": drain_rate(depth) if depth["depth"].max() > 0 else float("nan"),
-            "enqueue_s": float(enqueued["seconds"]), "enqueue_api": enqueued.get("api"),
+            "published_setting": published["setting"], "worker_config": changes, **figures,
             "published_seconds": published["seconds"] if same_size else None,
             "published_enqueue_s": published["enqueue_s"] if same_size else None,
             "published_source": published["source"],
-            "ratio": seconds / published["seconds"] if same_size else None,
+            "ratio": figures["seconds"] / published["seconds"] if same_size else None,
             "differences": PQB_DIFFERENCES["all"] + PQB_DIFFERENCES[library],
             "versions": lab_versions(library), "published_versions": PYTHON_QUEUE_BENCHMARK["versions"]}
+
+
+def one_worker_like_threadmill(lab: Lab, tasks: int = 5_000, timeout_s: float = 300.0) -> dict:
+    """threadmill's one-worker throughput on the lab's backend: one worker (one process, one thread, one message at
+    a time: THREADMILL_IN_LAB) timed from its start to the empty queue, once on one task (start_s) and once on
+    `tasks` (process_s); tasks_per_s = tasks / (process_s - start_s), as the README's chart computes it.
+
+    Returns: queue, backend, tasks, start_s, process_s, tasks_per_s, drain_per_s (the lab's own rate, 90 % to 10 %
+    of the peak), enqueue_s, published_tasks_per_s (None unless tasks is the README's), published_source,
+    differences."""
+    queue = next((q for q, model in THREADMILL_IN_LAB.items() if model["backend"] == lab.queue.name), None)
+    if queue is None:
+        raise ValueError(f"threadmill's chart has no queue like {lab.queue.name!r}; it covers "
+                         f"{', '.join(model['backend'] for model in THREADMILL_IN_LAB.values())}")
+    changes = dict(THREADMILL_IN_LAB[queue]["changes"])
+    if "site_env" in changes:
+        changes["site_env"] = {**lab.config.site_env, **changes["site_env"]}
+    start = timed_drain(lab, 1, timeout_s, **changes)
+    full = timed_drain(lab, tasks, timeout_s, **changes)
+    published = THREADMILL_ONE_WORKER[queue]
+    return {"queue": queue, "backend": lab.queue.name, "tasks": tasks, "start_s": start["seconds"],
+            "process_s": full["seconds"], "tasks_per_s": tasks / (full["seconds"] - start["seconds"]),
+            "drain_per_s": full["drain_per_s"], "enqueue_s": full["enqueue_s"],
+            "published_tasks_per_s": published["tasks_per_s"] if tasks == THREADMILL_METHOD["tasks"] else None,
+            "published_source": published["source"],
+            "differences": THREADMILL_DIFFERENCES["all"] + THREADMILL_DIFFERENCES[queue]}
 
 
 def compare_orderings(ours: dict[str, float], published: dict[str, float], higher_is_better: bool = False) -> dict:
@@ -217,3 +277,37 @@ def compare_orderings(ours: dict[str, float], published: dict[str, float], highe
             "spearman_rho": float(stats.spearmanr(mine, theirs).statistic) if enough else float("nan"),
             "swapped": swapped, "only_ours": sorted(set(ours) - set(published)),
             "only_published": sorted(set(published) - set(ours))}
+
+
+def one_lab_per_row(measure, backends: dict[str, str], run_dir: Path | None = None, **lab_config) -> pd.DataFrame:
+    """`measure(lab, row)` for each row of `backends` (row -> queue backend), one lab at a time (helpers.stack.Lab
+    with `lab_config` and a fast SMTP server, in run_dir/row); adds lab_start_s and wall_s (lab start to stop)."""
+    from helpers.stack import Lab
+
+    rows = []
+    for row, backend in backends.items():
+        began = time.monotonic()
+        with Lab(run_dir=run_dir / row if run_dir else None, queue_backend=backend, smtp_delay_s=0,
+                 **lab_config) as lab:
+            lab_start_s = time.monotonic() - began
+            figures = measure(lab, row)
+        rows.append({**figures, "lab_start_s": lab_start_s, "wall_s": time.monotonic() - began})
+    return pd.DataFrame(rows)
+
+
+def python_queue_benchmark_table(settings: list[str] | None = None, jobs: int = 20_000, workers: int = 10,
+                                 run_dir: Path | None = None) -> pd.DataFrame:
+    """drain_like_python_queue_benchmark for each README setting (by default one per backend, PQB_DEFAULT_SETTING),
+    one lab at a time; one row per setting, indexed by it."""
+    settings = settings or list(PQB_DEFAULT_SETTING.values())
+    table = one_lab_per_row(lambda lab, setting: drain_like_python_queue_benchmark(lab, jobs, workers, setting),
+                            {setting: PQB_IN_LAB[setting]["backend"] for setting in settings}, run_dir)
+    return table.set_index("setting")
+
+
+def threadmill_table(tasks: int = 5_000, run_dir: Path | None = None) -> pd.DataFrame:
+    """one_worker_like_threadmill for every row of the chart the lab has (THREADMILL_IN_LAB), one lab at a time; one
+    row per queue, indexed by it."""
+    table = one_lab_per_row(lambda lab, queue: one_worker_like_threadmill(lab, tasks),
+                            {queue: model["backend"] for queue, model in THREADMILL_IN_LAB.items()}, run_dir)
+    return table.set_index("queue")
