@@ -246,17 +246,18 @@ def dramatiq_rabbitmq() -> dict:
     heartbeat=0 and connection_attempts=5, its middleware list) but two changes: no Prometheus middleware (its
     exposition server listens on 0.0.0.0:9191, a fixed port two labs side by side would fight for), and its
     AdminMiddleware, which records each message's state in the site's database, with the fix of its issue 154
-    (labsite.dramatiq_states). A worker acknowledges a message once its actor has returned; a failing actor is retried
-    up to 20 times with exponential backoff (the Retries middleware's defaults)."""
+    (labsite.dramatiq_states; LAB_DRAMATIQ_TASK_STATES=0 leaves it out, and /tasks/<id>/ then knows no task). A worker
+    acknowledges a message once its actor has returned; a failing actor is retried up to 20 times with exponential
+    backoff (the Retries middleware's defaults)."""
     url = os.environ.get("LAB_AMQP_URL", "amqp://127.0.0.1:5672/%2F")
+    states = ["labsite.dramatiq_states.TaskStates"] if env_flag("LAB_DRAMATIQ_TASK_STATES", True) else []
     return {"QUEUE_API": "dramatiq", "INSTALLED_APPS": [*INSTALLED_APPS, "django_dramatiq"],
             "DRAMATIQ_BROKER": {
                 "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
                 "OPTIONS": {"url": f"{url}?heartbeat=0&connection_attempts=5"},
                 "MIDDLEWARE": ["dramatiq.middleware.AgeLimit", "dramatiq.middleware.TimeLimit",
                                "dramatiq.middleware.Callbacks", "dramatiq.middleware.Retries",
-                               "labsite.dramatiq_states.TaskStates",
-                               "django_dramatiq.middleware.DbConnectionsMiddleware"]}}
+                               *states, "django_dramatiq.middleware.DbConnectionsMiddleware"]}}
 
 
 def vtasks_valkey() -> dict:
