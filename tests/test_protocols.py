@@ -354,6 +354,7 @@ def test_the_published_drain_times_a_small_backlog_and_leaves_the_workers_as_the
     workers_before = lab.config.consumer_workers
     measured = published.drain_like_python_queue_benchmark(lab, jobs=200, workers=2)
     assert measured["setting"] == "huey_processes" and measured["published_seconds"] is None
+    assert measured["published_jobs_per_s"] is None and measured["jobs_per_s"] == 200 / measured["seconds"]
     assert 0 < measured["seconds"] < 60 and measured["seconds_after_ready"] < measured["seconds"]
     assert measured["enqueue_s"] > 0 and measured["drain_per_s"] > 0
     assert lab.queue_depth() == 0 and lab.config.consumer_workers == workers_before

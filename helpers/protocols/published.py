@@ -220,7 +220,9 @@ def drain_like_python_queue_benchmark(lab: Lab, jobs: int = 20_000, workers: int
 
     Returns timed_drain's figures and: setting, backend, library, jobs, workers, published_setting, worker_config
     (the LabConfig changes), published_seconds and published_enqueue_s (None unless jobs and workers are the
-    README's), published_source, ratio (seconds over published), differences, versions, published_versions."""
+    README's), jobs_per_s and published_jobs_per_s (jobs over seconds, start included: comparable for a smaller
+    `jobs`, None unless workers are the README's), published_source, ratio (seconds over published), differences,
+    versions, published_versions."""
     setting = pqb_setting(lab, setting)
     model, published = PQB_IN_LAB[setting], PQB_DRAINS[setting]
     changes = {**model["changes"], model["workers_field"]: workers}
@@ -231,6 +233,9 @@ def drain_like_python_queue_benchmark(lab: Lab, jobs: int = 20_000, workers: int
             "published_setting": published["setting"], "worker_config": changes, **figures,
             "published_seconds": published["seconds"] if same_size else None,
             "published_enqueue_s": published["enqueue_s"] if same_size else None,
+            "jobs_per_s": jobs / figures["seconds"],
+            "published_jobs_per_s": (PYTHON_QUEUE_BENCHMARK["jobs"] / published["seconds"]
+                                     if workers == published["workers"] else None),
             "published_source": published["source"],
             "ratio": figures["seconds"] / published["seconds"] if same_size else None,
             "differences": PQB_DIFFERENCES["all"] + PQB_DIFFERENCES[library],
@@ -303,12 +308,18 @@ def one_lab_per_row(measure, backends: dict[str, str], run_dir: Path | None = No
     return pd.DataFrame(rows)
 
 
-def python_queue_benchmark_table(settings: list[str] | None = None, jobs: int = 20_000, workers: int = 10,
-                                 run_dir: Path | None = None) -> pd.DataFrame:
+def python_queue_benchmark_table(settings: list[str] | None = None, jobs: int | dict[str, int] = 20_000,
+                                 workers: int = 10, run_dir: Path | None = None) -> pd.DataFrame:
     """drain_like_python_queue_benchmark for each README setting (by default one per backend, PQB_DEFAULT_SETTING),
-    one lab at a time; one row per setting, indexed by it."""
+    one lab at a time, with `jobs` tasks (or jobs[setting], 20,000 where it names none: a slow backend can drain
+    fewer and be compared on jobs_per_s); one row per setting, indexed by it."""
     settings = settings or list(PQB_DEFAULT_SETTING.values())
-    table = one_lab_per_row(lambda lab, setting: drain_like_python_queue_benchmark(lab, jobs, workers, setting),
+
+    def jobs_for(setting: str) -> int:
+        return jobs.get(setting, PYTHON_QUEUE_BENCHMARK["jobs"]) if isinstance(jobs, dict) else jobs
+
+    table = one_lab_per_row(lambda lab, setting: drain_like_python_queue_benchmark(lab, jobs_for(setting), workers,
+                                                                                   setting),
                             {setting: PQB_IN_LAB[setting]["backend"] for setting in settings}, run_dir)
     return table.set_index("setting")
 
