@@ -107,7 +107,9 @@ PQB_DIFFERENCES: dict[str, list[str]] = {
             "enqueue: through the site's own code in one Django process (manage.py enqueue_noop), not a bare script",
             "end: the lab stops the clock when the queue is empty (a worker may still hold prefetched no-ops); the "
             "benchmark at the last job's printed time"],
-    "RQ": ["jobs go through django-tasks-rq (Django's Tasks API, its Job class) with rq 3, not plain RQ 1.16"],
+    "RQ": ["jobs go through django-tasks-rq (Django's Tasks API, its Job class) with rq 3, not plain RQ 1.16",
+           "each work horse is forked from a worker that loaded Django and the site",
+           "the lab's rqworker-pool logs three lines per job (INFO); the README's ran with -q"],
     "Celery": ["the benchmark stores every result in Redis (result_backend); the lab's Celery on Redis has no "
                "result backend", "Celery 5.7 here, 5.4 there"],
     "Huey": ["Huey 3.5 through djhuey's run_huey here, Huey 2.5's huey_consumer.py there"],
