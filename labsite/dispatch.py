@@ -183,7 +183,10 @@ class DjangoTasks(QueueAPI):
         try:
             result = default_task_backend.get_result(task_id)
         except TaskResultDoesNotExist:
-            return None
+            path = settings.TASKS[default_task_backend.alias]["BACKEND"]
+            result = IN_FLIGHT[path](default_task_backend, task_id) if path in IN_FLIGHT else None
+            if result is None:
+                return None
         body = {"state": self.STATES[result.status.name], "backend": result.backend}
         if body["state"] == "delivered":
             body["result"] = result.return_value
@@ -244,6 +247,21 @@ def queued_huey_tasks(backend) -> int:
     return queue_api(Huey.name).backlog()
 
 
+def queued_threadmill_tasks(backend) -> int:
+    """threadmill: the READY tasks in the default queue's sorted set."""
+    return int(backend.client.zcard(backend.QUEUE_KEY.format(prefix=backend.key_prefix, queue_name="default")))
+
+
+def threadmill_task_in_flight(backend, task_id: str):
+    """threadmill 0.3.1 writes a task's result only once a worker acknowledged it (get_result knows no queued or
+    running task): until then the task is the hash its enqueue wrote."""
+    data = backend.client.hget(backend.TASK_KEY.format(prefix=backend.key_prefix, task_id=task_id), "data")
+    return backend.deserialize_task_result(data) if data else None
+
+
+# Tasks backends whose get_result knows a task only once it has run: where else a queued or running task is found
+IN_FLIGHT = {"threadmill.backends.redis.RedisTaskBackend": threadmill_task_in_flight}
+
 BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0,  # runs in the request
            "django_tasks_db.DatabaseBackend": ready_database_tasks,
            "django_tasks_rq.RQBackend": queued_rq_jobs,
@@ -251,7 +269,8 @@ BACKLOG = {"django.tasks.backends.immediate.ImmediateBackend": lambda backend: 0
            "django_ox.backend.OxBackend": ready_ox_tasks,
            "django_vtasks.backends.db.DatabaseTaskBackend": queued_vtasks_database_tasks,
            "django_tasks_celery.CeleryBackend": queued_celery_tasks,
-           "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks}
+           "huey.contrib.djhuey.tasks_backend.HueyBackend": queued_huey_tasks,
+           "threadmill.backends.redis.RedisTaskBackend": queued_threadmill_tasks}
 
 
 class Celery(QueueAPI):

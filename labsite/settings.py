@@ -277,17 +277,18 @@ def dramatiq_rabbitmq() -> dict:
     heartbeat=0 and connection_attempts=5, its middleware list) but two changes: no Prometheus middleware (its
     exposition server listens on 0.0.0.0:9191, a fixed port two labs side by side would fight for), and its
     AdminMiddleware, which records each message's state in the site's database, with the fix of its issue 154
-    (labsite.dramatiq_states). A worker acknowledges a message once its actor has returned; a failing actor is retried
-    up to 20 times with exponential backoff (the Retries middleware's defaults)."""
+    (labsite.dramatiq_states; LAB_DRAMATIQ_TASK_STATES=0 leaves it out, and /tasks/<id>/ then knows no task). A worker
+    acknowledges a message once its actor has returned; a failing actor is retried up to 20 times with exponential
+    backoff (the Retries middleware's defaults)."""
     url = os.environ.get("LAB_AMQP_URL", "amqp://127.0.0.1:5672/%2F")
+    states = ["labsite.dramatiq_states.TaskStates"] if env_flag("LAB_DRAMATIQ_TASK_STATES", True) else []
     return {"QUEUE_API": "dramatiq", "INSTALLED_APPS": [*INSTALLED_APPS, "django_dramatiq"],
             "DRAMATIQ_BROKER": {
                 "BROKER": "dramatiq.brokers.rabbitmq.RabbitmqBroker",
                 "OPTIONS": {"url": f"{url}?heartbeat=0&connection_attempts=5"},
                 "MIDDLEWARE": ["dramatiq.middleware.AgeLimit", "dramatiq.middleware.TimeLimit",
                                "dramatiq.middleware.Callbacks", "dramatiq.middleware.Retries",
-                               "labsite.dramatiq_states.TaskStates",
-                               "django_dramatiq.middleware.DbConnectionsMiddleware"]}}
+                               *states, "django_dramatiq.middleware.DbConnectionsMiddleware"]}}
 
 
 def vtasks_valkey() -> dict:
@@ -327,6 +328,14 @@ def django_ox_production() -> dict:
     return chosen
 
 
+def threadmill_redis() -> dict:
+    """threadmill's RedisTaskBackend through Django's Tasks API, with its defaults, on LAB_REDIS_URL: an enqueue is one
+    pipelined write; a worker takes a task with a Lua script into its running set and acknowledges it once run."""
+    return {"QUEUE_API": "django_tasks", "INSTALLED_APPS": [*INSTALLED_APPS, "threadmill"],
+            "TASKS": {"default": {"BACKEND": "threadmill.backends.redis.RedisTaskBackend",
+                                  "REDIS_URL": os.environ.get("LAB_REDIS_URL", "redis://127.0.0.1:6379/0")}}}
+
+
 def procrastinate_postgres() -> dict:
     """procrastinate through its Django app, with its defaults, on the run's PostgreSQL, Django's database too (the
     app's connector is Django's "default" alias): a defer inserts a job row in the request's transaction, its trigger
@@ -364,7 +373,8 @@ QUEUE_BACKENDS = {"huey_sqlite": huey_sqlite, "huey_redis": huey_redis, "djtasks
                   "vtasks_postgres": vtasks_postgres, "django_tasks_celery": django_tasks_celery,
                   "django_tasks_celery_production": django_tasks_celery_production,
                   "procrastinate_postgres": procrastinate_postgres,
-                  "procrastinate_postgres_production": procrastinate_postgres_production}
+                  "procrastinate_postgres_production": procrastinate_postgres_production,
+                  "threadmill_redis": threadmill_redis}
 QUEUE_BACKEND = os.environ.get("LAB_QUEUE_BACKEND", "huey_sqlite")
 if QUEUE_BACKEND not in QUEUE_BACKENDS:
     raise ImproperlyConfigured(f"LAB_QUEUE_BACKEND must be one of {', '.join(QUEUE_BACKENDS)}, "

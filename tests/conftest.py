@@ -32,6 +32,7 @@ LAB_SERVER_MARKERS = ("helpers.stack.smtp_sink", "run_huey", "reconcile_jobs", "
                       "helpers.instruments.enqueuer", "tasks-lab-chromium-", "redis-server",
                       # the queue backends' servers and workers (helpers.stack.queues)
                       "/bin/postgres -D", "db_worker", "rqworker", "celery -A labsite", "worker_pool.py",
+                      "threadmill worker",
                       # the recipe's site (tests/test_recipe.py): its settings are in every command line
                       "tests.recipe_settings")
 

@@ -355,3 +355,18 @@ def test_what_the_user_is_told_follows_the_status_and_the_wait():
     assert stalled == "waited 1.9 s (the SMTP timeout), then error 502"
     assert user_told.in_words({"status": 502, "waited_s": 0.31}, 2.0) == "error 502 after 310 ms"
     assert user_told.smtp_faults(2.0)["stall"]["delay_s"] == 4.0
+
+
+@pytest.mark.stack
+def test_the_published_drain_times_a_small_backlog_and_leaves_the_workers_as_they_were(labs):
+    from helpers.protocols import published
+
+    lab = labs["huey_redis"]
+    workers_before = lab.config.consumer_workers
+    measured = published.drain_like_python_queue_benchmark(lab, jobs=200, workers=2)
+    assert measured["setting"] == "huey_processes" and measured["published_seconds"] is None
+    assert measured["published_jobs_per_s"] is None and measured["jobs_per_s"] == 200 / measured["seconds"]
+    assert 0 < measured["seconds"] < 60 and measured["seconds_after_ready"] < measured["seconds"]
+    assert measured["enqueue_s"] > 0 and measured["drain_per_s"] > 0
+    assert lab.queue_depth() == 0 and lab.config.consumer_workers == workers_before
+    assert lab.config.consumer_worker_type == "thread" and lab.config.huey_health_check

@@ -63,6 +63,8 @@ class LabConfig:
     consumer_initial_delay_s: float = 0.1  # Huey's defaults: the consumer polls SQLite and backs off
     consumer_max_delay_s: float = 10.0
     consumer_backoff: float = 1.15
+    huey_health_check: bool = True  # Huey's consumer checks its workers every 10 s (False: run_huey -C)
+    celery_pool: str = "prefork"  # a Celery worker's pool: "prefork" (processes), "threads" or "solo"
     smtp_delay_s: float = 0.3  # like a slow email provider
     smtp_timeout_s: float = 30.0  # the site's SMTP client socket timeout (Django's EmailBackend)
     ledger: bool = False  # run the job ledger's reconciler (labsite/ledger.py, POST /email/ledger/)

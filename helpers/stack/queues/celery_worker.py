@@ -12,17 +12,17 @@ QUEUE = "celery"  # Celery's default queue (task_default_queue), named the same 
 
 
 class CeleryWorker(QueueBackend):
-    """Celery's worker: a main process and its prefork pool."""
+    """Celery's worker: a main process and its pool (prefork unless the lab's config chooses another)."""
 
     blocking_pickup = True  # the broker pushes (AMQP) or the worker waits in a blocking pop (Redis)
     worker_ready_line = " ready."  # "celery@<host> ready." once the consumer takes tasks
     worker_stop_signal = signal.SIGTERM  # warm shutdown: running tasks finish
 
     def worker_argv(self) -> list[str]:
-        """The prefork pool of consumer_workers processes under one main process; a node name of its own for
-        each worker process the lab starts (`%h`: the host)."""
+        """A pool of consumer_workers (LabConfig.celery_pool: processes by default, or threads) under one main
+        process; a node name of its own for each worker process the lab starts (`%h`: the host)."""
         c = self.lab.config
         self._workers_started = getattr(self, "_workers_started", 0) + 1
-        return [sys.executable, "-m", "celery", "-A", "labsite", "worker", "--pool", "prefork",
+        return [sys.executable, "-m", "celery", "-A", "labsite", "worker", "--pool", c.celery_pool,
                 "--concurrency", str(c.consumer_workers), "--loglevel", "INFO",
                 "--hostname", f"lab{self._workers_started}@%h"]

@@ -31,7 +31,7 @@ class HueyConsumer(QueueBackend):
         return [sys.executable, "-m", "django", "run_huey",
                 "--workers", str(c.consumer_workers), "--worker-type", c.consumer_worker_type,
                 "--delay", str(c.consumer_initial_delay_s), "--max-delay", str(c.consumer_max_delay_s),
-                "--backoff", str(c.consumer_backoff)]
+                "--backoff", str(c.consumer_backoff), *([] if c.huey_health_check else ["--disable-health-check"])]
 
 
 class BlockingHueyConsumer(HueyConsumer):
