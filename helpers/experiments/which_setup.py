@@ -343,3 +343,17 @@ def setups_bench(run_dir, inprocess_calls: int = 2000, in_request: int = 1000, d
                 tx_trials=tx_trials)
     done = run_all(run_dir, pairs(), plan, full=True)
     return {**done["figures"], "guide": guide_markdown(done["figures"]), "verdict": done["checks"]}
+
+
+def published_figures(pqb: pd.DataFrame, pqb_order: dict, threadmill: pd.DataFrame | None,
+                      threadmill_order: dict | None) -> dict:
+    """The published benchmarks redone (helpers.protocols.published): each row's rate beside the published one, and
+    whether the orderings agree (None where a table was left out)."""
+    figures: dict[str, object] = {f"pqb_{s}_jobs_per_s": _r(row["jobs_per_s"]) for s, row in pqb.iterrows()}
+    figures.update({f"pqb_{s}_seconds": _r(row["seconds"], 2) for s, row in pqb.iterrows()})
+    figures.update({"pqb_order_agrees": bool(pqb_order["agree"]), "pqb_swapped": pqb_order["swapped"]})
+    if threadmill is not None:
+        figures.update({f"threadmill_{q.replace('-', '_')}_tasks_per_s": _r(row["tasks_per_s"])
+                        for q, row in threadmill.iterrows()})
+    figures["threadmill_order_agrees"] = None if threadmill_order is None else bool(threadmill_order["agree"])
+    return figures
