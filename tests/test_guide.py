@@ -80,3 +80,17 @@ def test_the_article_table_reads_its_verdicts_from_the_figures(reference):
     fast = _set(reference, guide.ASYNC, async_p50_ms=20.0)
     row = next(r for r in guide.article_table(report.Figures(fast), lambda nb: nb) if r[0] == asynchronous[0])
     assert row[2].startswith("does not wait: 20 ms") and row[4].startswith("Fast and uncapped")
+
+
+def test_the_production_settings_lines_follow_notebook_09s_figures(reference):
+    """Notebook 09's choice for "lose nothing, pick up fastest" names the pair its figures favour, and another once
+    that pair is made to lose an email."""
+    from helpers.experiments import which_setup
+
+    fig = reference.summary["notebooks"][guide.SETUPS]["figures"]
+    first = which_setup.guide(fig)[0]
+    assert first.need == guide.SETUP_NEEDS[0] and first.backend is not None
+    chosen = f"→ **{fig[f'{first.backend}_label']}**"
+    assert chosen in _line(reference, first.need)
+    flipped = _set(reference, guide.SETUPS, **{f"{first.backend}_lost_on_kill": 1})
+    assert chosen not in _line(flipped, first.need)

@@ -85,6 +85,16 @@ def test_a_backend_that_declares_no_redelivery_must_not_redeliver():
     assert held(figures)["recovery_as_declared"] is False
 
 
+def test_a_redelivery_longer_than_the_wait_is_reported_not_judged():
+    figures = made_up()
+    figures.update(pg_push_redelivery_after_s=300.0, pg_push_recovery_s=None, pg_push_lost_on_kill=3)
+    found = held(figures)
+    assert found["recovery_as_declared"] is True and found["kills_kept_delivery"] is True
+    figures["pg_push_recovery_bound_s"] = 320.0  # had the run waited long enough, both would be judged
+    found = held(figures)
+    assert found["recovery_as_declared"] is False and found["kills_kept_delivery"] is False
+
+
 def test_a_negative_enqueue_cost_fails():
     figures = made_up()
     figures["db_sqlite_enqueue_inprocess_us"] = -3.0

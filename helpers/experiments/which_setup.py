@@ -66,11 +66,11 @@ class Plan:
     idle_s: list[float] = field(default_factory=lambda: [0.5, 2.0])
     pickup_repeats: int = 3
     e2e: end_to_end.E2EPlan = field(default_factory=lambda: end_to_end.E2EPlan(rate=20.0, duration_s=5.0))
-    drain_tasks: int = 1000  # at most, per drain
+    drain_tasks: int = 500  # at most, per drain
     drain_s: float = 5.0  # fewer tasks for a slow backend: about this long at one worker's rate (probed first)
     drain_workers: tuple[int, ...] = (1, 2, 4)
     kills: int = 3
-    recovery_never_wait_s: float = 10.0  # how long a backend that promises no redelivery is given anyway
+    recovery_never_wait_s: float = 5.0  # how long a backend that promises no redelivery is given anyway
     recovery_max_wait_s: float = 120.0  # RQ with its maintenance every 5 s hands a dead worker's job back in ~95 s
     tx_trials: int = 3
 
@@ -206,16 +206,23 @@ CLAIMS = {
     "load_delivered": "under open-loop load every backend and setting answered every request 202 and delivered each "
                       "email once, message by message",
     "kills_kept_delivery": "under kills each kept its declared delivery (at-most-once: no email twice; "
-                           "at-least-once: none lost)",
+                           "at-least-once: none lost, where its declared redelivery fits in the wait)",
     "production_no_worse": "no production setting lost a larger share of the emails under kills than its default "
                            "(full mode)",
-    "recovery_as_declared": "a killed worker's task ran again within the bound where the backend declares redelivery, "
-                            "and never where it declares none",
+    "recovery_as_declared": "a killed worker's task ran again within the bound where the backend declares a "
+                            "redelivery that fits in the wait, and never where it declares none",
     "enqueue_precise": "every enqueue cost is positive and its 95 % interval narrower than itself",
     "rollback": "rolled back: the task never ran where it is a row of the site's transaction, and ran on every "
                 "other backend",
     "on_commit": "with transaction.on_commit, no task ran before its commit, and every committed task ran",
 }
+
+
+def fits_the_wait(f: dict, b: str) -> bool:
+    """Whether the run waited long enough to see the backend's declared redelivery (django-ox's default lease is
+    300 s: its kills are reported, not judged)."""
+    redelivery = f[f"{b}_redelivery_after_s"]
+    return redelivery is None or redelivery < f[f"{b}_recovery_bound_s"]
 
 
 def lost_share(f: dict, b: str) -> float:
@@ -233,9 +240,9 @@ def verdict(figures: dict, quick: bool = False) -> dict[str, bool | None]:
     """The claims, from key_figures() and the declarations recorded with them (never a backend's name)."""
     f, backends = figures, figures["backends"]
     at_most = [b for b in backends if f[f"{b}_delivery"] == "at-most-once"]
-    at_least = [b for b in backends if f[f"{b}_delivery"] == "at-least-once"]
+    at_least = [b for b in backends if f[f"{b}_delivery"] == "at-least-once" and fits_the_wait(f, b)]
     twins = [b for b in backends if f[f"{b}_setting"] == "production" and f[f"{b}_default_twin"] in backends]
-    held = [b for b in backends if f[f"{b}_recovery_held"]]
+    held = [b for b in backends if f[f"{b}_recovery_held"] and fits_the_wait(f, b)]
     transactional = [b for b in backends if f[f"{b}_enqueue_in_transaction"]]
     return runs.claims(CLAIMS, {
         "load_delivered": all(f[f"{b}_e2e_accepted"] == f[f"{b}_e2e_sent"] > 0
