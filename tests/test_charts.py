@@ -287,6 +287,30 @@ def _07_pickup():
     return charts.pickup_dots(pd.DataFrame(rows))
 
 
+def _09(chart: str):
+    """Notebook 09's matrix rebuilt from its figures (one row per backend and setting)."""
+    from helpers.charts import which_setup as charts
+
+    f = _figures("09-which-setup")
+    rows = []
+    for b in f["backends"]:
+        row = {"backend": b, "label": f[f"{b}_label"], "kill_requested": f[f"{b}_requested_under_kills"],
+               "kill_lost": f[f"{b}_lost_on_kill"], "kill_duplicated": f[f"{b}_duplicated_on_kill"],
+               "recovery_recovery_s": f[f"{b}_recovery_s"], "recovery_bound_s": f[f"{b}_recovery_bound_s"]}
+        for name in ("inprocess", "in_request", "in_request_stopped"):
+            low, high = f[f"{b}_enqueue_{name}_ci_us"]
+            row.update({f"enqueue_{name}_us": f[f"{b}_enqueue_{name}_us"], f"enqueue_{name}_ci_low_us": low,
+                        f"enqueue_{name}_ci_high_us": high})
+        rows.append(row)
+    table = pd.DataFrame(rows).set_index("backend")
+    if chart == "drain":
+        key = {1: "drain_per_s", 2: "drain_2_workers_per_s", 4: "drain_4_workers_per_s"}
+        drains = pd.DataFrame([{"backend": b, "workers": n, "drain_per_s": f.get(f"{b}_{k}")}
+                               for b in f["backends"] for n, k in key.items()])
+        return charts.drain(drains, table)
+    return charts.enqueue_cost(table) if chart == "enqueue" else charts.kills_and_recovery(table)
+
+
 def _00():
     from helpers.charts.index import ratio_chart
     from helpers.runs import compare
@@ -313,6 +337,7 @@ CHARTS = {
     **{f"06-scale-out-fig0{k}": partial(_06, chart) for k, chart in enumerate(
         ("view", "pickup", "drain", "contention", "cpu"), 1)},
     "07-which-queue-fig03": _07_pickup,
+    **{f"09-which-setup-{chart}": partial(_09, chart) for chart in ("enqueue", "drain", "kills")},
 }
 
 

@@ -18,7 +18,7 @@ def _rows(table: pd.DataFrame) -> list[str]:
 
 
 def _figure(rows: int, panels: int = 1):
-    return plt.subplots(1, panels, figsize=(11, 1.2 + 0.32 * rows), sharey=True, squeeze=False)
+    return plt.subplots(1, panels, figsize=(11 + 2 * (panels - 1), 1.2 + 0.32 * rows), sharey=True, squeeze=False)
 
 
 def enqueue_cost(table: pd.DataFrame):
@@ -87,7 +87,7 @@ def kills_and_recovery(table: pd.DataFrame):
     left.set_yticks(y, _rows(table), fontsize=8)
     left.invert_yaxis()
     left.margins(x=0.25)
-    left.set_xlabel("% of the emails accepted during the kills")
+    left.set_xlabel("lost or duplicated (% of accepted)")
     left.set_title("What SIGKILLs cost")
     left.grid(True, axis="x", alpha=0.3)
     left.legend(loc="lower right", fontsize=8)
@@ -97,7 +97,7 @@ def kills_and_recovery(table: pd.DataFrame):
                                   for s, b in zip(seconds, table["recovery_bound_s"].astype(float), strict=True)],
                     fontsize=6, padding=2)
     right.margins(x=0.6)
-    right.set_xlabel("recovery: SIGKILL to the task's run by another worker (s)")
+    right.set_xlabel("SIGKILL to a rerun by another worker (s)")
     right.set_title("Recovery of a killed worker's task")
     right.grid(True, axis="x", alpha=0.3)
     return fig
