@@ -23,7 +23,7 @@ def pair(label, setting="default", twin=None, delivery="at-most-once", redeliver
                "duplicated_on_kill": 0, "recovery_s": None, "recovery_bound_s": 10.0, "recovery_held": True,
                "runs_after_rollback": 0 if transactional else TRIALS, "runs_before_commit": 0,
                "on_commit_ran_before_commit": 0, "tx_never_ran": 0, "drain_per_s": 300.0,
-               "drain_4_workers_per_s": 900.0}
+               "drain_2_workers_per_s": 600.0, "drain_4_workers_per_s": 900.0}
     figures.update(measured)
     return figures
 
@@ -61,7 +61,7 @@ def test_every_claim_holds_on_figures_that_meet_it():
 MOVES = {
     "load_delivered": [("fast_redis_e2e_delivered", 99), ("fast_redis_e2e_lost", 1)],
     "kills_kept_delivery": [("fast_redis_production_lost_on_kill", 1)],
-    "production_no_worse": [("db_sqlite_production_lost_on_kill", 2)],
+    "production_no_worse": [("db_sqlite_production_lost_on_kill", 12)],
     "recovery_as_declared": [("pg_push_recovery_s", None)],  # a redelivery that never came: the reconciler is gone
     "enqueue_precise": [("fast_redis_enqueue_in_request_ci_us", [1.0, 200.0])],
     "rollback": [("pg_push_runs_after_rollback", 1)],
@@ -95,6 +95,20 @@ def test_a_redelivery_longer_than_the_wait_is_reported_not_judged():
     assert found["recovery_as_declared"] is False and found["kills_kept_delivery"] is False
 
 
+def test_one_email_more_lost_by_a_twin_is_within_the_noise():
+    figures = made_up()
+    figures["db_sqlite_production_lost_on_kill"] = 3  # 3 of 40 against 1 of 40: the full run's Huey twin, 3/72 : 2/56
+    assert held(figures)["production_no_worse"] is True
+
+
+def test_a_library_that_holds_the_enqueue_until_the_commit_must_not_run_a_rolled_back_task():
+    figures = made_up()
+    figures["fast_redis_enqueue_on_commit"] = True
+    assert held(figures)["rollback"] is False  # it ran after all 3 rollbacks
+    figures["fast_redis_runs_after_rollback"] = 0
+    assert held(figures)["rollback"] is True
+
+
 def test_a_negative_enqueue_cost_fails():
     figures = made_up()
     figures["db_sqlite_enqueue_inprocess_us"] = -3.0
@@ -103,7 +117,7 @@ def test_a_negative_enqueue_cost_fails():
 
 def test_production_no_worse_is_left_to_full_mode():
     figures = made_up()
-    figures["db_sqlite_production_lost_on_kill"] = 2
+    figures["db_sqlite_production_lost_on_kill"] = 12
     assert held(figures, quick=True)["production_no_worse"] is None
 
 

@@ -38,6 +38,7 @@ def enqueue_cost(table: pd.DataFrame):
         ax.barh(y + k * height - 0.4 + height / 2, values, height, xerr=np.vstack([low, high]).clip(min=0),
                 label=label, color=SERIES[k], edgecolor="black", linewidth=0.4, error_kw={"linewidth": 0.8})
     ax.set_yticks(y, _rows(table), fontsize=8)
+    ax.set_ylabel("backend, setting")
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.set_xlabel("enqueue cost, median with its 95 % interval (µs, log scale)")
@@ -60,6 +61,7 @@ def drain(drains: pd.DataFrame, table: pd.DataFrame):
                        label=f"{workers} worker{'s' if workers != 1 else ''}", edgecolor="black", linewidth=0.4)
         ax.bar_label(bars, labels=["n/a" if np.isnan(v) else number(v) for v in values], fontsize=6, padding=2)
     ax.set_yticks(y, _rows(table), fontsize=8)
+    ax.set_ylabel("backend, setting")
     ax.invert_yaxis()
     ax.set_xscale("log")
     ax.margins(x=0.15)
@@ -85,6 +87,8 @@ def kills_and_recovery(table: pd.DataFrame):
         left.bar_label(bars, labels=[f"{c:.0f}/{r:.0f}" for c, r in zip(counts, requested, strict=True)],
                        fontsize=6, padding=2)
     left.set_yticks(y, _rows(table), fontsize=8)
+    left.set_ylabel("backend, setting")
+    right.set_ylabel("the same rows")
     left.invert_yaxis()
     left.margins(x=0.25)
     left.set_xlabel("lost or duplicated (% of accepted)")

@@ -491,8 +491,7 @@ FINDINGS = [
     Finding("Which queue", "{queue_short}", "{queue_answer}",
             {QUEUE_NOTEBOOK: ["view_delivered", "load_delivered", "kills_settled", "kills_kept_delivery", "kills_lost",
                               "blocking_pickup", "tuning_knob", "rollback", "in_transaction", "on_commit"],
-             "06-scale-out": ["enqueue_cost", "drain_one", "drain_four"],
-             "09-which-setup": ["kills_kept_delivery", "production_no_worse", "recovery_as_declared", "rollback"]},
+             "06-scale-out": ["enqueue_cost", "drain_one", "drain_four"]},
             WHICH_QUEUE, f"{QUEUE_NOTEBOOK}-fig06", "which-queue-kills.png",
             "Emails lost, duplicated and left stuck (marked running or unacknowledged) per queue backend after its "
             "workers were SIGKILLed mid-send: one group of bars per backend, the counts of the table's killed-workers "

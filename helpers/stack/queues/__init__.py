@@ -83,6 +83,9 @@ class QueueBackend:
     # The task is a row of the site's own database, written in the request's transaction: it commits or rolls back
     # with the request's writes
     enqueue_in_transaction: ClassVar[bool] = False
+    # The library itself holds the enqueue until the request's transaction commits (a rolled-back task is never
+    # enqueued), without the task being a row of that transaction
+    enqueue_on_commit: ClassVar[bool] = False
     # Notebook 07's matrix measures it (names()); False for a backend the matrix does not cover yet (all_names())
     in_matrix: ClassVar[bool] = True
     # It runs its tasks in worker processes (worker_argv() is not None); False: inside the request, no worker

@@ -18,6 +18,7 @@ class VtasksWorker(QueueBackend):
     # undesigned (no retries at all; rescue only by a worker of the same host: gitlab.com/glitchtip/django-vtasks
     # issue 11) and reports 3.x's periodic sweep dead-lettering tasks still running (issue 10).
     delivery = "at-most-once"
+    enqueue_on_commit = True  # django_vtasks.tasks: on_commit=True by default (measured: 0 of 3 ran after a rollback)
     worker_ready_line = "Starting worker with concurrency="
     worker_stop_signal = signal.SIGTERM  # the worker stops taking tasks and waits for the running ones
     in_matrix = False
