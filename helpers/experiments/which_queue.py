@@ -98,9 +98,7 @@ def key_figures(table: pd.DataFrame, deliveries: pd.DataFrame) -> dict:
     """One flat dict, <backend>_<what>_<unit>, from the matrix (matrix()) and view_cost's deliveries: what
     notebook 07 records and `bench which_queue` prints, and every number verdict() compares."""
 
-    def r(value, digits=1):
-        return None if value is None or pd.isna(value) else round(float(value), digits)
-
+    r = runs.rounded
     figures: dict[str, object] = {"backends": list(table.index), "tx_trials": int(table["tx_trials"].iloc[0])}
     for b, row in table.iterrows():
         figures.update({
@@ -115,15 +113,7 @@ def key_figures(table: pd.DataFrame, deliveries: pd.DataFrame) -> dict:
             f"{b}_tuned_pickup_request_to_smtp_p99_ms": r(row.get("tuned_pickup_p99_ms"), 2),
             f"{b}_tuned_idle_cpu_pct": r(row.get("tuned_pickup_idle_cpu_pct"), 2),
             f"{b}_drain_per_s": r(row["drain_per_s"], 0),
-            f"{b}_kills": int(row["kill_kills"]), f"{b}_requested_under_kills": int(row["kill_requested"]),
-            f"{b}_lost_on_kill": int(row["kill_lost"]), f"{b}_duplicated_on_kill": int(row["kill_duplicated"]),
-            f"{b}_stuck_on_kill": int(row["kill_stuck"]), f"{b}_late_copies_on_kill": int(row["kill_late_copies"]),
-            f"{b}_settled_after_kills": bool(row["kill_settled"]),
-            f"{b}_runs_after_rollback": r(row["ran_after_rollback"], 0),
-            f"{b}_runs_before_commit": r(row["ran_before_commit"], 0),
-            f"{b}_runs_after_commit": r(row["ran_after_commit"], 0),
-            f"{b}_tx_never_ran": r(row["never_ran"], 0),
-            f"{b}_on_commit_ran_before_commit": r(row["on_commit_ran_before_commit"], 0),
+            **kill_episode.key_figures(b, row), **transactions.key_figures(b, row),
             f"{b}_servers_mb": r(row["servers_mb"]), f"{b}_worker_mb": r(row["worker_mb"]),
             f"{b}_web_mb": r(row["web_mb"]),
             f"{b}_view_deferred_sent": int(deliveries.loc[b, "requested"]),

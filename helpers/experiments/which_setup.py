@@ -29,6 +29,7 @@ from helpers.protocols import drain, end_to_end, enqueue_cost, footprint, kill_e
 from helpers.protocols.consumers import has_workers
 from helpers.protocols.messages import each_delivered_once
 from helpers.protocols.turns import side_by_side, stop_all
+from helpers.runs import rounded
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
 from helpers.stack.queues import backend_class, pairs
@@ -154,10 +155,6 @@ def matrix(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
     return frame.join(tables["memory"][["servers_mb", "worker_mb", "web_mb"]])
 
 
-def _r(value, digits=1):
-    return None if value is None or pd.isna(value) else round(float(value), digits)
-
-
 DECLARED = ("label", "setting", "default_twin", "delivery", "redelivery_after_s", "blocking_pickup",
             "enqueue_in_transaction", "enqueue_on_commit", "servers")
 
@@ -169,37 +166,31 @@ def key_figures(table: pd.DataFrame) -> dict:
     for b, row in table.iterrows():
         figures.update({f"{b}_{name}": runs.plain(row[name]) for name in DECLARED})
         figures.update({
-            f"{b}_enqueue_inprocess_us": _r(row["enqueue_inprocess_us"], 2),
-            f"{b}_enqueue_inprocess_ci_us": [_r(row["enqueue_inprocess_ci_low_us"], 2),
-                                             _r(row["enqueue_inprocess_ci_high_us"], 2)],
-            f"{b}_enqueue_in_request_us": _r(row["enqueue_in_request_us"], 2),
-            f"{b}_enqueue_in_request_ci_us": [_r(row["enqueue_in_request_ci_low_us"], 2),
-                                              _r(row["enqueue_in_request_ci_high_us"], 2)],
-            f"{b}_enqueue_in_request_stopped_us": _r(row["enqueue_in_request_stopped_us"], 2),
-            f"{b}_enqueue_in_request_stopped_ci_us": [_r(row["enqueue_in_request_stopped_ci_low_us"], 2),
-                                                      _r(row["enqueue_in_request_stopped_ci_high_us"], 2)],
-            f"{b}_pickup_p50_ms": _r(row["pickup_p50_ms"], 2), f"{b}_pickup_p99_ms": _r(row["pickup_p99_ms"], 2),
-            f"{b}_idle_cpu_pct": _r(row["pickup_idle_cpu_pct"], 2),
-            f"{b}_e2e_p50_ms": _r(row["e2e_completion_p50_ms"], 2),
-            f"{b}_e2e_p99_ms": _r(row["e2e_completion_p99_ms"], 2),
-            f"{b}_response_p99_ms": _r(row["e2e_response_p99_ms"], 2),
+            f"{b}_enqueue_inprocess_us": rounded(row["enqueue_inprocess_us"], 2),
+            f"{b}_enqueue_inprocess_ci_us": [rounded(row["enqueue_inprocess_ci_low_us"], 2),
+                                             rounded(row["enqueue_inprocess_ci_high_us"], 2)],
+            f"{b}_enqueue_in_request_us": rounded(row["enqueue_in_request_us"], 2),
+            f"{b}_enqueue_in_request_ci_us": [rounded(row["enqueue_in_request_ci_low_us"], 2),
+                                              rounded(row["enqueue_in_request_ci_high_us"], 2)],
+            f"{b}_enqueue_in_request_stopped_us": rounded(row["enqueue_in_request_stopped_us"], 2),
+            f"{b}_enqueue_in_request_stopped_ci_us": [rounded(row["enqueue_in_request_stopped_ci_low_us"], 2),
+                                                      rounded(row["enqueue_in_request_stopped_ci_high_us"], 2)],
+            f"{b}_pickup_p50_ms": rounded(row["pickup_p50_ms"], 2),
+            f"{b}_pickup_p99_ms": rounded(row["pickup_p99_ms"], 2),
+            f"{b}_idle_cpu_pct": rounded(row["pickup_idle_cpu_pct"], 2),
+            f"{b}_e2e_p50_ms": rounded(row["e2e_completion_p50_ms"], 2),
+            f"{b}_e2e_p99_ms": rounded(row["e2e_completion_p99_ms"], 2),
+            f"{b}_response_p99_ms": rounded(row["e2e_response_p99_ms"], 2),
             **{f"{b}_e2e_{n}": int(row[f"e2e_{n}"]) for n in ("sent", "accepted", "delivered", "lost", "duplicated")},
-            f"{b}_drain_per_s": _r(row.get("drain_1_per_s"), 0),
-            **{f"{b}_drain_{n}_workers_per_s": _r(row[f"drain_{n}_per_s"], 0)
+            f"{b}_drain_per_s": rounded(row.get("drain_1_per_s"), 0),
+            **{f"{b}_drain_{n}_workers_per_s": rounded(row[f"drain_{n}_per_s"], 0)
                for n in (2, 4) if f"drain_{n}_per_s" in row},
-            f"{b}_kills": int(row["kill_kills"]), f"{b}_requested_under_kills": int(row["kill_requested"]),
-            f"{b}_lost_on_kill": int(row["kill_lost"]), f"{b}_duplicated_on_kill": int(row["kill_duplicated"]),
-            f"{b}_stuck_on_kill": int(row["kill_stuck"]), f"{b}_late_copies_on_kill": int(row["kill_late_copies"]),
-            f"{b}_settled_after_kills": bool(row["kill_settled"]),
-            f"{b}_recovery_s": _r(row["recovery_recovery_s"], 2), f"{b}_recovery_bound_s": _r(row["recovery_bound_s"]),
+            **kill_episode.key_figures(b, row), **transactions.key_figures(b, row),
+            f"{b}_recovery_s": rounded(row["recovery_recovery_s"], 2),
+            f"{b}_recovery_bound_s": rounded(row["recovery_bound_s"]),
             f"{b}_recovery_held": bool(row["recovery_held_by_killed_worker"]),
             f"{b}_recovery_copies": int(row["recovery_copies"]),
-            f"{b}_runs_after_rollback": _r(row["ran_after_rollback"], 0),
-            f"{b}_runs_before_commit": _r(row["ran_before_commit"], 0),
-            f"{b}_runs_after_commit": _r(row["ran_after_commit"], 0),
-            f"{b}_on_commit_ran_before_commit": _r(row["on_commit_ran_before_commit"], 0),
-            f"{b}_tx_never_ran": _r(row["never_ran"], 0),
-            f"{b}_worker_mb": _r(row["worker_mb"]), f"{b}_servers_mb": _r(row["servers_mb"]),
+            f"{b}_worker_mb": rounded(row["worker_mb"]), f"{b}_servers_mb": rounded(row["servers_mb"]),
         })
     return figures
 
@@ -369,11 +360,11 @@ def published_figures(pqb: pd.DataFrame | None, pqb_order: dict | None, threadmi
     whether the orderings agree (None where a table was left out)."""
     figures: dict[str, object] = {"pqb_order_agrees": None if pqb_order is None else bool(pqb_order["agree"])}
     if pqb is not None:
-        figures.update({f"pqb_{s}_jobs_per_s": _r(row["jobs_per_s"]) for s, row in pqb.iterrows()})
-        figures.update({f"pqb_{s}_seconds": _r(row["seconds"], 2) for s, row in pqb.iterrows()})
+        figures.update({f"pqb_{s}_jobs_per_s": rounded(row["jobs_per_s"]) for s, row in pqb.iterrows()})
+        figures.update({f"pqb_{s}_seconds": rounded(row["seconds"], 2) for s, row in pqb.iterrows()})
         figures["pqb_swapped"] = pqb_order["swapped"]
     if threadmill is not None:
-        figures.update({f"threadmill_{q.replace('-', '_')}_tasks_per_s": _r(row["tasks_per_s"])
+        figures.update({f"threadmill_{q.replace('-', '_')}_tasks_per_s": rounded(row["tasks_per_s"])
                         for q, row in threadmill.iterrows()})
     figures["threadmill_order_agrees"] = None if threadmill_order is None else bool(threadmill_order["agree"])
     return figures

@@ -31,6 +31,15 @@ class KillPlan:
     quiet_s: float = 1.0
 
 
+def key_figures(b: str, row) -> dict:
+    """One backend's kill figures, <b>_<what>, from a matrix row whose kill columns are prefixed `kill_` (the
+    episode's own row, add_prefix("kill_"))."""
+    return {f"{b}_kills": int(row["kill_kills"]), f"{b}_requested_under_kills": int(row["kill_requested"]),
+            f"{b}_lost_on_kill": int(row["kill_lost"]), f"{b}_duplicated_on_kill": int(row["kill_duplicated"]),
+            f"{b}_stuck_on_kill": int(row["kill_stuck"]), f"{b}_late_copies_on_kill": int(row["kill_late_copies"]),
+            f"{b}_settled_after_kills": bool(row["kill_settled"])}
+
+
 def kill_workers_under_load(labs: dict[str, Lab], plan: KillPlan, late_check_s: float = LATE_CHECK_S
                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each request its own recipient; `plan.kills` times, every lab's workers SIGKILLed at the same moment,

@@ -10,6 +10,7 @@ from helpers.runs.folders import (
     plain,
     read_metadata,
     record,
+    rounded,
     runs_area,
     runs_root,
     save_table,
@@ -18,4 +19,4 @@ from helpers.runs.folders import (
 from helpers.runs.verdicts import claims, verdict
 
 __all__ = ["claims", "environment", "list_runs", "load_table", "new_run_dir", "plain", "read_metadata", "record",
-           "runs_area", "runs_root", "save_table", "verdict", "write_metadata"]
+           "rounded", "runs_area", "runs_root", "save_table", "verdict", "write_metadata"]

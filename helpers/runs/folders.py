@@ -123,6 +123,13 @@ def plain(value):
     return str(value)
 
 
+def rounded(value, digits: int = 1) -> float | None:
+    """A measured figure rounded for run.json; None for a missing one (None, NaN, pandas' NA)."""
+    import pandas as pd  # the figures come from pandas tables; folders itself is imported without it
+
+    return None if value is None or pd.isna(value) else round(float(value), digits)
+
+
 def record(run_dir: Path, figures: dict, parameters: dict, **extra) -> dict:
     """The figures and parameters into the run folder's run.json (notebooks and benchmarks alike); returns the
     figures as plain JSON."""
