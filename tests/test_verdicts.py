@@ -2,6 +2,7 @@
 figures, and each claim FAILS, alone, once its figures are moved past its threshold (a claim no figure can fail is a
 defect). MOVED holds, per notebook and claim key, the figures that move it; a claim without an entry fails the suite."""
 
+import importlib
 import json
 
 import nbformat
@@ -217,8 +218,8 @@ def test_every_notebook_with_a_verdict_cell_has_a_verdict_function():
     numbered = {path.stem for path in (REPO_ROOT / "notebooks").glob("0[1-9]-*.ipynb")}
     assert numbered == set(verdicts.MODULES) | set(verdicts.AWAITING_REFERENCE)
     for notebook, name in verdicts.AWAITING_REFERENCE.items():
-        assert notebook not in verdicts.MODULES and callable(verdicts.importlib.import_module(
-            f"helpers.experiments.{name}").verdict)
+        assert notebook not in verdicts.MODULES
+        assert callable(importlib.import_module(f"helpers.experiments.{name}").verdict)
 
 
 @pytest.mark.parametrize("notebook", verdicts.MODULES)

@@ -14,7 +14,7 @@ SERIES = ("#1f77b4", "#ff7f0e", "#7f7f7f")
 
 
 def _rows(table: pd.DataFrame) -> list[str]:
-    return [f"{label}" for label in table["label"]]
+    return list(table["label"])
 
 
 def _figure(rows: int, panels: int = 1):

@@ -129,11 +129,12 @@ def measure_group(run_dir, backends: list[str], plan: Plan, progress=print) -> d
             "kills": kills, "kill-timeline": timeline, "recovery": recovered, "transactions": tx}
 
 
+ROW_TABLES = ("pickups", "e2e", "drains", "kill-timeline")  # one row per measurement; the others, one per backend
+
+
 def merged(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:
     """The groups' tables, one table per procedure."""
-    return {name: pd.concat([part[name] for part in parts], ignore_index=name in ("pickups", "e2e", "drains",
-                                                                                    "kill-timeline"))
-            for name in parts[0]}
+    return {name: pd.concat([part[name] for part in parts], ignore_index=name in ROW_TABLES) for name in parts[0]}
 
 
 def matrix(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -336,8 +337,7 @@ def run_all(run_dir, backends: list[str], plan: Plan, full: bool, progress=print
     tables = merged([measure_group(run_dir, group, plan, progress) for group in groups(backends)])
     table = matrix(tables)
     for name, frame in tables.items():
-        runs.save_table(run_dir, name, frame.reset_index() if name not in ("pickups", "e2e", "drains",
-                                                                           "kill-timeline") else frame)
+        runs.save_table(run_dir, name, frame if name in ROW_TABLES else frame.reset_index())
     runs.save_table(run_dir, "matrix", table.reset_index())
     figures = key_figures(table)
     return {"figures": figures, "table": table, "tables": tables, "checks": verdict(figures, quick=not full)}
