@@ -307,7 +307,8 @@ def _09(chart: str):
     for b in f["backends"]:
         row = {"backend": b, "label": f[f"{b}_label"], "kill_requested": f[f"{b}_requested_under_kills"],
                "kill_lost": f[f"{b}_lost_on_kill"], "kill_duplicated": f[f"{b}_duplicated_on_kill"],
-               "recovery_recovery_s": f[f"{b}_recovery_s"], "recovery_bound_s": f[f"{b}_recovery_bound_s"]}
+               "recovery_recovery_s": f[f"{b}_recovery_s"], "recovery_bound_s": f[f"{b}_recovery_bound_s"],
+               "redelivery_after_s": f[f"{b}_redelivery_after_s"]}
         for name in ("inprocess", "in_request", "in_request_stopped"):
             low, high = f[f"{b}_enqueue_{name}_ci_us"]
             row.update({f"enqueue_{name}_us": f[f"{b}_enqueue_{name}_us"], f"enqueue_{name}_ci_low_us": low,

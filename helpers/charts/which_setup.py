@@ -21,10 +21,18 @@ def _figure(rows: int, panels: int = 1):
     return plt.subplots(1, panels, figsize=(11 + 2 * (panels - 1), 1.2 + 0.32 * rows), sharey=True, squeeze=False)
 
 
+def _recovery_label(seconds: float, waited: float, declared: float) -> str:
+    if not np.isnan(seconds):
+        return f"{number(seconds)} s"
+    if declared > waited:
+        return f"past the wait (declared {number(declared)} s)"
+    return f"never ({number(waited)} s waited)"
+
+
 def enqueue_cost(table: pd.DataFrame):
-    """The enqueue's median cost with its 95 % interval: a direct call in a loop, and the view's span around it
-    with the workers running and stopped (µs, log scale)."""
-    columns = (("enqueue_inprocess", "direct call in a loop"),
+    """The enqueue's median cost with its 95 % interval: a direct call in a loop (workers stopped), and the view's
+    span around it with the workers running and stopped (µs, log scale)."""
+    columns = (("enqueue_inprocess", "direct call in a loop, workers stopped"),
                ("enqueue_in_request", "in the request, workers running"),
                ("enqueue_in_request_stopped", "in the request, workers stopped"))
     fig, axes = _figure(len(table))
@@ -97,8 +105,8 @@ def kills_and_recovery(table: pd.DataFrame):
     left.legend(loc="lower right", fontsize=8)
     seconds = table["recovery_recovery_s"].astype(float).to_numpy()
     bars = right.barh(y, np.nan_to_num(seconds), 0.6, color="#2ca02c", edgecolor="black", linewidth=0.4)
-    right.bar_label(bars, labels=[f"never ({number(b)} s waited)" if np.isnan(s) else f"{number(s)} s"
-                                  for s, b in zip(seconds, table["recovery_bound_s"].astype(float), strict=True)],
+    right.bar_label(bars, labels=[_recovery_label(s, b, d) for s, b, d in zip(
+        seconds, table["recovery_bound_s"].astype(float), table["redelivery_after_s"].astype(float), strict=True)],
                     fontsize=6, padding=2)
     right.margins(x=0.6)
     right.set_xlabel("SIGKILL to a rerun by another worker (s)")

@@ -13,13 +13,14 @@ name, only on what `lab.queue` declares:
     drain            helpers.protocols.drain.by_concurrency: 1, 2 and 4 workers (processes or threads, the
                      backend's own model)
     kills            helpers.protocols.kill_episode: lost / duplicated / stuck, message by message
-    recovery         helpers.protocols.recovery.after_kill: from a worker's SIGKILL to its task's run by another
+    recovery         helpers.protocols.recovery.after_kills: from a worker's SIGKILL to its task's run by another
     transactions     helpers.protocols.transactions
     memory           helpers.protocols.footprint
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -104,32 +105,55 @@ def drain_count(lab: Lab, plan: Plan) -> int:
     return int(min(plan.drain_tasks, max(DRAIN_PROBE, probe * plan.drain_s)))
 
 
+class Stopwatch:
+    """Seconds each procedure of a group took, printed as it ends: what the run spends where, to keep it in budget."""
+
+    def __init__(self, group: list[str], progress=print):
+        self.group, self.progress, self.rows, self.began = ", ".join(group), progress, [], time.monotonic()
+
+    def lap(self, phase: str) -> None:
+        now = time.monotonic()
+        self.rows.append({"group": self.group, "phase": phase, "seconds": round(now - self.began, 1)})
+        self.progress(f"{self.group}: {phase} in {now - self.began:.0f} s")
+        self.began = now
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+
 def measure_group(run_dir, backends: list[str], plan: Plan, progress=print) -> dict[str, pd.DataFrame]:
-    """Every column for one group of labs side by side: one table per procedure, indexed by backend."""
+    """Every column for one group of labs side by side: one table per procedure, indexed by backend (and `phases`,
+    the seconds each took)."""
+    watch = Stopwatch(backends, progress)
     with side_by_side(run_dir, backends, **LAB) as labs:
         info = describe(labs)
+        watch.lap("labs started")
         costs = pd.DataFrame({b: enqueue_cost.measure(lab, plan.inprocess_calls, plan.in_request)
                               for b, lab in labs.items()}).T
-        progress(f"{', '.join(backends)}: enqueue cost measured")
+        watch.lap("enqueue cost")
         picked = pickup.request_to_smtp(labs, plan.idle_s, plan.pickup_repeats, "default")
+        watch.lap("pickup")
         e2e = end_to_end.measure(labs, plan.e2e)
-        progress("pickups and end to end measured")
+        watch.lap("end to end")
         drains = pd.concat([drain.by_concurrency(lab, drain_count(lab, plan), plan.drain_workers).assign(backend=b)
                             for b, lab in labs.items() if has_workers(lab)], ignore_index=True)
+        watch.lap("drains")
         mem = footprint.memory(labs)
-        progress("drains measured")
-        kills, timeline = kill_episode.kill_workers_under_load(labs, kill_episode.KillPlan(kills=plan.kills))
-        recovered = pd.DataFrame({b: recovery.after_kill(lab, never_wait_s=plan.recovery_never_wait_s,
-                                                         max_wait_s=plan.recovery_max_wait_s)
-                                  for b, lab in labs.items()}).T
-        progress("kills and recovery measured")
+        kills, timeline = kill_episode.kill_workers_under_load(labs, kill_episode.KillPlan(
+            kills=plan.kills, redelivery_wait_s=plan.recovery_max_wait_s))
+        watch.lap("kills")
+        recovered = recovery.after_kills(labs, never_wait_s=plan.recovery_never_wait_s,
+                                         max_wait_s=plan.recovery_max_wait_s)
+        watch.lap("recovery")
         tx = transactions.outcomes(labs, plan.tx_trials)
         stop_all(labs)
+    watch.lap("transactions, stop")
     return {"info": info, "enqueue": costs, "pickups": picked, "e2e": e2e, "drains": drains, "memory": mem,
-            "kills": kills, "kill-timeline": timeline, "recovery": recovered, "transactions": tx}
+            "kills": kills, "kill-timeline": timeline, "recovery": recovered, "transactions": tx,
+            "phases": watch.frame()}
 
 
-ROW_TABLES = ("pickups", "e2e", "drains", "kill-timeline")  # one row per measurement; the others, one per backend
+ROW_TABLES = ("pickups", "e2e", "drains", "kill-timeline", "phases")  # a row per measurement; others, per backend
 
 
 def merged(parts: list[dict[str, pd.DataFrame]]) -> dict[str, pd.DataFrame]:

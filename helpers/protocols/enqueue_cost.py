@@ -2,10 +2,11 @@
 two noisy medians, each as a median with its 95 % confidence interval.
 
     in-process   the welcome email's enqueue (labsite.dispatch) called in a loop in a child process with the lab's
-                 environment (helpers.instruments.queue_semantics.time_in_process), after a warm-up
+                 environment (helpers.instruments.queue_semantics.time_in_process), after a warm-up, the workers
+                 stopped
     in request   the `enqueue` span of labsite's Server-Timing header (the time around dispatch.enqueue inside the
                  deferred view) over sequential deferred requests (helpers.instruments.client), with the lab's
-                 workers running and then stopped
+                 workers stopped and then running
 
 The interval of a median is the order-statistic one (binomial, distribution-free): the ranks j and n + 1 - j of the
 sorted sample, j the largest rank that leaves at most 2.5 % on each side. It treats the calls as independent draws;
@@ -91,27 +92,29 @@ def in_request(lab: Lab, requests: int, warmup: int, state: str) -> np.ndarray:
 
 def measure(lab: Lab, inprocess_calls: int = 2000, requests: int = 1000, warmup: int = 50) -> dict[str, float]:
     """The enqueue's cost on the running lab, µs, each a median with its 95 % interval: in-process (inprocess_us,
-    inprocess_ci_low_us, inprocess_ci_high_us; the workers running), in the request with the workers running
-    (in_request_us, in_request_ci_low_us, in_request_ci_high_us) and stopped (in_request_stopped_us, ..._ci_low_us,
-    ..._ci_high_us; NaN for a backend without workers); calls and requests, the timed counts. Each deferred request
-    enqueues a real welcome email: give the lab a fast SMTP server (smtp_delay_s=0). The queue is drained before
-    each part and at the end, and the workers are left running."""
+    inprocess_ci_low_us, inprocess_ci_high_us), in the request with the workers stopped (in_request_stopped_us,
+    ..._ci_low_us, ..._ci_high_us; NaN for a backend without workers) and running (in_request_us, ...); calls and
+    requests, the timed counts. The in-process loop and the stopped requests run first, with the workers stopped:
+    the enqueue alone, as pyperf would time it on a quiet machine, and one drain of their tasks after. Each deferred
+    request enqueues a real welcome email: give the lab a fast SMTP server (smtp_delay_s=0). The queue is drained
+    before the running requests (they meet only the work they set off themselves) and at the end; the workers are
+    left running."""
     workers = has_workers(lab)
-    if workers:
-        lab.wait_until_drained()
-    figures = {"calls": float(inprocess_calls), "requests": float(requests),
-               **with_ci("inprocess", in_process(lab, inprocess_calls, warmup))}
-    if workers:
-        lab.wait_until_drained()  # the requests meet only the work they set off themselves
-    figures.update(with_ci("in_request", in_request(lab, requests, warmup, "running")))
     stopped = [math.nan]
     if workers:
         lab.wait_until_drained()
         lab.stop_consumer()
-        try:
+    try:
+        inprocess = in_process(lab, inprocess_calls, warmup)
+        if workers:
             stopped = in_request(lab, requests, warmup, "stopped")
-        finally:
+    finally:
+        if workers:
             lab.start_consumer()
+    if workers:
         lab.wait_until_drained()
-    figures.update(with_ci("in_request_stopped", stopped))
-    return figures
+    running = in_request(lab, requests, warmup, "running")
+    if workers:
+        lab.wait_until_drained()
+    return {"calls": float(inprocess_calls), "requests": float(requests), **with_ci("inprocess", inprocess),
+            **with_ci("in_request", running), **with_ci("in_request_stopped", stopped)}

@@ -29,6 +29,7 @@ class KillPlan:
     restart_s: float = 2.5  # a worker's restart, for the load's length (a round restarts every lab in turn)
     settle_timeout_s: float = 90.0  # settling gives up on a lab after this long without progress
     quiet_s: float = 1.0
+    redelivery_wait_s: float | None = None  # a declared redelivery longer than this is not waited for (settle)
 
 
 def key_figures(b: str, row) -> dict:
@@ -74,7 +75,7 @@ def kill_workers_under_load(labs: dict[str, Lab], plan: KillPlan, late_check_s: 
                                  "processes_killed": killed[b], "held_before": held[b]})
             next_kill = time.monotonic() + plan.gap_s
         records = {b: load.result().records for b, load in running_loads.items()}
-    settled = settle(labs, plan.settle_timeout_s, plan.quiet_s)
+    settled = settle(labs, plan.settle_timeout_s, plan.quiet_s, redelivery_wait_s=plan.redelivery_wait_s)
     at_settle = {b: received_by_request(lab, tag, b) for b, lab in labs.items()}
     time.sleep(late_check_s)
     rows = []

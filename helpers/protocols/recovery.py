@@ -5,6 +5,7 @@ redelivery allows."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -22,18 +23,39 @@ def _to(frame: pd.DataFrame, address: str) -> pd.DataFrame:
     return frame.loc[frame["rcpt_tos"].map(lambda r: address in r).astype(bool)]
 
 
-def after_kill(lab: Lab, held_s: float = 2.0, never_wait_s: float = 10.0, max_wait_s: float = 60.0) -> dict:
+@dataclass
+class Killed:
+    """A lab whose workers were SIGKILLed mid-send and restarted: what its wait looks for."""
+    lab: Lab
+    to: str
+    killed_at: float  # epoch s
+    bound_s: float
+
+    def runs_again(self) -> pd.DataFrame:
+        """Copies accepted within the bound from a send that began after the kill."""
+        copies = _to(self.lab.mail.deliveries(), self.to)
+        return copies[(copies["received_at"] > self.killed_at)
+                      & (copies["accepted_at"] <= self.killed_at + self.bound_s)]
+
+    def still_waiting(self) -> bool:
+        return len(self.runs_again()) == 0 and time.time() < self.killed_at + self.bound_s
+
+    def found(self) -> dict:
+        again, copies = self.runs_again(), _to(self.lab.mail.deliveries(), self.to)
+        return {"recovery_s": float(again["accepted_at"].min()) - self.killed_at if len(again) else None,
+                "bound_s": self.bound_s, "held_by_killed_worker": not (copies["accepted_at"] < self.killed_at).any(),
+                "copies": len(copies)}
+
+
+def kill_mid_send(lab: Lab, held_s: float, never_wait_s: float, max_wait_s: float) -> Killed:
     """One email to the deferred view, its own recipient, each SMTP send held `held_s`; once its data reached the
     SMTP server (the worker is mid-send), every worker SIGKILLed, the SMTP delay set back to the lab's own, the
-    workers restarted. Then wait, up to `bound_s` from the kill (redelivery_after_s + REDELIVERY_MARGIN_S, at most
-    `max_wait_s`, where the backend declares redelivery; `never_wait_s` where it declares none), for a copy whose
-    send began after the kill to be accepted.
-
-    Returns {"recovery_s": kill to that copy's acceptance (None: none came within the bound), "bound_s",
-    "held_by_killed_worker": no copy had been accepted before the kill, "copies": copies accepted by the end of the
-    wait (more than one: a duplicate)}. Times are epoch s on both sides (the SMTP record's and time.time())."""
+    workers restarted. Its wait is bounded by the declared redelivery + REDELIVERY_MARGIN_S where that fits in
+    `max_wait_s`, else by `never_wait_s` (no redelivery declared, or one past the longest wait: django-ox's default
+    300 s lease). From the thread that started the lab: a process dies with the thread that started it."""
     redelivery = lab.queue.redelivery_after_s
-    bound_s = never_wait_s if redelivery is None else min(redelivery + REDELIVERY_MARGIN_S, max_wait_s)
+    fits = redelivery is not None and redelivery + REDELIVERY_MARGIN_S <= max_wait_s
+    bound_s = redelivery + REDELIVERY_MARGIN_S if fits else never_wait_s
     to = recipient(new_tag("recovery"), "deferred", 0)
     set_fault(lab.smtp_control, "ok", delay_s=held_s)
     try:
@@ -49,15 +71,27 @@ def after_kill(lab: Lab, held_s: float = 2.0, never_wait_s: float = 10.0, max_wa
         set_fault(lab.smtp_control, "ok", delay_s=lab.config.smtp_delay_s)  # before the restart: no resend is held
     if has_workers(lab):
         lab.start_consumer()
+    return Killed(lab, to, killed_at, bound_s)
 
-    def run_again() -> pd.DataFrame:
-        """Copies accepted within the bound from a send that began after the kill."""
-        copies = _to(lab.mail.deliveries(), to)
-        return copies[(copies["received_at"] > killed_at) & (copies["accepted_at"] <= killed_at + bound_s)]
 
-    while len(again := run_again()) == 0 and time.time() < killed_at + bound_s:
+def after_kills(labs: dict[str, Lab], held_s: float = 2.0, never_wait_s: float = 10.0, max_wait_s: float = 60.0
+                ) -> pd.DataFrame:
+    """Each lab in turn killed mid-send and restarted (kill_mid_send), then every lab's wait at once: the waits
+    overlap, the kills and restarts do not. One row per backend: recovery_s (kill to the acceptance of a copy whose
+    send began after the kill; None: none came within the bound), bound_s, held_by_killed_worker (no copy had been
+    accepted before the kill), copies (accepted by the end of its wait; more than one: a duplicate). Times are epoch
+    s on both sides (the SMTP record's and time.time())."""
+    killed = {b: kill_mid_send(lab, held_s, never_wait_s, max_wait_s) for b, lab in labs.items()}
+    waiting = dict(killed)
+    while waiting:
+        waiting = {b: k for b, k in waiting.items() if k.still_waiting()}
         time.sleep(0.05)
-    copies = _to(lab.mail.deliveries(), to)
-    return {"recovery_s": float(again["accepted_at"].min()) - killed_at if len(again) else None,
-            "bound_s": bound_s, "held_by_killed_worker": not (copies["accepted_at"] < killed_at).any(),
-            "copies": len(copies)}
+    return pd.DataFrame({b: k.found() for b, k in killed.items()}).T
+
+
+def after_kill(lab: Lab, held_s: float = 2.0, never_wait_s: float = 10.0, max_wait_s: float = 60.0) -> dict:
+    """after_kills for one lab, as a dict."""
+    killed = kill_mid_send(lab, held_s, never_wait_s, max_wait_s)
+    while killed.still_waiting():
+        time.sleep(0.05)
+    return killed.found()

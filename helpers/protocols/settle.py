@@ -20,10 +20,12 @@ def stuck(lab: Lab) -> int:
 
 
 def settle(labs: dict[str, Lab], timeout_s: float, quiet_s: float = 1.0, limit_s: float | None = None,
-           open_work: Callable[[Lab], int] | None = None) -> dict[str, dict]:
+           open_work: Callable[[Lab], int] | None = None, redelivery_wait_s: float | None = None
+           ) -> dict[str, dict]:
     """Until, in every lab, nothing waits in the queue (pending, scheduled), no `open_work` is left (for example the
     ledger's unfinished jobs), a queue that hands a dead worker's task back (redelivery_after_s) has done so or had
-    that long (+5 s), and the SMTP server has accepted nothing new for `quiet_s`.
+    that long (+5 s; not waited for when it declares longer than `redelivery_wait_s`: its dead worker's tasks stay
+    stuck), and the SMTP server has accepted nothing new for `quiet_s`.
 
     `timeout_s` counts from a lab's last progress (a message accepted, less work open); `limit_s` (10 x timeout_s by
     default) bounds the whole wait. Per lab: {"settled": False when either ran out first, "settle_s"}: a lab that
@@ -52,7 +54,8 @@ def settle(labs: dict[str, Lab], timeout_s: float, quiet_s: float = 1.0, limit_s
                 last_progress[name] = now
             seen[name] = (count, still_open)
             redelivery = lab.queue.redelivery_after_s
-            handed_back = redelivery is None or stuck(lab) == 0 or now - began > redelivery + 5.0
+            handed_back = (redelivery is None or stuck(lab) == 0 or now - began > redelivery + 5.0
+                           or (redelivery_wait_s is not None and redelivery > redelivery_wait_s))
             if still_open == 0 and handed_back and now - last_change[name] >= quiet_s:
                 done[name] = {"settled": True, "settle_s": now - began}
             elif now - last_progress[name] >= timeout_s or now - began >= limit_s:
