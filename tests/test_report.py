@@ -369,3 +369,12 @@ def test_promoting_a_full_run_copies_its_files_and_refuses_a_quick_or_failed_one
                                                                                    **spoil}})))
         with pytest.raises(ValueError):
             report.promote(run, target)
+
+
+@pytest.mark.parametrize(("benchmark", "notebook"), [("browser", "04-what-the-user-sees"),
+                                                     ("does_async_fix_it", "08-does-async-fix-it"),
+                                                     ("async", "08-does-async-fix-it"), ("queues", "09-which-setup"),
+                                                     ("hostile_input", None)])
+def test_a_committed_benchmark_run_joins_the_notebook_its_module_serves(benchmark, notebook):
+    """By the benchmark's name or an alias: a run of `bench does_async_fix_it` is one more run of notebook 08."""
+    assert report.bench_notebook(benchmark) == notebook

@@ -40,12 +40,20 @@ TIMINGS = "timings.json"  # data/reference/timings.json: how long a command took
 TIMED_TEST, TIMED_TEST_BUSY = "make test", "make test, one core busy"  # its records, by helpers.runs.time_test
 FINDINGS_START = "<!-- findings:start -->"
 FINDINGS_END = "<!-- findings:end -->"
-# A committed benchmark run (data/reference/bench-NAME/run.json) reports its notebook's key_figures() under the same
-# names: its figures join the notebook's as a second run.
-BENCH_NOTEBOOKS = {"overhead": "01-blocking-vs-deferred", "under_load": "02-under-load",
-                   "queue": "03-the-work-still-happens", "browser": "04-what-the-user-sees", "faults": "05-faults",
-                   "backends": "06-scale-out", "which_queue": "07-which-queue", "queues": "09-which-setup",
-                   "which_setup": "09-which-setup", "async": "08-does-async-fix-it"}
+
+
+def bench_notebook(benchmark: str | None) -> str | None:
+    """The notebook whose figures a benchmark repeats: the one its experiments module serves (by name or alias). A
+    committed benchmark run (data/reference/bench-NAME/run.json) reports that notebook's key_figures() under the same
+    names: its figures join the notebook's as another run."""
+    from helpers.runs import bench
+
+    bench.discover()
+    module = bench.ALIASES.get(benchmark, benchmark)
+    return {name: notebook for notebook, name in {**verdicts.MODULES, **verdicts.AWAITING_REFERENCE}.items()
+            }.get(module)
+
+
 QUEUE_NOTEBOOK = "07-which-queue"  # the backend matrix: Celery, RQ, Huey, django-tasks-db on one harness
 MATRIX = "Celery, RQ, Huey and Django's task backends side by side"
 
@@ -117,7 +125,7 @@ def reference(folder: Path = REFERENCE_DIR) -> Measured:
     other_runs: dict[str, list[dict]] = {}
     for path in sorted(folder.glob("bench-*/run.json")):
         meta = json.loads(path.read_text())
-        notebook = BENCH_NOTEBOOKS.get(meta.get("benchmark"))
+        notebook = bench_notebook(meta.get("benchmark"))
         if notebook:
             other_runs.setdefault(notebook, []).append(meta.get("figures", {}))
     exports = {path.stem: path for path in sorted((folder / "full-run" / "html").glob("*.html"))}
