@@ -70,7 +70,7 @@ class Plan:
     pickup_repeats: int = 3
     e2e: end_to_end.E2EPlan = field(default_factory=lambda: end_to_end.E2EPlan(rate=20.0, duration_s=5.0))
     drain_tasks: int = 500  # at most, per drain
-    drain_s: float = 5.0  # fewer tasks for a slow backend: about this long at one worker's rate (probed first)
+    drain_s: float = 5.0  # fewer tasks for a slow backend: about this long at one worker's rate
     drain_workers: tuple[int, ...] = (1, 2, 4)
     kills: int = 3
     recovery_never_wait_s: float = 5.0  # how long a backend that promises no redelivery is given anyway
@@ -90,19 +90,16 @@ def describe(labs: dict[str, Lab]) -> pd.DataFrame:
     } for b, lab in labs.items()]).set_index("backend")
 
 
-DRAIN_PROBE = 100  # tasks drained by one worker to size the drains
+DRAIN_FLOOR = 100  # the fewest tasks a drain is sized to
 
 
-def drain_count(lab: Lab, plan: Plan) -> int:
-    """Tasks for each drain: `plan.drain_tasks`, or fewer where one worker's rate (a first drain of DRAIN_PROBE)
-    says they would take more than `plan.drain_s` (a fork-per-task worker drains tens per second). Small drains
-    (quick mode) are not probed."""
-    if plan.drain_tasks <= 2 * DRAIN_PROBE:
+def drain_count(plan: Plan, emails_per_s: float) -> int:
+    """Tasks for each drain: `plan.drain_tasks`, or fewer where one worker's rate on the enqueue cost's backlog of
+    welcome emails (emails_per_s; a no-op task drains at least as fast) says they would take more than
+    `plan.drain_s` (a fork-per-task worker drains tens per second)."""
+    if pd.isna(emails_per_s):
         return plan.drain_tasks
-    probe = drain.by_concurrency(lab, DRAIN_PROBE, (1,))["drain_per_s"].iloc[0]
-    if pd.isna(probe):
-        return plan.drain_tasks
-    return int(min(plan.drain_tasks, max(DRAIN_PROBE, probe * plan.drain_s)))
+    return int(min(plan.drain_tasks, max(DRAIN_FLOOR, emails_per_s * plan.drain_s)))
 
 
 class Stopwatch:
@@ -135,7 +132,8 @@ def measure_group(run_dir, backends: list[str], plan: Plan, progress=print) -> d
         watch.lap("pickup")
         e2e = end_to_end.measure(labs, plan.e2e)
         watch.lap("end to end")
-        drains = pd.concat([drain.by_concurrency(lab, drain_count(lab, plan), plan.drain_workers).assign(backend=b)
+        sizes = {b: drain_count(plan, costs.loc[b, "backlog_emails_per_s"]) for b in labs}
+        drains = pd.concat([drain.by_concurrency(lab, sizes[b], plan.drain_workers).assign(backend=b)
                             for b, lab in labs.items() if has_workers(lab)], ignore_index=True)
         watch.lap("drains")
         mem = footprint.memory(labs)

@@ -16,6 +16,7 @@ machine. A figure is precise when it is positive and its interval narrower than 
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 
@@ -98,9 +99,10 @@ def measure(lab: Lab, inprocess_calls: int = 2000, requests: int = 1000, warmup:
     the enqueue alone, as pyperf would time it on a quiet machine, and one drain of their tasks after. Each deferred
     request enqueues a real welcome email: give the lab a fast SMTP server (smtp_delay_s=0). The queue is drained
     before the running requests (they meet only the work they set off themselves) and at the end; the workers are
-    left running."""
+    left running. backlog_emails_per_s: how fast the workers, from their start, emptied the queue of those emails
+    (NaN without workers)."""
     workers = has_workers(lab)
-    stopped = [math.nan]
+    stopped, backlog_per_s = [math.nan], math.nan
     if workers:
         lab.wait_until_drained()
         lab.stop_consumer()
@@ -110,11 +112,14 @@ def measure(lab: Lab, inprocess_calls: int = 2000, requests: int = 1000, warmup:
             stopped = in_request(lab, requests, warmup, "stopped")
     finally:
         if workers:
+            restarted = time.monotonic()
             lab.start_consumer()
     if workers:
         lab.wait_until_drained()
+        backlog_per_s = (inprocess_calls + requests + 2 * warmup) / (time.monotonic() - restarted)
     running = in_request(lab, requests, warmup, "running")
     if workers:
         lab.wait_until_drained()
     return {"calls": float(inprocess_calls), "requests": float(requests), **with_ci("inprocess", inprocess),
-            **with_ci("in_request", running), **with_ci("in_request_stopped", stopped)}
+            **with_ci("in_request", running), **with_ci("in_request_stopped", stopped),
+            "backlog_emails_per_s": backlog_per_s}
