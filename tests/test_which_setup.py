@@ -144,11 +144,3 @@ def test_every_production_twin_is_grouped_with_its_default():
             assert twin is None or twin in group, (b, group)
     assert ws.chosen_pairs(quick=True) == list(ws.QUICK_PAIRS)
 
-
-def test_a_drain_is_sized_by_one_workers_rate_on_the_email_backlog():
-    """Five seconds' worth at that rate, between the floor and the plan's most; no rate (no workers): the most."""
-    plan = ws.Plan(drain_tasks=500, drain_s=5.0)
-    assert ws.drain_count(plan, 30.0) == 150
-    assert ws.drain_count(plan, 5.0) == ws.DRAIN_FLOOR
-    assert ws.drain_count(plan, 2000.0) == 500
-    assert ws.drain_count(plan, float("nan")) == 500

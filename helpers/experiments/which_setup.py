@@ -6,8 +6,6 @@ The pairs run in groups of GROUP_SIZE labs side by side (helpers.protocols.turns
 `queue_backend`; each column is a shared procedure of helpers.protocols, and nothing here branches on a backend's
 name, only on what `lab.queue` declares:
 
-    enqueue cost     helpers.protocols.enqueue_cost: a direct enqueue in a loop (median, 95 % CI), and the view's
-                     Server-Timing span around the enqueue, with the workers running and stopped
     pickup           helpers.protocols.pickup.request_to_smtp after idle periods (default settings)
     end to end       helpers.protocols.end_to_end under open-loop load
     drain            helpers.protocols.drain.by_concurrency: 1, 2 and 4 workers (processes or threads, the
@@ -16,6 +14,9 @@ name, only on what `lab.queue` declares:
     recovery         helpers.protocols.recovery.after_kills: from a worker's SIGKILL to its task's run by another
     transactions     helpers.protocols.transactions
     memory           helpers.protocols.footprint
+    enqueue cost     helpers.protocols.enqueue_cost: the view's Server-Timing span around the enqueue with the
+                     workers running, then a direct enqueue in a loop (median, 95 % CI) and the view's span with
+                     them stopped; last, so that the stopped parts' emails go with the labs instead of being sent
 """
 
 from __future__ import annotations
@@ -69,8 +70,7 @@ class Plan:
     idle_s: list[float] = field(default_factory=lambda: [0.5, 2.0])
     pickup_repeats: int = 3
     e2e: end_to_end.E2EPlan = field(default_factory=lambda: end_to_end.E2EPlan(rate=20.0, duration_s=5.0))
-    drain_tasks: int = 500  # at most, per drain
-    drain_s: float = 5.0  # fewer tasks for a slow backend: about this long at one worker's rate
+    drain_tasks: int = 500  # per drain
     drain_workers: tuple[int, ...] = (1, 2, 4)
     kills: int = 3
     recovery_never_wait_s: float = 5.0  # how long a backend that promises no redelivery is given anyway
@@ -88,18 +88,6 @@ def describe(labs: dict[str, Lab]) -> pd.DataFrame:
         "servers": ", ".join(lab.queue.servers),
         "recommended_by": "; ".join(f"{what} ({url})" for what, url in lab.queue.recommended_by),
     } for b, lab in labs.items()]).set_index("backend")
-
-
-DRAIN_FLOOR = 100  # the fewest tasks a drain is sized to
-
-
-def drain_count(plan: Plan, emails_per_s: float) -> int:
-    """Tasks for each drain: `plan.drain_tasks`, or fewer where one worker's rate on the enqueue cost's backlog of
-    welcome emails (emails_per_s; a no-op task drains at least as fast) says they would take more than
-    `plan.drain_s` (a fork-per-task worker drains tens per second)."""
-    if pd.isna(emails_per_s):
-        return plan.drain_tasks
-    return int(min(plan.drain_tasks, max(DRAIN_FLOOR, emails_per_s * plan.drain_s)))
 
 
 class Stopwatch:
@@ -125,15 +113,11 @@ def measure_group(run_dir, backends: list[str], plan: Plan, progress=print) -> d
     with side_by_side(run_dir, backends, **LAB) as labs:
         info = describe(labs)
         watch.lap("labs started")
-        costs = pd.DataFrame({b: enqueue_cost.measure(lab, plan.inprocess_calls, plan.in_request)
-                              for b, lab in labs.items()}).T
-        watch.lap("enqueue cost")
         picked = pickup.request_to_smtp(labs, plan.idle_s, plan.pickup_repeats, "default")
         watch.lap("pickup")
         e2e = end_to_end.measure(labs, plan.e2e)
         watch.lap("end to end")
-        sizes = {b: drain_count(plan, costs.loc[b, "backlog_emails_per_s"]) for b in labs}
-        drains = pd.concat([drain.by_concurrency(lab, sizes[b], plan.drain_workers).assign(backend=b)
+        drains = pd.concat([drain.by_concurrency(lab, plan.drain_tasks, plan.drain_workers).assign(backend=b)
                             for b, lab in labs.items() if has_workers(lab)], ignore_index=True)
         watch.lap("drains")
         mem = footprint.memory(labs)
@@ -144,8 +128,13 @@ def measure_group(run_dir, backends: list[str], plan: Plan, progress=print) -> d
                                          max_wait_s=plan.recovery_max_wait_s)
         watch.lap("recovery")
         tx = transactions.outcomes(labs, plan.tx_trials)
+        watch.lap("transactions")
+        # last: the stopped parts' emails are left in the queues the labs take down with them
+        costs = pd.DataFrame({b: enqueue_cost.measure(lab, plan.inprocess_calls, plan.in_request, then_discard=True)
+                              for b, lab in labs.items()}).T
+        watch.lap("enqueue cost")
         stop_all(labs)
-    watch.lap("transactions, stop")
+    watch.lap("stop")
     return {"info": info, "enqueue": costs, "pickups": picked, "e2e": e2e, "drains": drains, "memory": mem,
             "kills": kills, "kill-timeline": timeline, "recovery": recovered, "transactions": tx,
             "phases": watch.frame()}

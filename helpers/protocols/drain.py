@@ -39,6 +39,7 @@ class EnqueueDrain:
 @dataclass
 class _Drained:
     filled: object  # what `fill` returned for the attempt measured
+    count: int  # the tasks of the attempt measured
     rate: float
     depth: pd.DataFrame
     left: int
@@ -61,7 +62,7 @@ def _fill_and_drain(lab: Lab, count: int, fill: Callable[[int], object], retries
     if left < count / 4 and retries > 0:
         again = _fill_and_drain(lab, 2 * count, fill, retries - 1, **consumer_changes)
         return replace(again, enqueued_total=again.enqueued_total + count)
-    return _Drained(filled, drain_rate(all_up) if len(all_up) else float("nan"), depth, left, count)
+    return _Drained(filled, count, drain_rate(all_up) if len(all_up) else float("nan"), depth, left, count)
 
 
 def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api: str = "huey",
@@ -81,7 +82,8 @@ def enqueue_and_drain(lab: Lab, count: int, workers: int, worker_type: str, api:
 def by_concurrency(lab: Lab, count: int, workers: tuple[int, ...] = (1, 2, 4), retries: int = 2) -> pd.DataFrame:
     """Per worker count n: `count` no-op tasks enqueued through the lab's own API (queue_semantics.enqueue_noop) with
     its workers stopped, then emptied by its workers started with consumer_workers=n (threads or processes, as the
-    lab's config and the backend's worker have it), the rate read once every worker is up (_fill_and_drain). One row
+    lab's config and the backend's worker have it), the rate read once every worker is up (_fill_and_drain). A count
+    that had to grow (the first workers up emptied the queue) starts the next n, which drains faster still. One row
     per n: workers, drain_per_s (NaN without workers), queued_when_all_up, enqueued_total. The lab's own worker count
     is restored afterwards."""
     if not has_workers(lab):
@@ -93,6 +95,7 @@ def by_concurrency(lab: Lab, count: int, workers: tuple[int, ...] = (1, 2, 4), r
         for n in workers:
             drained = _fill_and_drain(lab, count, lambda k: queue_semantics.enqueue_noop(lab, k), retries,
                                       consumer_workers=n)
+            count = drained.count
             rows.append({"workers": n, "drain_per_s": drained.rate, "queued_when_all_up": drained.left,
                          "enqueued_total": drained.enqueued_total})
     finally:

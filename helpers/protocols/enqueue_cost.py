@@ -6,7 +6,7 @@ two noisy medians, each as a median with its 95 % confidence interval.
                  stopped
     in request   the `enqueue` span of labsite's Server-Timing header (the time around dispatch.enqueue inside the
                  deferred view) over sequential deferred requests (helpers.instruments.client), with the lab's
-                 workers stopped and then running
+                 workers running and then stopped
 
 The interval of a median is the order-statistic one (binomial, distribution-free): the ranks j and n + 1 - j of the
 sorted sample, j the largest rank that leaves at most 2.5 % on each side. It treats the calls as independent draws;
@@ -16,7 +16,6 @@ machine. A figure is precise when it is positive and its interval narrower than 
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 
@@ -91,35 +90,36 @@ def in_request(lab: Lab, requests: int, warmup: int, state: str) -> np.ndarray:
     return spans.map(lambda found: found[SPAN] * 1e3).to_numpy()
 
 
-def measure(lab: Lab, inprocess_calls: int = 2000, requests: int = 1000, warmup: int = 50) -> dict[str, float]:
-    """The enqueue's cost on the running lab, µs, each a median with its 95 % interval: in-process (inprocess_us,
-    inprocess_ci_low_us, inprocess_ci_high_us), in the request with the workers stopped (in_request_stopped_us,
-    ..._ci_low_us, ..._ci_high_us; NaN for a backend without workers) and running (in_request_us, ...); calls and
-    requests, the timed counts. The in-process loop and the stopped requests run first, with the workers stopped:
-    the enqueue alone, as pyperf would time it on a quiet machine, and one drain of their tasks after. Each deferred
-    request enqueues a real welcome email: give the lab a fast SMTP server (smtp_delay_s=0). The queue is drained
-    before the running requests (they meet only the work they set off themselves) and at the end; the workers are
-    left running. backlog_emails_per_s: how fast the workers, from their start, emptied the queue of those emails
-    (NaN without workers)."""
+def measure(lab: Lab, inprocess_calls: int = 2000, requests: int = 1000, warmup: int = 50,
+            then_discard: bool = False) -> dict[str, float]:
+    """The enqueue's cost on the running lab, µs, each a median with its 95 % interval: in the request with the
+    workers running (in_request_us, in_request_ci_low_us, in_request_ci_high_us), in-process (inprocess_us, ...) and
+    in the request with the workers stopped (in_request_stopped_us, ...; NaN for a backend without workers); calls
+    and requests, the timed counts. Each deferred request enqueues a real welcome email: give the lab a fast SMTP
+    server (smtp_delay_s=0).
+
+    The running requests come first, on an empty queue: they meet only the work they set off themselves. Then, the
+    queue drained and the workers stopped, the in-process loop and the stopped requests: the enqueue alone, as pyperf
+    would time it on a quiet machine. Their tasks are drained after and the workers left running. With
+    `then_discard`, for a lab about to be stopped, nothing is drained: the tasks stay queued and the workers stopped
+    (one worker takes 20 s to 3 minutes to send those 4,150 emails)."""
     workers = has_workers(lab)
-    stopped, backlog_per_s = [math.nan], math.nan
+    stopped = [math.nan]
     if workers:
         lab.wait_until_drained()
+    running = in_request(lab, requests, warmup, "running")
+    if workers:
+        if not then_discard:
+            lab.wait_until_drained()
         lab.stop_consumer()
     try:
         inprocess = in_process(lab, inprocess_calls, warmup)
         if workers:
             stopped = in_request(lab, requests, warmup, "stopped")
     finally:
-        if workers:
-            restarted = time.monotonic()
+        if workers and not then_discard:
             lab.start_consumer()
-    if workers:
-        lab.wait_until_drained()
-        backlog_per_s = (inprocess_calls + requests + 2 * warmup) / (time.monotonic() - restarted)
-    running = in_request(lab, requests, warmup, "running")
-    if workers:
+    if workers and not then_discard:
         lab.wait_until_drained()
     return {"calls": float(inprocess_calls), "requests": float(requests), **with_ci("inprocess", inprocess),
-            **with_ci("in_request", running), **with_ci("in_request_stopped", stopped),
-            "backlog_emails_per_s": backlog_per_s}
+            **with_ci("in_request", running), **with_ci("in_request_stopped", stopped)}
