@@ -287,22 +287,11 @@ def _07_pickup():
     return charts.pickup_dots(pd.DataFrame(rows))
 
 
-def _09_figures() -> dict:
-    """Notebook 09's figures: the reference's once a run of it is promoted, until then tests/test_which_setup.py's."""
-    from helpers.runs import verdicts
-
-    if "09-which-setup" in verdicts.MODULES:
-        return _figures("09-which-setup")
-    from tests.test_which_setup import made_up
-
-    return made_up()
-
-
 def _09(chart: str):
     """Notebook 09's matrix rebuilt from its figures (one row per backend and setting)."""
     from helpers.charts import which_setup as charts
 
-    f = _09_figures()
+    f = _figures("09-which-setup")
     rows = []
     for b in f["backends"]:
         row = {"backend": b, "label": f[f"{b}_label"], "kill_requested": f[f"{b}_requested_under_kills"],

@@ -17,6 +17,25 @@ REFERENCE = REPO_ROOT / "data" / "reference" / "full-run"
 # A change that sits at a threshold set by other figures is a function of the reference's figures, so that a refreshed
 # reference keeps it past the threshold.
 
+def declared(f: dict, delivery: str) -> str:
+    """The first backend of notebook 09's figures that declares `delivery`, was held by its killed worker and whose
+    declared redelivery fits in the run's wait (the claims judge only those)."""
+    from helpers.experiments.which_setup import fits_the_wait
+
+    return next(b for b in f["backends"]
+                if f[f"{b}_delivery"] == delivery and f[f"{b}_recovery_held"] and fits_the_wait(f, b))
+
+
+def at_most_once_twin(f: dict) -> str:
+    return next(b for b in f["backends"] if f[f"{b}_setting"] == "production" and f[f"{b}_delivery"] == "at-most-once")
+
+
+def transactional(f: dict, declared: bool = True) -> str:
+    """The first backend whose enqueue is (or is not, and is not held until the commit either) in the transaction."""
+    return next(b for b in f["backends"] if f[f"{b}_enqueue_in_transaction"] is declared
+                and (declared or not f[f"{b}_enqueue_on_commit"]))
+
+
 MOVED = {
     "01-blocking-vs-deferred": {
         "answered": {"failed_requests": 1},
@@ -134,6 +153,23 @@ MOVED = {
         "on_commit": [{"rq_redis_on_commit_ran_before_commit": 1.0}, {"huey_redis_tx_never_ran": 1.0}],
         "tuning_knob": [{"huey_sqlite_tuned_pickup_request_to_smtp_p50_ms": 200.0},
                         {"djtasks_db_sqlite_tuned_pickup_request_to_smtp_p50_ms": None}],
+    },
+    "09-which-setup": {
+        "load_delivered": [lambda f: {f"{f['backends'][0]}_e2e_lost": 1},
+                           lambda f: {f"{f['backends'][0]}_e2e_lost": 1,
+                                      f"{f['backends'][0]}_e2e_duplicated": 1}],  # totals agree
+        "kills_kept_delivery": [lambda f: {f"{declared(f, 'at-least-once')}_lost_on_kill": 1},
+                                lambda f: {f"{declared(f, 'at-most-once')}_duplicated_on_kill": 1}],
+        "production_no_worse": lambda f: {f"{at_most_once_twin(f)}_lost_on_kill":
+                                          f[f"{at_most_once_twin(f)}_requested_under_kills"]},
+        "recovery_as_declared": [lambda f: {f"{declared(f, 'at-least-once')}_recovery_s": None},
+                                 lambda f: {f"{declared(f, 'at-most-once')}_recovery_s": 1.0}],
+        "enqueue_precise": [lambda f: {f"{f['backends'][0]}_enqueue_in_request_ci_us": [1.0, 1e6]},
+                            lambda f: {f"{f['backends'][0]}_enqueue_inprocess_us": -1.0}],
+        "rollback": [lambda f: {f"{transactional(f)}_runs_after_rollback": 1.0},
+                     lambda f: {f"{transactional(f, False)}_runs_after_rollback": 0.0}],
+        "on_commit": [lambda f: {f"{f['backends'][0]}_on_commit_ran_before_commit": 1.0},
+                      lambda f: {f"{f['backends'][-1]}_tx_never_ran": 1.0}],
     },
     "08-does-async-fix-it": {
         "async_5x": {"async_saturation_rps": 64.0, "thread_pool_saturation_rps": 60.0},

@@ -95,6 +95,11 @@ class Measured:
         finished = self.summary.get("finished_at")
         return (finished - self.summary["started_at"]) / 60 if finished else None
 
+    def notebook_seconds(self) -> float | None:
+        """Every notebook's own full-mode seconds, summed: what `make run` takes, whichever runs they came from."""
+        seconds = [entry.get("seconds") for entry in self.notebooks.values()]
+        return float(sum(seconds)) if seconds and None not in seconds else None
+
     def tally(self) -> tuple[int, int]:
         """(claims that held, claims checked) over every notebook; a claim not checked in quick mode counts in
         neither."""
@@ -648,9 +653,10 @@ def _commands(measured: Measured, timed: dict) -> list[str]:
             for record, how in records if record]
     took_test = (f"took {' and '.join(took)}, on a fresh clone with its set-up" if took
                  else "is not timed in data/reference/")
-    minutes = measured.minutes()
-    took_run = (f"took {_duration(minutes * 60)} for notebooks 01-08 in full mode ({env['cpu_count']} cores, the "
-                f"reference run)" if minutes else "is not timed in data/reference/")
+    seconds, numbers = measured.notebook_seconds(), [nb.split("-")[0] for nb in measured.notebooks]
+    took_run = (f"took {_duration(seconds)} for notebooks {numbers[0]}-{numbers[-1]} in full mode ({env['cpu_count']} "
+                f"cores; the reference's notebooks, their seconds summed)" if seconds else
+                "is not timed in data/reference/")
     return ["```bash",
             "make lab    # set-up (.venv, kernel, Debian packages), then JupyterLab on notebooks/ (127.0.0.1:8888)",
             "make test   # the same set-up, then every test and every notebook in quick mode",

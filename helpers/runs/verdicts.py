@@ -27,10 +27,11 @@ MODULES = {
     "06-scale-out": "scale_out",
     "07-which-queue": "which_queue",
     "08-does-async-fix-it": "does_async_fix_it",
+    "09-which-setup": "which_setup",
 }
 # Notebooks whose verdict() has no full-mode run in data/reference/ yet: judged in their own tests and under nbval, and
 # moved into MODULES once a run of theirs whose every claim held is promoted.
-AWAITING_REFERENCE = {"09-which-setup": "which_setup"}
+AWAITING_REFERENCE: dict[str, str] = {}
 
 
 def module(notebook: str) -> ModuleType:
