@@ -22,8 +22,11 @@ def _line(measured, start: str) -> str:
 
 
 def _set(measured, notebook: str, **figures):
+    """The reference with `figures` changed in the notebook's run and in every committed benchmark run of it."""
     changed = copy.deepcopy(measured)
     changed.summary["notebooks"][notebook]["figures"].update(figures)
+    for other in changed.other_runs.get(notebook, []):
+        other.update(figures)
     return changed
 
 
