@@ -60,14 +60,13 @@ lab: setup system-deps
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	  $(if $(CI),--no-browser,) $(if $(filter 0,$(shell id -u)),--allow-root,) $(JUPYTER_ARGS)
 
-# Three pytest-xdist workers on two cores, a file (or notebook) at a time each, the slow files first
-# (tests/conftest.py): most of a test's time is spent waiting on the servers it started, and the verdicts must hold
-# on a busy machine anyway. TEST_WORKERS=0 runs them in one process.
-TEST_WORKERS ?= 3
+# Two pytest-xdist workers, a file (or notebook) at a time each: most of a test's time is spent waiting on the
+# servers it started, and the verdicts must hold on a busy machine anyway. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: setup system-deps
 	$(VENV)/bin/ruff check labsite helpers tests
 	LAB_QUICK=1 $(VENV)/bin/pytest --nbval-lax --nbval-kernel-name=$(KERNEL) -p no:cacheprovider \
-	  -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
+	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Every numbered notebook in full mode, headless (papermill), into one run folder under data/runs/.
 run: setup system-deps

@@ -5,7 +5,7 @@ import pytest
 from tests.scratch import remove_scratch_folder, scratch_folder, worker_folder
 
 # Every temporary file of the session goes into its scratch folder, removed when the session ends. Under
-# pytest-xdist (`make test` runs several workers) each worker has a temporary folder of its own in it.
+# pytest-xdist (`make test` runs two workers) each worker has a temporary folder of its own in it.
 if worker := os.environ.get("PYTEST_XDIST_WORKER"):
     worker_folder(worker)
 
@@ -55,21 +55,6 @@ def lab_servers_running(since: float, runs_dir: str | None = None) -> list[str]:
         if ours:
             found.append(f"{proc.info['pid']}: {cmdline[:120]}")
     return found
-
-
-def pytest_collection_modifyitems(config, items):
-    """The slow files first, so that under pytest-xdist (the Makefile: --dist loadfile --no-loadscope-reorder) the
-    quick ones fill in at the end instead of one worker finishing a notebook alone: the notebooks, then the files
-    that start real servers (marked stack), then the rest. Each file keeps its own order (module-scoped labs)."""
-    def weight(item) -> int:
-        if item.path.suffix == ".ipynb":
-            return 0
-        return 1 if item.get_closest_marker("stack") else 2
-
-    by_file: dict = {}
-    for item in items:
-        by_file[item.path] = min(by_file.get(item.path, 2), weight(item))
-    items.sort(key=lambda item: by_file[item.path])
 
 
 def pytest_sessionstart(session):
