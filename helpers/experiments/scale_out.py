@@ -260,9 +260,7 @@ def key_figures(view: pd.DataFrame, pickup_table: pd.DataFrame, drains: pd.DataF
     contention, cpu_share and view_cost.measure's deliveries (the figures notebook 06 records and `bench scale_out`
     prints)."""
 
-    def r(value, digits=1):
-        return None if value is None or pd.isna(value) else round(float(value), digits)
-
+    r = runs.rounded
     figures: dict[str, float | int | None] = {}
     drain = drain_medians(drains)
     fewest = int(drains["processes"].min())

@@ -73,8 +73,7 @@ def key_figures(result: BrowserResult) -> dict:
 
     def median(variant: str, path: str, metric: str) -> float | None:
         """None where no trial had a value, or the variant was not run."""
-        value = medians[metric].get((variant, path))
-        return None if value is None or pd.isna(value) else round(float(value), 1)
+        return runs.rounded(medians[metric].get((variant, path)))
 
     return {
         "ttfb_blocking_ms": median("form", "blocking", "ttfb_ms"),

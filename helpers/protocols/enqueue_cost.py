@@ -101,8 +101,9 @@ def measure(lab: Lab, inprocess_calls: int = 2000, requests: int = 1000, warmup:
     The running requests come first, on an empty queue: they meet only the work they set off themselves. Then, the
     queue drained and the workers stopped, the in-process loop and the stopped requests: the enqueue alone, as pyperf
     would time it on a quiet machine. Their tasks are drained after and the workers left running. With
-    `then_discard`, for a lab about to be stopped, nothing is drained: the tasks stay queued and the workers stopped
-    (one worker takes 20 s to 3 minutes to send those 4,150 emails)."""
+    `then_discard`, for a lab about to be stopped, nothing is drained, neither the running requests' tasks still
+    queued nor those of the stopped parts: they go with the lab, the workers stopped (one worker sending thousands of
+    welcome emails took minutes for RQ's fork per job in notebook 09's full run)."""
     workers = has_workers(lab)
     stopped = [math.nan]
     if workers:

@@ -31,17 +31,20 @@ class Killed:
     killed_at: float  # epoch s
     bound_s: float
 
-    def runs_again(self) -> pd.DataFrame:
-        """Copies accepted within the bound from a send that began after the kill."""
-        copies = _to(self.lab.mail.deliveries(), self.to)
+    def copies(self) -> pd.DataFrame:
+        return _to(self.lab.mail.deliveries(), self.to)
+
+    def runs_again(self, copies: pd.DataFrame) -> pd.DataFrame:
+        """Of `copies`, those accepted within the bound from a send that began after the kill."""
         return copies[(copies["received_at"] > self.killed_at)
                       & (copies["accepted_at"] <= self.killed_at + self.bound_s)]
 
     def still_waiting(self) -> bool:
-        return len(self.runs_again()) == 0 and time.time() < self.killed_at + self.bound_s
+        return len(self.runs_again(self.copies())) == 0 and time.time() < self.killed_at + self.bound_s
 
     def found(self) -> dict:
-        again, copies = self.runs_again(), _to(self.lab.mail.deliveries(), self.to)
+        copies = self.copies()
+        again = self.runs_again(copies)
         return {"recovery_s": float(again["accepted_at"].min()) - self.killed_at if len(again) else None,
                 "bound_s": self.bound_s, "held_by_killed_worker": not (copies["accepted_at"] < self.killed_at).any(),
                 "copies": len(copies)}
@@ -82,16 +85,19 @@ def after_kills(labs: dict[str, Lab], held_s: float = 2.0, never_wait_s: float =
     accepted before the kill), copies (accepted by the end of its wait; more than one: a duplicate). Times are epoch
     s on both sides (the SMTP record's and time.time())."""
     killed = {b: kill_mid_send(lab, held_s, never_wait_s, max_wait_s) for b, lab in labs.items()}
-    waiting = dict(killed)
-    while waiting:
-        waiting = {b: k for b, k in waiting.items() if k.still_waiting()}
-        time.sleep(0.05)
+    wait_for_runs(killed.values())
     return pd.DataFrame({b: k.found() for b, k in killed.items()}).T
 
 
-def after_kill(lab: Lab, held_s: float = 2.0, never_wait_s: float = 10.0, max_wait_s: float = 60.0) -> dict:
-    """after_kills for one lab, as a dict."""
-    killed = kill_mid_send(lab, held_s, never_wait_s, max_wait_s)
-    while killed.still_waiting():
+def wait_for_runs(killed) -> None:
+    """Until each killed lab's task ran again or its bound passed."""
+    waiting = list(killed)
+    while waiting := [k for k in waiting if k.still_waiting()]:
         time.sleep(0.05)
+
+
+def after_kill(lab: Lab, held_s: float = 2.0, never_wait_s: float = 10.0, max_wait_s: float = 60.0) -> dict:
+    """after_kills for one lab, as a dict (None stays None)."""
+    killed = kill_mid_send(lab, held_s, never_wait_s, max_wait_s)
+    wait_for_runs([killed])
     return killed.found()
