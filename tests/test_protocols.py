@@ -324,6 +324,17 @@ def test_a_filled_queue_drains_at_a_measured_rate(labs):
     assert labs["huey_redis"].queue_depth() == 0
 
 
+def test_a_slow_drain_cuts_the_next_count_to_a_few_seconds_and_a_grown_count_is_kept():
+    def drained(count: int, rate: float):
+        return drain._Drained(None, count, rate, pd.DataFrame(), count, count)
+
+    assert drain.next_count(500, drained(500, 34.0)) == int(34.0 * drain.PACED_DRAIN_S)  # RQ: 170, not 500
+    assert drain.next_count(500, drained(500, 5000.0)) == 500  # a fast drain keeps its count
+    assert drain.next_count(500, drained(500, 2.0)) == drain.PACED_DRAIN_MIN
+    assert drain.next_count(500, drained(1000, 34.0)) == 1000  # grown: the first workers up emptied the queue
+    assert drain.next_count(500, drained(500, float("nan"))) == 500
+
+
 @pytest.mark.stack
 def test_drains_at_each_worker_count_are_read_once_all_are_up_and_the_own_count_comes_back(labs):
     lab = labs["huey_redis"]
