@@ -60,9 +60,10 @@ lab: setup system-deps
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 	  $(if $(CI),--no-browser,) $(if $(filter 0,$(shell id -u)),--allow-root,) $(JUPYTER_ARGS)
 
-# Two pytest-xdist workers, a file (or notebook) at a time each: most of a test's time is spent waiting on the
-# servers it started, and the verdicts must hold on a busy machine anyway. TEST_WORKERS=0 runs them in one process.
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers: most of a test's time is spent waiting on the servers it started, and the verdicts must
+# hold on a busy machine anyway. Each test file is one unit of work, and the notebooks two (tests/conftest.py): at
+# most two notebooks run at once. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 3
 test: setup system-deps
 	$(VENV)/bin/ruff check labsite helpers tests
 	LAB_QUICK=1 $(VENV)/bin/pytest --nbval-lax --nbval-kernel-name=$(KERNEL) -p no:cacheprovider \

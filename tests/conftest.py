@@ -16,6 +16,28 @@ if "LAB_RUNS_DIR" not in os.environ:
     os.environ["LAB_RUNS_DIR"] = str(scratch_folder() / "runs")
 
 
+NOTEBOOK_LANES = 2  # notebooks that may run at once: each drives a lab under load, and three starved the loads
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """Under `--dist loadfile` (make test), each test file is still one unit of work (its labs are module-scoped),
+    but the notebooks are NOTEBOOK_LANES units, even and odd numbers, each run in turn by one worker: a third worker
+    then runs test files beside at most two notebooks."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class NotebookLanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            name = path.rsplit("/", 1)[-1]
+            if not path.endswith(".ipynb"):
+                return path
+            return f"notebooks-{int(name[:2]) % NOTEBOOK_LANES if name[:2].isdigit() else 0}"
+
+    return NotebookLanes(config, log)
+
+
 @pytest.fixture
 def huey_queue():
     """The real SqliteHuey of the settings, emptied before and after each test."""
