@@ -335,6 +335,12 @@ def test_a_slow_drain_cuts_the_next_count_to_a_few_seconds_and_a_grown_count_is_
     assert drain.next_count(500, drained(500, float("nan"))) == 500
 
 
+def test_the_lab_s_own_worker_count_drains_last_so_that_none_restarts_after():
+    assert drain.drain_order((1, 2, 4), own=1) == [2, 4, 1]
+    assert drain.drain_order((1, 2, 4), own=4) == [1, 2, 4]
+    assert drain.drain_order((1, 2), own=3) == [1, 2]
+
+
 @pytest.mark.stack
 def test_drains_at_each_worker_count_are_read_once_all_are_up_and_the_own_count_comes_back(labs):
     lab = labs["huey_redis"]

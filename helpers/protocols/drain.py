@@ -84,28 +84,33 @@ PACED_DRAIN_MIN = 100  # ... and never below this many tasks
 
 
 def next_count(count: int, drained: _Drained) -> int:
-    """The task count of the next (faster) drain: the grown count when the last one had to grow (the first workers
-    up emptied the queue), else `count` cut to PACED_DRAIN_S at the last rate (RQ's 34 tasks/s took 15 s for 500,
-    where 5 s reads the rate as well), never below PACED_DRAIN_MIN."""
+    """The task count of the next drain: the grown count when the last one had to grow (the first workers up emptied
+    the queue), else `count` cut to PACED_DRAIN_S at the last rate (RQ's 34 tasks/s took 15 s for 500, where 5 s
+    reads the rate as well), never below PACED_DRAIN_MIN."""
     if drained.count > count or not np.isfinite(drained.rate):
         return drained.count
     return int(min(count, max(PACED_DRAIN_MIN, drained.rate * PACED_DRAIN_S)))
 
 
+def drain_order(workers: tuple[int, ...], own: int) -> list[int]:
+    """The worker counts in the order they drain: the lab's own count last, so that no restart restores it."""
+    return sorted(workers, key=lambda n: n == own)
+
+
 def by_concurrency(lab: Lab, count: int, workers: tuple[int, ...] = (1, 2, 4), retries: int = 2) -> pd.DataFrame:
     """Per worker count n: `count` no-op tasks enqueued through the lab's own API (queue_semantics.enqueue_noop) with
     its workers stopped, then emptied by its workers started with consumer_workers=n (threads or processes, as the
-    lab's config and the backend's worker have it), the rate read once every worker is up (_fill_and_drain). The
-    next n drains faster still: it starts from the count next_count() gives. One row per n: workers, tasks,
-    drain_per_s (NaN without workers), queued_when_all_up, enqueued_total. The lab's own worker count is restored
-    afterwards."""
+    lab's config and the backend's worker have it), the rate read once every worker is up (_fill_and_drain). The lab's
+    own count goes last, so that its workers need no restart afterwards (each restart of Celery's took seconds), and
+    each next n starts from the count next_count() gives. One row per n, by n: workers, tasks, drain_per_s (NaN
+    without workers), queued_when_all_up, enqueued_total. The lab's own worker count is restored afterwards."""
     if not has_workers(lab):
         return pd.DataFrame({"workers": list(workers), "tasks": 0, "drain_per_s": np.nan, "queued_when_all_up": 0,
                              "enqueued_total": 0})
     own = lab.config.consumer_workers
     rows = []
     try:
-        for n in workers:
+        for n in drain_order(workers, own):
             drained = _fill_and_drain(lab, count, lambda k: queue_semantics.enqueue_noop(lab, k), retries,
                                       consumer_workers=n)
             rows.append({"workers": n, "tasks": drained.count, "drain_per_s": drained.rate,
@@ -113,7 +118,7 @@ def by_concurrency(lab: Lab, count: int, workers: tuple[int, ...] = (1, 2, 4), r
             count = next_count(count, drained)
     finally:
         ensure_consumers(lab, consumer_workers=own)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values("workers", ignore_index=True)
 
 
 def through_each_api(labs: dict[str, Lab], count: int, tuned: bool = True) -> pd.DataFrame:
