@@ -62,12 +62,12 @@ lab: setup system-deps
 
 # Three pytest-xdist workers: most of a test's time is spent waiting on the servers it started, and the verdicts must
 # hold on a busy machine anyway. Each test file is one unit of work, and the notebooks two (tests/conftest.py): at
-# most two notebooks run at once. TEST_WORKERS=0 runs them in one process.
+# most two notebooks run at once; the slow units go first. TEST_WORKERS=0 runs them in one process.
 TEST_WORKERS ?= 3
 test: setup system-deps
 	$(VENV)/bin/ruff check labsite helpers tests
 	LAB_QUICK=1 $(VENV)/bin/pytest --nbval-lax --nbval-kernel-name=$(KERNEL) -p no:cacheprovider \
-	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	  -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # Every numbered notebook in full mode, headless (papermill), into one run folder under data/runs/.
 run: setup system-deps

@@ -38,6 +38,21 @@ def pytest_xdist_make_scheduler(config, log):
     return NotebookLanes(config, log)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The slow files first, so that under the Makefile's --no-loadscope-reorder the quick ones fill in at the end
+    instead of one worker finishing a slow file alone: the notebooks, then the files that start real servers
+    (marked stack), then the rest. Each file keeps its own order (module-scoped labs)."""
+    def weight(item) -> int:
+        if item.path.suffix == ".ipynb":
+            return 0
+        return 1 if item.get_closest_marker("stack") else 2
+
+    by_file: dict = {}
+    for item in items:
+        by_file[item.path] = min(by_file.get(item.path, 2), weight(item))
+    items.sort(key=lambda item: by_file[item.path])
+
+
 @pytest.fixture
 def huey_queue():
     """The real SqliteHuey of the settings, emptied before and after each test."""
