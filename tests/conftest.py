@@ -25,14 +25,14 @@ def pytest_xdist_make_scheduler(config, log):
     then runs test files beside at most two notebooks."""
     if config.getvalue("dist") != "loadfile":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from xdist.scheduler import LoadFileScheduling
 
-    class NotebookLanes(LoadScopeScheduling):
+    class NotebookLanes(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            name = path.rsplit("/", 1)[-1]
+            path = super()._split_scope(nodeid)  # the file, as loadfile has it
             if not path.endswith(".ipynb"):
                 return path
+            name = path.rsplit("/", 1)[-1]
             return f"notebooks-{int(name[:2]) % NOTEBOOK_LANES if name[:2].isdigit() else 0}"
 
     return NotebookLanes(config, log)
