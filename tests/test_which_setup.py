@@ -137,6 +137,17 @@ def test_the_guide_chooses_from_the_figures():
     assert "3.0 ms" in text and "0.4 s" in text  # the numbers it chose by
 
 
+def test_the_guide_names_a_pair_within_the_run_to_run_spread_as_just_as_quick():
+    """pg_push's 4.0 ms is within 1.5x of the chosen 3.0 ms, so one run cannot tell them apart: both are named."""
+    choice = {c.need: c for c in ws.guide(made_up())}["Lose nothing when a worker dies, pick up fastest"]
+    assert choice.backend == "fast_redis_production" and choice.ties == ("pg_push",)
+    assert "*Push, PostgreSQL* 4.0 ms" in choice.because
+    figures = made_up()
+    figures["pg_push_pickup_p50_ms"] = 3.0 * ws.PICKUP_TIE + 0.1
+    choice = {c.need: c for c in ws.guide(figures)}["Lose nothing when a worker dies, pick up fastest"]
+    assert choice.ties == () and "as quick" not in choice.because
+
+
 def test_every_production_twin_is_grouped_with_its_default():
     for group in ws.groups(pairs()):
         for b in group:

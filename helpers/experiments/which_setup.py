@@ -283,6 +283,12 @@ class Choice:
     need: str  # the reader's situation
     backend: str | None  # the pair chosen, None when none qualifies
     because: str  # the figures behind it, in words with their numbers
+    ties: tuple[str, ...] = ()  # pairs as quick as the chosen one within the spread between runs (PICKUP_TIE)
+
+
+# The pickup p50 of a pair under 100 ms moved by up to 1.44x between notebook 09's two full runs (e581090, f6bf941):
+# a pair within this factor of the quickest is as quick as one run can tell, and the guide names it too.
+PICKUP_TIE = 1.5
 
 
 def _name(f: dict, b: str) -> str:
@@ -305,6 +311,20 @@ def guide(figures: dict) -> list[Choice]:
         timed = [b for b in among if f[f"{b}_pickup_p50_ms"] is not None]
         return min(timed, key=lambda b: f[f"{b}_pickup_p50_ms"]) if timed else None
 
+    def as_quick(b: str, among: list[str]) -> tuple[str, ...]:
+        bound = f[f"{b}_pickup_p50_ms"] * PICKUP_TIE
+        return tuple(sorted((x for x in among if x != b and f[f"{x}_pickup_p50_ms"] is not None
+                             and f[f"{x}_pickup_p50_ms"] <= bound), key=lambda x: f[f"{x}_pickup_p50_ms"]))
+
+    def quickest(need: str, among: list[str], otherwise: str) -> Choice:
+        b = fastest(among)
+        if b is None:
+            return Choice(need, None, otherwise)
+        ties = as_quick(b, among)
+        tied = "; ".join(f"{_name(f, x)} {f[f'{x}_pickup_p50_ms']:.1f} ms" for x in ties)
+        return Choice(need, b, evidence(b) + (
+            f"; as quick within the {PICKUP_TIE:g}× a pickup moves between runs: {tied}" if ties else ""), ties)
+
     def evidence(b: str) -> str:
         s = f[f"{b}_recovery_s"]
         recovered = ("a killed worker's task never ran again" if s is None
@@ -313,13 +333,11 @@ def guide(figures: dict) -> list[Choice]:
                 f"{f[f'{b}_duplicated_on_kill']} of {f[f'{b}_requested_under_kills']} emails under "
                 f"{f[f'{b}_kills']} SIGKILLs; {recovered}")
 
-    b = fastest(kept)
-    choices = [Choice("Lose nothing when a worker dies, pick up fastest", b,
-                      evidence(b) if b else "no backend lost nothing: put the ledger (docs/recipe) in front")]
+    choices = [quickest("Lose nothing when a worker dies, pick up fastest", kept,
+                        "no backend lost nothing: put the ledger (docs/recipe) in front")]
     for broker, name in BROKERS.items():
         others = [x for x in backends if _servers(f, x) == {broker}]
-        b = fastest([x for x in kept if x in others])
-        choices.append(Choice(f"You run {name} and must lose nothing", b, evidence(b) if b else (
+        choices.append(quickest(f"You run {name} and must lose nothing", [x for x in kept if x in others], (
             "none of " + ", ".join(_name(f, x) for x in others) + " lost nothing under kills: put the ledger "
             "(docs/recipe) in front" if others else "not measured")))
     serverless = [x for x in backends if _servers(f, x) <= set(SERVERLESS)]
