@@ -629,14 +629,15 @@ def fault_plans(rate: float = 20.0, duration_s: float = 6.0, fault_at_s: float =
 
 
 @benchmark("faults")
-def faults_bench(run_dir, soak_s: float | None = None, kills: int = 5, rate: float = 20.0,
+def faults_bench(run_dir, soak_s: float | None = None, kills: int = 5, rate: float = 20.0, kill_rate: float = 6.0,
                  backends: str = ",".join(BACKENDS)) -> dict:
     """Every fault under load on every backend of `backends` (comma-separated), the four designs side by side
-    (`kills` consumer SIGKILLs per backend), then a soak of the ledger path on the first backend at 80% of its
-    measured capacity. `soak_s` defaults to LAB_SOAK_S or 180 s (0: no soak)."""
+    (`kills` consumer SIGKILLs per backend, under `kill_rate` requests/s: lower it for a shorter soak of many kills),
+    then a soak of the ledger path on the first backend at 80% of its measured capacity. `soak_s` defaults to
+    LAB_SOAK_S or 180 s (0: no soak)."""
     soak_s = float(os.environ.get("LAB_SOAK_S", 180) if soak_s is None else soak_s)
     chosen = [b for b in str(backends).split(",") if b]
-    table, timeline = run_backends(chosen, fault_plans(rate=rate, kills=kills), run_dir)
+    table, timeline = run_backends(chosen, fault_plans(rate=rate, kills=kills, kill_rate=kill_rate), run_dir)
     runs.save_table(run_dir, "faults", table)
     runs.save_table(run_dir, "fault-timeline", timeline)
     capacity = soaked = None
