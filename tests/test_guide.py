@@ -56,9 +56,10 @@ def test_the_transaction_line_names_the_backends_where_a_rollback_stopped_the_ta
 
 
 def test_pickup_names_the_quickest_backend(reference):
-    assert "→ **Celery, Redis, acks late**: picked up" in _line(reference, "The email must leave soon")
-    flipped = _set(reference, guide.QUEUES, rq_redis_pickup_request_to_smtp_p50_ms=1.0)
-    assert "→ **RQ, Redis (django-tasks-rq)**: picked up 1 ms" in _line(flipped, "The email must leave soon")
+    celery = _set(reference, guide.QUEUES, celery_redis_acks_late_pickup_request_to_smtp_p50_ms=1.0)
+    assert "→ **Celery, Redis, acks late**: picked up 1 ms" in _line(celery, "The email must leave soon")
+    flipped = _set(celery, guide.QUEUES, rq_redis_pickup_request_to_smtp_p50_ms=0.5)
+    assert "→ **RQ, Redis (django-tasks-rq)**: picked up 0.5 ms" in _line(flipped, "The email must leave soon")
 
 
 def test_the_ledger_line_holds_only_while_the_ledger_lost_nothing(reference):
