@@ -6,7 +6,7 @@ import copy
 import pytest
 
 from helpers.experiments import which_setup as ws
-from helpers.stack.queues import backend_class, pairs
+from helpers.stack.queues import AT_LEAST_ONCE_AFTER_THE_POP, backend_class, pairs
 
 TRIALS = 3
 
@@ -113,6 +113,19 @@ def test_a_negative_enqueue_cost_fails():
     figures = made_up()
     figures["db_sqlite_enqueue_inprocess_us"] = -3.0
     assert held(figures)["enqueue_precise"] is False
+
+
+def test_a_loss_fails_a_declared_at_least_once_but_not_a_pop_that_loses_before_it_is_recorded():
+    """Celery on Redis takes a task off the list, then records it as unacknowledged: a kill between the two loses it,
+    so its pairs declare the pop window, and a loss fails only a pair that declares at-least-once outright."""
+    figures = made_up()
+    figures["fast_redis_production_lost_on_kill"] = 1
+    assert held(figures)["kills_kept_delivery"] is False
+    figures["fast_redis_production_delivery"] = AT_LEAST_ONCE_AFTER_THE_POP
+    assert held(figures)["kills_kept_delivery"] is True
+    for b in pairs():
+        on_redis_celery = b in ("celery_redis_acks_late", "django_tasks_celery_production")
+        assert (backend_class(b).delivery == AT_LEAST_ONCE_AFTER_THE_POP) == on_redis_celery, b
 
 
 def test_production_no_worse_is_left_to_full_mode():

@@ -64,13 +64,20 @@ def _import_all() -> None:
         importlib.import_module(f"{__name__}.{module.name}")
 
 
+AT_MOST_ONCE, AT_LEAST_ONCE = "at-most-once", "at-least-once"
+AT_LEAST_ONCE_AFTER_THE_POP = "at-least-once after the pop"
+
+
 class QueueBackend:
     """What the lab needs to know of one queue: the servers it runs, the environment the site and its workers
     get, the worker's command line, how deep the queue is, how a worker dies, and what delivery it promises."""
 
     name: ClassVar[str]  # the LAB_QUEUE_BACKEND value, and the prefix of its figures (<name>_drain_per_s)
     label: ClassVar[str]  # for tables and charts
-    delivery: ClassVar[str]  # the guarantee it claims when a worker dies mid-task: "at-most-once", "at-least-once"
+    # The guarantee its mechanism gives when a worker dies mid-task: AT_MOST_ONCE, AT_LEAST_ONCE, or
+    # AT_LEAST_ONCE_AFTER_THE_POP (a kill between taking the task off the queue and recording it as unacknowledged
+    # loses it; after that it comes back, maybe twice)
+    delivery: ClassVar[str]
     servers: ClassVar[tuple[str, ...]] = ()  # servers the lab starts for it, besides the site and the SMTP server
     blocking_pickup: ClassVar[bool] = False  # an idle worker waits in a blocking pop (no polling interval)
     worker_ready_line: ClassVar[str]  # what a worker process logs once it takes tasks

@@ -3,7 +3,7 @@ timeout of LAB_CELERY_VISIBILITY_TIMEOUT s): the same worker and queue as celery
 
 from __future__ import annotations
 
-from helpers.stack.queues import register
+from helpers.stack.queues import AT_LEAST_ONCE_AFTER_THE_POP, register
 from helpers.stack.queues.celery_redis import CeleryRedis
 
 
@@ -11,11 +11,14 @@ from helpers.stack.queues.celery_redis import CeleryRedis
 class CeleryRedisAcksLate(CeleryRedis):
     """A task is acknowledged once it has finished. A task whose pool process dies is rejected and requeued
     (reject_on_worker_lost); one whose whole worker dies stays unacknowledged, and the Redis transport hands it out
-    again once the visibility timeout has passed: at-least-once, so a task can run twice."""
+    again once the visibility timeout has passed, so a task can run twice. Not from the pop, though: kombu's Redis
+    transport takes the task off the list with BRPOP and records it as unacknowledged in a second round trip
+    (`_brpop_read`, then `QoS.append`), so a worker killed between the two loses it (kombu issue 305, celery issue
+    4354)."""
 
     name = "celery_redis_acks_late"
     label = "Celery, Redis, acks late"
-    delivery = "at-least-once"
+    delivery = AT_LEAST_ONCE_AFTER_THE_POP
     visibility_timeout_s = 10.0  # short enough to measure a redelivery (Celery's default: an hour)
     redelivery_after_s = visibility_timeout_s  # a dead worker's unacknowledged task comes back after it
     setting, production_of = "production", CeleryRedis.name

@@ -13,7 +13,7 @@ tasks that must not be lost, those of celery_rabbitmq_production, plus the Redis
 
 from __future__ import annotations
 
-from helpers.stack.queues import register
+from helpers.stack.queues import AT_LEAST_ONCE_AFTER_THE_POP, register
 from helpers.stack.queues.celery_rabbitmq_production import CeleryRabbitMQProduction
 from helpers.stack.queues.celery_redis_acks_late import CeleryRedisAcksLate
 from helpers.stack.queues.django_tasks_celery import DjangoTasksCelery
@@ -24,11 +24,12 @@ VISIBILITY_TIMEOUT_S = CeleryRedisAcksLate.visibility_timeout_s
 @register
 class DjangoTasksCeleryProduction(DjangoTasksCelery):
     """A task is acknowledged once it has finished; one whose pool process dies is requeued, one whose whole worker
-    dies comes back once the visibility timeout has passed: at-least-once, so a task can run twice."""
+    dies comes back once the visibility timeout has passed, so a task can run twice; one taken off the list by a
+    worker killed before it recorded the task as unacknowledged is lost (celery_redis_acks_late says why)."""
 
     name = "django_tasks_celery_production"
     label = "Celery via Django Tasks (django-tasks-celery), Redis, production settings"
-    delivery = "at-least-once"
+    delivery = AT_LEAST_ONCE_AFTER_THE_POP
     setting, production_of = "production", DjangoTasksCelery.name
     redelivery_after_s = VISIBILITY_TIMEOUT_S
     recommended_by = (*CeleryRabbitMQProduction.recommended_by, CeleryRedisAcksLate.recommended_by[-1])
