@@ -148,6 +148,10 @@ def test_the_guide_chooses_from_the_figures():
     assert redis.backend is None and "ledger" in redis.because
     text = ws.guide_markdown(made_up())
     assert "3.0 ms" in text and "0.4 s" in text  # the numbers it chose by
+    figures = made_up()
+    figures["fast_redis_production_delivery"] = AT_LEAST_ONCE_AFTER_THE_POP  # lost none here, can lose in its pop
+    assert {c.need: c for c in ws.guide(figures)}["Lose nothing when a worker dies, pick up fastest"].backend == \
+        "pg_push"
 
 
 def test_the_guide_names_a_pair_within_the_run_to_run_spread_as_just_as_quick():

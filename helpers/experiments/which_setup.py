@@ -34,7 +34,7 @@ from helpers.protocols.turns import side_by_side, stop_all
 from helpers.runs import rounded
 from helpers.runs.bench import benchmark
 from helpers.stack import Lab
-from helpers.stack.queues import backend_class, pairs
+from helpers.stack.queues import AT_LEAST_ONCE, backend_class, pairs
 
 # Quick mode (CI): one production twin on the lab's fastest broker to start (each column once; the comparison with
 # its default is a full-mode claim anyway).
@@ -305,7 +305,9 @@ BROKERS = {"redis": "Redis", "rabbitmq": "RabbitMQ", "postgres": "PostgreSQL"}
 def guide(figures: dict) -> list[Choice]:
     """The decision guide: for each common situation the pair the figures favour, and why (every number cited)."""
     f, backends = figures, figures["backends"]
-    kept = [b for b in backends if f[f"{b}_kills"] > 0 and f[f"{b}_lost_on_kill"] == 0]
+    # lost nothing here, and its mechanism loses nothing (a pop window or at-most-once would lose one in time)
+    kept = [b for b in backends if f[f"{b}_kills"] > 0 and f[f"{b}_lost_on_kill"] == 0
+            and f[f"{b}_delivery"] == AT_LEAST_ONCE]
 
     def fastest(among: list[str]) -> str | None:
         timed = [b for b in among if f[f"{b}_pickup_p50_ms"] is not None]

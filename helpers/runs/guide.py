@@ -142,6 +142,8 @@ def _rank(fig: dict, backends: list[str]) -> list[str]:
 
 
 def _redis(f, fig: dict, workers: list[str], n07: str, n05: str) -> str | None:
+    from helpers.stack.queues import AT_LEAST_ONCE_AFTER_THE_POP
+
     on_redis = [b for b in workers if "redis" in _servers(b)]
     if not on_redis:
         return None
@@ -150,7 +152,9 @@ def _redis(f, fig: dict, workers: list[str], n07: str, n05: str) -> str | None:
     cost = f"{_label(best)} ({_backend(best).delivery}): {_kills(fig, best)}"
     compare = f"; the other Redis backends lost up to {number(worst)}" if others else ""
     if fig[f"{best}_lost_on_kill"] == 0:
-        line = f"→ **{cost}**{compare} ({n07})."
+        pop = ("; its pop can still lose a task to a kill that lands before it is recorded "
+               "([backends](docs/backends.md))" if _backend(best).delivery == AT_LEAST_ONCE_AFTER_THE_POP else "")
+        line = f"→ **{cost}**{pop}{compare} ({n07})."
     else:
         line = f"→ no Redis backend kept every email; fewest lost: {cost}{compare} ({n07})."
     ledger = _ledger(f, [b for b in f.measured.notebooks.get(DESIGNS, {}).get("figures", {}).get("backends", [])
