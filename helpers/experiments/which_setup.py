@@ -216,7 +216,7 @@ CLAIMS = {
                            "beyond two standard errors (full mode)",
     "recovery_as_declared": "a killed worker's task ran again within the bound where the backend declares a "
                             "redelivery that fits in the wait, and never where it declares none",
-    "enqueue_precise": "every enqueue cost is positive and its 95 % interval narrower than itself",
+    "enqueue_precise": "every enqueue cost is positive and its 95 % interval narrower than itself (full mode)",
     "rollback": "rolled back: the task never ran where it is a row of the site's transaction or the library holds "
                 "the enqueue until the commit, and ran on every other backend",
     "on_commit": "with transaction.on_commit, no task ran before its commit, and every committed task ran",
