@@ -291,6 +291,13 @@ class Choice:
 PICKUP_TIE = 1.5
 
 
+def as_quick(pickup, first: str, among: list[str]) -> tuple[str, ...]:
+    """The others of `among` whose pickup (a function of the backend, None when unmeasured) is within PICKUP_TIE of
+    `first`'s, quickest first."""
+    return tuple(sorted((x for x in among if x != first and pickup(x) is not None
+                         and pickup(x) <= PICKUP_TIE * pickup(first)), key=pickup))
+
+
 def _name(f: dict, b: str) -> str:
     return f"*{f[f'{b}_label']}*"
 
@@ -313,16 +320,11 @@ def guide(figures: dict) -> list[Choice]:
         timed = [b for b in among if f[f"{b}_pickup_p50_ms"] is not None]
         return min(timed, key=lambda b: f[f"{b}_pickup_p50_ms"]) if timed else None
 
-    def as_quick(b: str, among: list[str]) -> tuple[str, ...]:
-        bound = f[f"{b}_pickup_p50_ms"] * PICKUP_TIE
-        return tuple(sorted((x for x in among if x != b and f[f"{x}_pickup_p50_ms"] is not None
-                             and f[f"{x}_pickup_p50_ms"] <= bound), key=lambda x: f[f"{x}_pickup_p50_ms"]))
-
     def quickest(need: str, among: list[str], otherwise: str) -> Choice:
         b = fastest(among)
         if b is None:
             return Choice(need, None, otherwise)
-        ties = as_quick(b, among)
+        ties = as_quick(lambda x: f[f"{x}_pickup_p50_ms"], b, among)
         tied = "; ".join(f"{_name(f, x)} {f[f'{x}_pickup_p50_ms']:.1f} ms" for x in ties)
         return Choice(need, b, evidence(b) + (
             f"; as quick within the {PICKUP_TIE:g}× a pickup moves between runs: {tied}" if ties else ""), ties)

@@ -227,13 +227,13 @@ def _async(f, n08: str) -> str | None:
 
 
 def _fastest(fig: dict, workers: list[str], n07: str) -> str:
-    from helpers.experiments.which_setup import PICKUP_TIE
+    from helpers.experiments.which_setup import PICKUP_TIE, as_quick
 
     def pickup(b: str) -> float:
         return fig[f"{b}_pickup_request_to_smtp_p50_ms"]
 
     first, slowest = min(workers, key=pickup), max(workers, key=pickup)
-    ties = sorted((b for b in workers if b != first and pickup(b) <= PICKUP_TIE * pickup(first)), key=pickup)
+    ties = as_quick(pickup, first, workers)
     tied = "; as quick within the {:g}× a pickup moves between runs: {}".format(
         PICKUP_TIE, ", ".join(f"*{_label(b)}* {number(pickup(b))} ms" for b in ties)) if ties else ""
     return (f"**The email must leave soon after an idle spell** → **{_label(first)}**: picked up "

@@ -64,7 +64,7 @@ def _import_all() -> None:
         importlib.import_module(f"{__name__}.{module.name}")
 
 
-AT_MOST_ONCE, AT_LEAST_ONCE = "at-most-once", "at-least-once"
+AT_LEAST_ONCE = "at-least-once"
 AT_LEAST_ONCE_AFTER_THE_POP = "at-least-once after the pop"
 
 
@@ -74,7 +74,7 @@ class QueueBackend:
 
     name: ClassVar[str]  # the LAB_QUEUE_BACKEND value, and the prefix of its figures (<name>_drain_per_s)
     label: ClassVar[str]  # for tables and charts
-    # The guarantee its mechanism gives when a worker dies mid-task: AT_MOST_ONCE, AT_LEAST_ONCE, or
+    # The guarantee its mechanism gives when a worker dies mid-task: "at-most-once", AT_LEAST_ONCE, or
     # AT_LEAST_ONCE_AFTER_THE_POP (a kill between taking the task off the queue and recording it as unacknowledged
     # loses it; after that it comes back, maybe twice)
     delivery: ClassVar[str]
